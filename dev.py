@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""One entry point that sets a fresh machine up and runs voxframe's commands.
+
+    python3 dev.py example [ARGS]   run bots/example.py (ARGS are passed on)
+    python3 dev.py test [ARGS]      run the whole test suite (ARGS go to pytest)
+    python3 dev.py bench NAME [ARGS]  run benchmarks/NAME.py
+    python3 dev.py lint             ruff check
+    python3 dev.py fakes            start the fake Deepgram/OpenAI/Cartesia servers
+
+Every command first makes sure `.venv` exists and holds the project with all its extras,
+reinstalling only when `pyproject.toml` changed. `test` also installs the Debian packages the
+tests drive (chromium, coturn). Only python3 is needed to start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+STAMP = VENV / ".voxframe-installed"
+DEBIAN_TEST_PACKAGES = {"chromium": "chromium", "turnserver": "coturn"}
+
+
+def run(cmd: list[str], **kwargs: object) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT, **kwargs)  # type: ignore[call-overload]
+
+
+def apt_install(packages: list[str]) -> None:
+    if os.geteuid() != 0:
+        sys.exit(f"please install these Debian packages (needs root): {' '.join(packages)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(["apt-get", "update", "-q"], env=env)
+    run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages], env=env)
+
+
+def ensure_venv() -> None:
+    if not PY.exists():
+        try:
+            run([sys.executable, "-m", "venv", str(VENV)])
+        except subprocess.CalledProcessError:
+            # Debian's python3 ships venv without ensurepip until python3-venv is installed.
+            shutil.rmtree(VENV, ignore_errors=True)
+            apt_install(["python3-venv"])
+            run([sys.executable, "-m", "venv", str(VENV)])
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted:
+        return
+    run([str(PY), "-m", "pip", "install", "-q", "--upgrade", "pip"])
+    run([str(PY), "-m", "pip", "install", "-q", "-e", ".[dev]"])
+    STAMP.write_text(wanted)
+
+
+def ensure_test_tools() -> None:
+    missing = [pkg for binary, pkg in DEBIAN_TEST_PACKAGES.items() if shutil.which(binary) is None]
+    if missing:
+        apt_install(missing)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"example", "test", "bench", "lint", "fakes"}:
+        print(__doc__)
+        return 2
+    command, args = argv[0], argv[1:]
+    ensure_venv()
+    os.chdir(ROOT)
+    if command == "example":
+        return subprocess.call([str(PY), "bots/example.py", *args])
+    if command == "test":
+        ensure_test_tools()
+        return subprocess.call([str(PY), "-m", "pytest", *args])
+    if command == "bench":
+        if not args:
+            sys.exit("usage: python3 dev.py bench NAME [ARGS]")
+        return subprocess.call([str(PY), f"benchmarks/{args[0]}.py", *args[1:]])
+    if command == "fakes":
+        return subprocess.call([str(PY), "-m", "voxframe.fakes", *args])
+    return subprocess.call([str(PY), "-m", "ruff", "check", "."])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

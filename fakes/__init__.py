@@ -1,0 +1,1 @@
+"""Local fake servers speaking the Deepgram, OpenAI and Cartesia wire protocols."""

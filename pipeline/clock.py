@@ -1,0 +1,104 @@
+"""The one clock every timestamp in voxframe is read from.
+
+All latency math uses `time.monotonic_ns()`: it is system-wide on Linux, so a client process
+and the bot process on one host share it. Tests swap in a `VirtualClock` to assert exact
+latencies without sleeping.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import heapq
+import itertools
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+import anyio
+
+NS_PER_S = 1_000_000_000
+
+
+class Clock(Protocol):
+    def now_ns(self) -> int: ...
+
+    async def sleep_until(self, deadline_ns: int) -> None: ...
+
+
+class MonotonicClock:
+    """The real clock: `time.monotonic_ns`, sleeping on the event loop."""
+
+    now_ns = staticmethod(time.monotonic_ns)
+
+    async def sleep_until(self, deadline_ns: int) -> None:
+        delay = deadline_ns - time.monotonic_ns()
+        await anyio.sleep(max(0, delay) / NS_PER_S)
+
+
+class VirtualClock:
+    """A clock that only moves when a test calls `advance`.
+
+    Sleepers wake in deadline order as time passes them, so a test can step a pipeline through
+    exact instants and assert latencies to the nanosecond.
+    """
+
+    def __init__(self, start_ns: int = 0) -> None:
+        self._now = start_ns
+        self._sleepers: list[tuple[int, int, anyio.Event]] = []
+        self._seq = itertools.count()
+
+    def now_ns(self) -> int:
+        return self._now
+
+    async def sleep_until(self, deadline_ns: int) -> None:
+        if deadline_ns <= self._now:
+            await anyio.lowlevel.checkpoint()
+            return
+        event = anyio.Event()
+        heapq.heappush(self._sleepers, (deadline_ns, next(self._seq), event))
+        await event.wait()
+
+    async def advance(self, delta_ns: int) -> None:
+        """Move time forward, waking each sleeper at its own deadline, in order."""
+        target = self._now + delta_ns
+        while self._sleepers and self._sleepers[0][0] <= target:
+            deadline, _, event = heapq.heappop(self._sleepers)
+            self._now = max(self._now, deadline)
+            event.set()
+            await wait_all_tasks_blocked()
+        self._now = target
+        await wait_all_tasks_blocked()
+
+    @property
+    def sleepers(self) -> int:
+        return len(self._sleepers)
+
+
+async def wait_all_tasks_blocked(rounds: int = 50) -> None:
+    """Let every runnable task run until it blocks (bounded number of scheduler passes)."""
+    for _ in range(rounds):
+        await anyio.lowlevel.checkpoint()
+
+
+_MONOTONIC = MonotonicClock()
+_current: contextvars.ContextVar[Clock] = contextvars.ContextVar("voxframe_clock", default=_MONOTONIC)
+
+
+def current_clock() -> Clock:
+    return _current.get()
+
+
+def now_ns() -> int:
+    """Now, on the clock of the running pipeline (monotonic unless a test injected one)."""
+    return _current.get().now_ns()
+
+
+@contextmanager
+def use_clock(clock: Clock) -> Iterator[Clock]:
+    """Make `clock` the current clock for this task and every task it starts."""
+    token = _current.set(clock)
+    try:
+        yield clock
+    finally:
+        _current.reset(token)

@@ -1,0 +1,325 @@
+"""Typed frames: everything that flows through a pipeline.
+
+Three kinds, scheduled differently:
+
+* system frames are urgent: they overtake queued frames and an interruption never drops them;
+* data frames carry content, in order;
+* control frames are ordered with data (end of stream, response boundaries, context).
+
+Each frame says whether it is *interruptible*: pending bot output that an interruption flushes.
+User audio and system frames never are. Bot output carries the `turn` (bot reply number) it
+belongs to; 0 means "not tied to a reply" (a greeting queued by the app).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from .clock import now_ns
+
+if TYPE_CHECKING:
+    from .context import LLMContext
+
+_frame_ids = itertools.count(1)
+
+
+@dataclass(slots=True, kw_only=True, weakref_slot=True)
+class Frame:
+    """Base of every frame: an id, its creation time on the one clock, and its turn."""
+
+    is_system: ClassVar[bool] = False
+    is_control: ClassVar[bool] = False
+    interruptible: ClassVar[bool] = False
+
+    id: int = field(default_factory=_frame_ids.__next__)
+    created_ns: int = field(default_factory=now_ns)
+    turn: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{type(self).__name__}#{self.id}"
+
+
+frame = dataclass(slots=True, kw_only=True)
+
+
+@frame
+class SystemFrame(Frame):
+    is_system: ClassVar[bool] = True
+
+
+@frame
+class DataFrame(Frame):
+    pass
+
+
+@frame
+class ControlFrame(Frame):
+    is_control: ClassVar[bool] = True
+
+
+# --- lifecycle -----------------------------------------------------------------------------
+
+
+@frame
+class StartFrame(SystemFrame):
+    """First frame of a run; carries the pipeline-wide audio settings."""
+
+    audio_in_sample_rate: int = 16_000
+    audio_out_sample_rate: int = 24_000
+    allow_interruptions: bool = True
+
+
+@frame
+class EndFrame(ControlFrame):
+    """Graceful end: everything queued before it is processed, then the pipeline stops."""
+
+
+@frame
+class CancelFrame(SystemFrame):
+    """Immediate stop: nothing queued is processed."""
+
+
+@frame
+class ErrorFrame(SystemFrame):
+    """Travels upstream to the task. A fatal one ends the task with this error reported."""
+
+    error: str
+    fatal: bool = False
+    processor: str | None = None
+    exception: BaseException | None = None
+
+
+@frame
+class MetricsFrame(SystemFrame):
+    """A measurement from a processor (`metric` e.g. "ttfb", `value` in seconds)."""
+
+    processor: str
+    metric: str
+    value: float
+
+
+# --- speaking state and interruption --------------------------------------------------------
+
+
+@frame
+class UserStartedSpeakingFrame(SystemFrame):
+    pass
+
+
+@frame
+class UserStoppedSpeakingFrame(SystemFrame):
+    """The VAD decided the user stopped; `speech_end_ns` is when the speech itself ended."""
+
+    speech_end_ns: int | None = None
+
+
+@frame
+class BotStartedSpeakingFrame(SystemFrame):
+    pass
+
+
+@frame
+class BotStoppedSpeakingFrame(SystemFrame):
+    """The bot's audio stopped; `played_s` is how much of the reply reached the wire."""
+
+    played_s: float = 0.0
+    interrupted: bool = False
+
+
+@frame
+class InterruptionFrame(SystemFrame):
+    """Bot output of every turn up to `stale_upto` is void: drop it and cancel work on it."""
+
+    stale_upto: int = 0
+    reason: str = ""
+
+
+# --- audio -----------------------------------------------------------------------------------
+
+
+@frame
+class AudioFrame(DataFrame):
+    """PCM s16le audio. `pts` is the position of the first sample, in samples at `sample_rate`."""
+
+    audio: bytes
+    sample_rate: int
+    num_channels: int = 1
+    pts: int | None = None
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.audio) // (2 * self.num_channels)
+
+    @property
+    def duration_s(self) -> float:
+        return self.num_samples / self.sample_rate
+
+
+@frame
+class InputAudioFrame(AudioFrame):
+    """The user's audio from a transport. Never dropped by an interruption."""
+
+
+@frame
+class OutputAudioFrame(AudioFrame):
+    """Bot audio on its way to a transport."""
+
+    interruptible: ClassVar[bool] = True
+
+
+@frame
+class TTSAudioFrame(OutputAudioFrame):
+    """Audio synthesised by a TTS processor."""
+
+
+# --- text ------------------------------------------------------------------------------------
+
+
+@frame
+class InterimTranscriptionFrame(DataFrame):
+    text: str
+    user_id: str = ""
+    language: str | None = None
+
+
+@frame
+class TranscriptionFrame(DataFrame):
+    """A final transcript segment of the user's speech."""
+
+    text: str
+    user_id: str = ""
+    language: str | None = None
+
+
+@frame
+class TextFrame(DataFrame):
+    """Bot text to be spoken."""
+
+    interruptible: ClassVar[bool] = True
+
+    text: str
+
+
+@frame
+class LLMTextFrame(TextFrame):
+    """A streamed token (or chunk) of an LLM reply."""
+
+
+@frame
+class TTSSpeakFrame(TextFrame):
+    """Speak this text as one utterance, outside of any LLM reply (greetings, apologies)."""
+
+
+@dataclass(slots=True)
+class WordTiming:
+    word: str
+    start_s: float
+    end_s: float
+
+
+@frame
+class TTSWordsFrame(DataFrame):
+    """Word timings of synthesised audio, in seconds from the start of the turn's audio."""
+
+    interruptible: ClassVar[bool] = True
+
+    words: list[WordTiming]
+
+
+# --- response boundaries and context --------------------------------------------------------
+
+
+@frame
+class LLMContextFrame(ControlFrame):
+    """Run the LLM on this context; the reply will be turn `turn`."""
+
+    interruptible: ClassVar[bool] = True
+
+    context: LLMContext
+
+
+@frame
+class LLMResponseStartFrame(ControlFrame):
+    interruptible: ClassVar[bool] = True
+
+
+@frame
+class LLMResponseEndFrame(ControlFrame):
+    interruptible: ClassVar[bool] = True
+
+
+@frame
+class TTSStartedFrame(ControlFrame):
+    interruptible: ClassVar[bool] = True
+
+
+@frame
+class TTSStoppedFrame(ControlFrame):
+    interruptible: ClassVar[bool] = True
+
+
+@frame
+class FunctionCallFrame(ControlFrame):
+    """A tool call the LLM asked for; it must never run once its turn is stale."""
+
+    interruptible: ClassVar[bool] = True
+
+    call_id: str
+    function_name: str
+    arguments: dict[str, Any]
+
+
+@frame
+class FunctionCallResultFrame(ControlFrame):
+    interruptible: ClassVar[bool] = True
+
+    call_id: str
+    function_name: str
+    result: Any
+
+
+@frame
+class TransportMessageFrame(SystemFrame):
+    """An event for the client (transcripts, bot text, latencies) over the data channel."""
+
+    message: dict[str, Any]
+
+
+__all__ = [
+    "AudioFrame",
+    "BotStartedSpeakingFrame",
+    "BotStoppedSpeakingFrame",
+    "CancelFrame",
+    "ControlFrame",
+    "DataFrame",
+    "EndFrame",
+    "ErrorFrame",
+    "Frame",
+    "FunctionCallFrame",
+    "FunctionCallResultFrame",
+    "InputAudioFrame",
+    "InterimTranscriptionFrame",
+    "InterruptionFrame",
+    "LLMContextFrame",
+    "LLMResponseEndFrame",
+    "LLMResponseStartFrame",
+    "LLMTextFrame",
+    "MetricsFrame",
+    "OutputAudioFrame",
+    "StartFrame",
+    "SystemFrame",
+    "TTSAudioFrame",
+    "TTSSpeakFrame",
+    "TTSStartedFrame",
+    "TTSStoppedFrame",
+    "TTSWordsFrame",
+    "TextFrame",
+    "TranscriptionFrame",
+    "TransportMessageFrame",
+    "UserStartedSpeakingFrame",
+    "UserStoppedSpeakingFrame",
+    "WordTiming",
+]

@@ -1,0 +1,20 @@
+"""Maps the user's top-level layout onto the `voxframe` package.
+
+pipeline/, processors/, transports/ and fakes/ sit at the top of the repository (the layout the
+user asked for) and install as `voxframe.pipeline`, `voxframe.processors`, ... Every folder
+with an `__init__.py` below them is a subpackage, found here so none is forgotten.
+"""
+
+from pathlib import Path
+
+from setuptools import setup
+
+ROOTS = ("pipeline", "processors", "transports", "fakes")
+HERE = Path(__file__).parent
+
+packages = sorted(
+    "voxframe." + ".".join(init.parent.relative_to(HERE).parts)
+    for root in ROOTS
+    for init in (HERE / root).rglob("__init__.py")
+)
+setup(packages=packages, package_dir={f"voxframe.{root}": root for root in ROOTS})

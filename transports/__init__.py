@@ -1,0 +1,1 @@
+"""The edges of a pipeline: WebRTC and in-memory transports."""
