@@ -47,6 +47,7 @@ class VirtualClock:
         self._now = start_ns
         self._sleepers: list[tuple[int, int, anyio.Event]] = []
         self._seq = itertools.count()
+        self._sleeper_added: anyio.Event | None = None
 
     def now_ns(self) -> int:
         return self._now
@@ -57,7 +58,15 @@ class VirtualClock:
             return
         event = anyio.Event()
         heapq.heappush(self._sleepers, (deadline_ns, next(self._seq), event))
+        if self._sleeper_added is not None:
+            self._sleeper_added.set()
         await event.wait()
+
+    async def wait_sleepers(self, count: int = 1) -> None:
+        """Wait until at least `count` tasks sleep on this clock (so `advance` will wake them)."""
+        while len(self._sleepers) < count:
+            self._sleeper_added = anyio.Event()
+            await self._sleeper_added.wait()
 
     async def advance(self, delta_ns: int) -> None:
         """Move time forward, waking each sleeper at its own deadline, in order."""

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 _frame_ids = itertools.count(1)
 
 
-@dataclass(slots=True, kw_only=True, weakref_slot=True)
+@dataclass(slots=True, kw_only=True, weakref_slot=True, eq=False)
 class Frame:
     """Base of every frame: an id, its creation time on the one clock, and its turn."""
 
@@ -42,7 +42,7 @@ class Frame:
         return f"{type(self).__name__}#{self.id}"
 
 
-frame = dataclass(slots=True, kw_only=True)
+frame = dataclass(slots=True, kw_only=True, eq=False)
 
 
 @frame

@@ -80,6 +80,7 @@ class PipelineTask:
         self.clock = clock or MonotonicClock()
         self.turns = Turns()
         self.tracer = tracer or Tracer()
+        self.tracer.clock = self.clock
         self.error: ErrorFrame | None = None
         self.error_count = 0
         self._source = _TaskEdge(self, "source")
@@ -89,6 +90,7 @@ class PipelineTask:
         self._running = False
         self._finished = False
         self._done: anyio.Event | None = None
+        self._started: anyio.Event | None = None
         self._last_activity_ns = 0
 
     # --- control from outside ----------------------------------------------------------------
@@ -132,6 +134,14 @@ class PipelineTask:
     @property
     def finished(self) -> bool:
         return self._finished
+
+    async def wait_started(self) -> bool:
+        """Wait until the start frame went through; False if the task ended without starting."""
+        if not (self._running or self._finished):
+            if self._started is None:
+                self._started = anyio.Event()
+            await self._started.wait()
+        return self._running
 
     # --- running -----------------------------------------------------------------------------
 
@@ -201,6 +211,8 @@ class PipelineTask:
             await edge.push(frame, direction)
         # Set only once nothing is pending, with no await in between, so order is kept.
         self._running = True
+        if self._started is not None:
+            self._started.set()
 
     async def _watch_idle(self) -> None:
         assert self.params.idle_timeout_s is not None
@@ -235,8 +247,9 @@ class PipelineTask:
 
     def _finish(self) -> None:
         self._finished = True
-        if self._done is not None:
-            self._done.set()
+        for event in (self._done, self._started):
+            if event is not None:
+                event.set()
 
 
 class _TaskEdge(FrameProcessor):

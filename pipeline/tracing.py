@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from .clock import now_ns
+from .clock import Clock, current_clock
 
 
 class Tracer:
-    def __init__(self, max_turns: int = 1000) -> None:
+    def __init__(self, max_turns: int = 1000, clock: Clock | None = None) -> None:
+        #: The task sets its own clock here; points are read from it, whoever's task records them.
+        self.clock = clock or current_clock()
         self._turns: OrderedDict[int, dict[str, int]] = OrderedDict()
         self._max_turns = max_turns
 
@@ -25,7 +27,7 @@ class Tracer:
             if len(self._turns) > self._max_turns:
                 self._turns.popitem(last=False)
         if point not in points:
-            points[point] = now_ns() if t_ns is None else t_ns
+            points[point] = self.clock.now_ns() if t_ns is None else t_ns
 
     def turn(self, turn: int) -> dict[str, int]:
         """The points of one turn, name -> monotonic ns, in the order they happened."""
