@@ -124,10 +124,13 @@ class FrameProcessor:
         """Start an interruption here: void every turn so far and tell both neighbours."""
         stale_upto = self._turns.interrupt()
         down = InterruptionFrame(stale_upto=stale_upto, reason=reason)
-        self._cancel_stale(stale_upto)
-        await self.handle_interruption(down, DOWN)
-        await self.push(down, DOWN)
-        await self.push(InterruptionFrame(stale_upto=stale_upto, reason=reason), UP)
+        # Shielded: the caller may itself be work of the turn this interruption cancels, and the
+        # interruption must still reach every processor.
+        with anyio.CancelScope(shield=True):
+            self._cancel_stale(stale_upto)
+            await self.handle_interruption(down, DOWN)
+            await self.push(down, DOWN)
+            await self.push(InterruptionFrame(stale_upto=stale_upto, reason=reason), UP)
         return stale_upto
 
     # --- turns and interruptible work --------------------------------------------------------

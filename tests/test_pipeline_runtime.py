@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from tests.pipeline_helpers import Gate, Recorder, Worker, audio, quiet_params, running
@@ -305,3 +306,29 @@ async def test_an_interruption_reaches_every_processor_once_per_direction() -> N
     async with running(task):
         await spies[2].interrupt()
     assert seen == {"s0": [UP], "s1": [UP], "s2": [DOWN], "s3": [DOWN], "s4": [DOWN]}
+
+
+async def test_work_that_interrupts_its_own_turn_still_delivers_the_interruption() -> None:
+    class SelfInterrupting(FrameProcessor):
+        """Decides, mid-reply, that the reply must stop (as an output transport might)."""
+
+        concurrent = True
+
+        async def process(self, frame: Frame, direction: Direction) -> None:
+            if isinstance(frame, LLMTextFrame):
+                await self.interrupt("changed my mind")
+                await anyio.lowlevel.checkpoint()  # the reply's own scope is cancelled from here on
+                raise AssertionError("work of a stale turn went on")
+            await self.push(frame, direction)
+
+    class SlowHop(FrameProcessor):
+        async def process(self, frame: Frame, direction: Direction) -> None:
+            await anyio.lowlevel.checkpoint()  # a real suspension on the interruption's way
+            await self.push(frame, direction)
+
+    head, tail = Recorder("head"), Recorder("tail")
+    task = PipelineTask(Pipeline([head, SlowHop(), SelfInterrupting(), SlowHop(), tail]), quiet_params())
+    async with running(task):
+        await task.queue_frame(LLMTextFrame(text="x", turn=task.turns.begin()))
+        await head.wait_for(lambda: bool(head.of(InterruptionFrame, UP)))
+        await tail.wait_for(lambda: bool(tail.of(InterruptionFrame)))
