@@ -1,0 +1,131 @@
+"""The user aggregator: a user turn's final transcripts become one user message and a reply.
+
+It sits after the STT. Transcripts are gathered while the user speaks; when the user has
+stopped (the VAD's `UserStoppedSpeakingFrame`) and no interim is still waiting for its final,
+the text goes into the shared context as one user message, a new turn begins
+(`turns.begin()`) and an `LLMContextFrame(turn=N)` starts the reply. A final that arrives after
+the user stopped (Deepgram's answer to Finalize, a Whisper transcript) completes the turn on
+arrival; a pipeline without a VAD commits each final as it comes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+
+from voxframe.pipeline import (
+    DOWN,
+    UP,
+    BotStoppedSpeakingFrame,
+    Direction,
+    Frame,
+    FrameProcessor,
+    InterimTranscriptionFrame,
+    LLMContext,
+    LLMContextFrame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from voxframe.pipeline.clock import NS_PER_S
+
+
+@dataclass(slots=True)
+class UserAggregatorOptions:
+    #: After the user stopped with an interim still open, wait this long for its final; then
+    #: answer with the interim text (and ignore that final when it comes late).
+    final_timeout_s: float = 1.0
+    #: When the user finishes a new turn while the previous reply is still unfinished (thinking,
+    #: not yet spoken), interrupt it: the model answers both messages at once.
+    interrupt_unfinished_reply: bool = True
+
+
+class UserContextAggregator(FrameProcessor):
+    def __init__(self, context: LLMContext, options: UserAggregatorOptions | None = None, *, name: str | None = None):
+        super().__init__(name=name)
+        self.context = context
+        self.options = options or UserAggregatorOptions()
+        self._finals: list[str] = []
+        self._interim = ""  # the open interim (not yet covered by a final)
+        self._speaking = False
+        self._ignore_next_final = False
+        self._timer: anyio.CancelScope | None = None
+        self._replied_upto = 0  # highest turn whose audio finished (BotStopped seen upstream)
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        if direction is UP:
+            if isinstance(frame, BotStoppedSpeakingFrame):
+                self._replied_upto = max(self._replied_upto, frame.turn)
+            await self.push(frame, direction)
+        elif isinstance(frame, InterimTranscriptionFrame):
+            self._interim = frame.text
+        elif isinstance(frame, TranscriptionFrame):
+            await self._on_final(frame.text)
+        elif isinstance(frame, UserStartedSpeakingFrame):
+            self._speaking = True
+            self._ignore_next_final = False
+            self._stop_timer()
+            await self.push(frame, direction)
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self._speaking = False
+            await self.push(frame, direction)
+            await self._on_user_stopped()
+        else:
+            await self.push(frame, direction)
+
+    async def _on_final(self, text: str) -> None:
+        self._interim = ""
+        if self._ignore_next_final and not self._speaking:
+            self._ignore_next_final = False  # its interim was answered already
+            return
+        if text.strip():
+            self._finals.append(text.strip())
+        if not self._speaking:
+            await self._commit()
+
+    async def _on_user_stopped(self) -> None:
+        if self._finals and not self._interim:
+            await self._commit()
+        elif self._interim:
+            self._start_timer()
+        # Nothing heard yet: a final that arrives later commits on arrival.
+
+    def _start_timer(self) -> None:
+        self._stop_timer()
+        self._timer = anyio.CancelScope()
+        deadline = self.clock.now_ns() + int(self.options.final_timeout_s * NS_PER_S)
+        self.task_group.start_soon(self._commit_at, self._timer, deadline)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _commit_at(self, scope: anyio.CancelScope, deadline_ns: int) -> None:
+        with scope:
+            await self.clock.sleep_until(deadline_ns)
+            self._timer = None
+            if self._interim:
+                self._finals.append(self._interim.strip())
+                self._interim = ""
+                self._ignore_next_final = True
+            await self._commit()
+
+    async def _commit(self) -> None:
+        """The user's turn is complete: one user message, a new turn, a reply."""
+        self._stop_timer()
+        text = " ".join(t for t in self._finals if t)
+        self._finals.clear()
+        if not text:
+            return
+        turns = self.turns
+        unfinished = turns.current > max(turns.stale_upto, self._replied_upto)
+        if unfinished and self.options.interrupt_unfinished_reply:
+            await self.interrupt("user spoke again before the reply finished")
+        self.context.add("user", text)
+        turn = turns.begin()
+        await self.push(LLMContextFrame(context=self.context, turn=turn), DOWN)
+
+
+__all__ = ["UserAggregatorOptions", "UserContextAggregator"]

@@ -1,0 +1,190 @@
+"""Context aggregation: one user message per user turn; only what the bot really said."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from tests.pipeline_helpers import Recorder, quiet_params, running
+from voxframe.pipeline import (
+    UP,
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    InterimTranscriptionFrame,
+    InterruptionFrame,
+    LLMContext,
+    LLMContextFrame,
+    LLMResponseEndFrame,
+    LLMTextFrame,
+    Pipeline,
+    PipelineTask,
+    TranscriptionFrame,
+    TTSWordsFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    VirtualClock,
+    WordTiming,
+)
+from voxframe.processors.aggregators import UserAggregatorOptions, context_aggregators
+
+pytestmark = pytest.mark.anyio
+
+
+def user_pipeline(context: LLMContext, clock: VirtualClock | None = None) -> tuple[PipelineTask, Recorder]:
+    user, _ = context_aggregators(context, UserAggregatorOptions(final_timeout_s=1.0))
+    tail = Recorder("llm")
+    return PipelineTask(Pipeline([user, tail]), quiet_params(), clock=clock), tail
+
+
+async def test_finals_of_one_user_turn_become_one_message_and_one_reply() -> None:
+    context = LLMContext()
+    task, llm = user_pipeline(context)
+    async with running(task):
+        await task.queue_frames(
+            [
+                UserStartedSpeakingFrame(),
+                InterimTranscriptionFrame(text="what is"),
+                TranscriptionFrame(text="What is the weather"),
+                InterimTranscriptionFrame(text="in"),
+                TranscriptionFrame(text="in Paris?"),
+                UserStoppedSpeakingFrame(),
+            ]
+        )
+        await llm.wait_for(lambda: bool(llm.of(LLMContextFrame)))
+    assert context.messages == [{"role": "user", "content": "What is the weather in Paris?"}]
+    (frame,) = llm.of(LLMContextFrame)
+    assert frame.turn == 1 and frame.context is context
+    assert task.turns.current == 1
+
+
+async def test_an_open_interim_waits_for_its_final() -> None:
+    context = LLMContext()
+    task, llm = user_pipeline(context)
+    async with running(task):
+        await task.queue_frames(
+            [UserStartedSpeakingFrame(), InterimTranscriptionFrame(text="tell me"), UserStoppedSpeakingFrame()]
+        )
+        assert not llm.of(LLMContextFrame)
+        await task.queue_frame(TranscriptionFrame(text="Tell me a joke."))  # Deepgram's Finalize answer
+        await llm.wait_for(lambda: bool(llm.of(LLMContextFrame)))
+    assert context.messages == [{"role": "user", "content": "Tell me a joke."}]
+
+
+async def test_a_final_after_the_user_stopped_completes_the_turn() -> None:
+    context = LLMContext()
+    task, llm = user_pipeline(context)
+    async with running(task):
+        await task.queue_frames([UserStartedSpeakingFrame(), UserStoppedSpeakingFrame()])
+        await task.queue_frame(TranscriptionFrame(text="Hello."))  # a segment STT (Whisper)
+        await llm.wait_for(lambda: bool(llm.of(LLMContextFrame)))
+    assert context.messages == [{"role": "user", "content": "Hello."}]
+
+
+async def test_a_missing_final_times_out_to_the_interim_and_the_late_final_is_ignored() -> None:
+    clock = VirtualClock()
+    context = LLMContext()
+    task, llm = user_pipeline(context, clock)
+    async with running(task):
+        await task.queue_frames(
+            [UserStartedSpeakingFrame(), InterimTranscriptionFrame(text="book a table"), UserStoppedSpeakingFrame()]
+        )
+        with anyio.fail_after(5):
+            await clock.wait_sleepers(1)
+        await clock.advance(999_000_000)
+        assert not llm.of(LLMContextFrame)
+        await clock.advance(1_000_000)
+        await llm.wait_for(lambda: bool(llm.of(LLMContextFrame)))
+        await task.queue_frame(TranscriptionFrame(text="Book a table."))
+        await task.queue_frames(
+            [UserStartedSpeakingFrame(), TranscriptionFrame(text="For two."), UserStoppedSpeakingFrame()]
+        )
+        await llm.wait_for(lambda: len(llm.of(LLMContextFrame)) == 2)
+    assert [m["content"] for m in context.messages] == ["book a table", "For two."]
+
+
+async def test_a_new_user_turn_interrupts_a_reply_that_has_not_been_spoken() -> None:
+    context = LLMContext()
+    task, llm = user_pipeline(context)
+    async with running(task):
+        await task.queue_frames(
+            [UserStartedSpeakingFrame(), TranscriptionFrame(text="Hi."), UserStoppedSpeakingFrame()]
+        )
+        await task.queue_frames(
+            [UserStartedSpeakingFrame(), TranscriptionFrame(text="Are you there?"), UserStoppedSpeakingFrame()]
+        )
+        await llm.wait_for(lambda: len(llm.of(LLMContextFrame)) == 2)
+        # Turn 2 was played to its end: a third user turn does not interrupt anything.
+        await task.queue_frame(BotStoppedSpeakingFrame(turn=2, played_s=1.0), UP)
+        await task.queue_frames(
+            [UserStartedSpeakingFrame(), TranscriptionFrame(text="Thanks."), UserStoppedSpeakingFrame()]
+        )
+        await llm.wait_for(lambda: len(llm.of(LLMContextFrame)) == 3)
+    assert [f.stale_upto for f in llm.of(InterruptionFrame)] == [1]
+    assert [f.turn for f in llm.of(LLMContextFrame)] == [1, 2, 3]
+    assert [m["content"] for m in context.messages] == ["Hi.", "Are you there?", "Thanks."]
+
+
+def words(*spec: tuple[str, float]) -> list[WordTiming]:
+    return [WordTiming(w, start, start + 0.3) for w, start in spec]
+
+
+async def run_assistant(frames: list, context: LLMContext) -> None:
+    _, assistant = context_aggregators(context)
+    tail = Recorder("tail")
+    task = PipelineTask(Pipeline([assistant, tail]), quiet_params())
+    async with running(task):
+        await task.queue_frames(frames)
+        await tail.wait_for(lambda: len(tail.down) >= len(frames) + 1)
+
+
+async def test_a_reply_played_to_the_end_is_recorded_whole() -> None:
+    context = LLMContext(messages=[{"role": "user", "content": "hi"}])
+    await run_assistant(
+        [
+            TTSWordsFrame(words=words(("Hello", 0.0), ("there.", 0.4)), turn=1),
+            BotStartedSpeakingFrame(turn=1),
+            TTSWordsFrame(words=words(("How", 0.8), ("are", 1.1), ("you?", 1.3)), turn=1),
+            LLMResponseEndFrame(turn=1),
+            BotStoppedSpeakingFrame(turn=1, played_s=1.6),
+        ],
+        context,
+    )
+    assert context.messages[1:] == [{"role": "assistant", "content": "Hello there. How are you?"}]
+
+
+async def test_an_interrupted_reply_keeps_only_the_words_begun_before_the_cut() -> None:
+    context = LLMContext(messages=[{"role": "user", "content": "hi"}])
+    await run_assistant(
+        [
+            TTSWordsFrame(words=words(("Hello", 0.0), ("there.", 0.4), ("How", 0.8), ("are", 1.1)), turn=1),
+            BotStartedSpeakingFrame(turn=1),
+            BotStoppedSpeakingFrame(turn=1, played_s=0.9, interrupted=True),
+            InterruptionFrame(stale_upto=1),
+        ],
+        context,
+    )
+    assert context.messages[1:] == [{"role": "assistant", "content": "Hello there. How", "interrupted": True}]
+
+
+async def test_a_reply_interrupted_before_it_played_leaves_no_trace() -> None:
+    context = LLMContext(messages=[{"role": "user", "content": "hi"}])
+    await run_assistant([TTSWordsFrame(words=words(("Hello", 0.0)), turn=1), InterruptionFrame(stale_upto=1)], context)
+    assert context.messages == [{"role": "user", "content": "hi"}]
+
+
+async def test_a_text_bot_records_the_streamed_text() -> None:
+    context = LLMContext()
+    await run_assistant(
+        [
+            LLMTextFrame(text="Four", turn=1),
+            LLMTextFrame(text=".", turn=1),
+            LLMResponseEndFrame(turn=1),
+            LLMTextFrame(text="Half a rep", turn=2),
+            InterruptionFrame(stale_upto=2),
+        ],
+        context,
+    )
+    assert context.messages == [
+        {"role": "assistant", "content": "Four."},
+        {"role": "assistant", "content": "Half a rep", "interrupted": True},
+    ]

@@ -1,0 +1,189 @@
+"""The LLM base: streaming a reply, parallel tools and the second run, stale turns, failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.pipeline_helpers import Recorder, quiet_params, running
+from voxframe.pipeline import (
+    UP,
+    ErrorFrame,
+    FunctionCallFrame,
+    InterruptionFrame,
+    LLMContext,
+    LLMContextFrame,
+    LLMResponseEndFrame,
+    LLMResponseStartFrame,
+    LLMTextFrame,
+    Pipeline,
+    PipelineTask,
+    Tool,
+    TTSSpeakFrame,
+)
+from voxframe.processors.llm import LLMService, ToolCall
+
+pytestmark = pytest.mark.anyio
+
+Script = list[str | ToolCall | Exception]
+
+
+class ScriptedLLM(LLMService):
+    """A model double at the I/O boundary: each run plays the next script of items.
+
+    An Exception item is raised (a broken stream); `stall` blocks a run at its end until set.
+    """
+
+    def __init__(self, *runs: Script) -> None:
+        super().__init__()
+        self.runs = list(runs)
+        self.seen: list[list[dict[str, Any]]] = []
+        self.stall: anyio.Event | None = None
+        self.stalled = anyio.Event()
+        self.closed = 0
+
+    async def stream_completion(self, context: LLMContext, turn: int) -> AsyncIterator[str | ToolCall]:
+        self.seen.append([dict(m) for m in context.messages])
+        script = self.runs.pop(0)
+        try:
+            for item in script:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+            if self.stall is not None:
+                self.stalled.set()
+                await self.stall.wait()
+        finally:
+            self.closed += 1
+
+
+def weather_tools(started: list[str], both_running: anyio.Event) -> list[Tool]:
+    async def lookup(args: dict[str, Any]) -> dict[str, Any]:
+        started.append(args["city"])
+        if len(started) == 2:
+            both_running.set()
+        with anyio.fail_after(5):
+            await both_running.wait()  # returns only if the other call runs at the same time
+        return {"city": args["city"], "temp_c": 21 if args["city"] == "Paris" else 9}
+
+    return [Tool("weather", "Weather in a city", {"type": "object"}, lookup)]
+
+
+async def run_reply(llm: ScriptedLLM, context: LLMContext, turn: int = 1) -> tuple[Recorder, Recorder, PipelineTask]:
+    head, tail = Recorder("head"), Recorder("tail")
+    task = PipelineTask(Pipeline([head, llm, tail]), quiet_params())
+    async with running(task):
+        await task.queue_frame(LLMContextFrame(context=context, turn=turn))
+        await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
+    return head, tail, task
+
+
+async def test_a_reply_streams_as_text_frames_between_start_and_end() -> None:
+    llm = ScriptedLLM(["Hello", " there", "!"])
+    _, tail, task = await run_reply(llm, LLMContext(messages=[{"role": "user", "content": "hi"}]), turn=4)
+    frames = [f for f in tail.down if isinstance(f, (LLMResponseStartFrame, LLMTextFrame, LLMResponseEndFrame))]
+    assert [type(f) for f in frames] == [
+        LLMResponseStartFrame,
+        LLMTextFrame,
+        LLMTextFrame,
+        LLMTextFrame,
+        LLMResponseEndFrame,
+    ]
+    assert "".join(f.text for f in tail.of(LLMTextFrame)) == "Hello there!"
+    assert {f.turn for f in frames} == {4}
+    assert "llm_first_token" in task.tracer.turn(4)
+    assert llm.closed == 1
+
+
+async def test_parallel_tool_calls_run_together_and_the_model_runs_again_with_results() -> None:
+    started: list[str] = []
+    both = anyio.Event()
+    context = LLMContext(messages=[{"role": "user", "content": "Weather in Paris and Oslo?"}])
+    context.tools = weather_tools(started, both)
+    llm = ScriptedLLM(
+        [
+            "Let me check. ",
+            ToolCall("call_1", "weather", '{"city": "Paris"}'),
+            ToolCall("call_2", "weather", '{"city": "Oslo"}'),
+        ],
+        ["Paris is 21 and Oslo 9 degrees."],
+    )
+    _, tail, _ = await run_reply(llm, context)
+    assert sorted(started) == ["Oslo", "Paris"]
+    second_run = llm.seen[1]
+    assert second_run[1] == {
+        "role": "assistant",
+        "content": "Let me check. ",
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Paris"}'}},
+            {"id": "call_2", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Oslo"}'}},
+        ],
+    }
+    assert second_run[2] == {
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": json.dumps({"city": "Paris", "temp_c": 21}),
+    }
+    assert second_run[3]["tool_call_id"] == "call_2"
+    assert "".join(f.text for f in tail.of(LLMTextFrame)) == "Let me check. Paris is 21 and Oslo 9 degrees."
+    assert [f.function_name for f in tail.of(FunctionCallFrame)] == ["weather", "weather"]
+
+
+async def test_a_failing_or_unknown_tool_becomes_an_error_result_for_the_model() -> None:
+    async def broken(args: dict[str, Any]) -> str:
+        raise RuntimeError("backend down")
+
+    context = LLMContext(messages=[{"role": "user", "content": "x"}], tools=[Tool("broken", "", {}, broken)])
+    llm = ScriptedLLM([ToolCall("a", "broken", "{}"), ToolCall("b", "missing", "{}")], ["Sorry, that failed."])
+    await run_reply(llm, context)
+    results = {m["tool_call_id"]: json.loads(m["content"]) for m in llm.seen[1] if m["role"] == "tool"}
+    assert "backend down" in results["a"]["error"]
+    assert "missing" in results["b"]["error"]
+
+
+async def test_no_tool_of_a_stale_turn_runs_and_the_stream_is_closed() -> None:
+    started: list[str] = []
+    context = LLMContext(messages=[{"role": "user", "content": "Weather?"}])
+    context.tools = weather_tools(started, anyio.Event())
+    llm = ScriptedLLM([ToolCall("call_1", "weather", '{"city": "Paris"}')])
+    llm.stall = anyio.Event()  # the stream has produced the call but not ended
+    tail = Recorder("tail")
+    task = PipelineTask(Pipeline([llm, tail]), quiet_params())
+    async with running(task):
+        turn = task.turns.begin()
+        await task.queue_frame(LLMContextFrame(context=context, turn=turn))
+        with anyio.fail_after(5):
+            await llm.stalled.wait()
+        await task.queue_frame(InterruptionFrame(stale_upto=task.turns.interrupt()))
+        await tail.wait_for(lambda: bool(tail.of(InterruptionFrame)))
+        llm.stall.set()
+        # The next reply proves the worker moved on; the stale call still never ran.
+        llm.runs.append(["Okay."])
+        turn2 = task.turns.begin()
+        await task.queue_frame(LLMContextFrame(context=context, turn=turn2))
+        await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
+    assert started == []
+    assert llm.closed == 2
+    assert [m["role"] for m in context.messages] == ["user"]  # no half-done tool exchange
+    assert {f.turn for f in tail.of(LLMTextFrame)} == {turn2}
+
+
+async def test_a_broken_stream_is_apologised_for_reported_and_the_session_goes_on() -> None:
+    llm = ScriptedLLM(["Partial", ConnectionError("stream broke")], ["Fine now."])
+    head, tail = Recorder("head"), Recorder("tail")
+    task = PipelineTask(Pipeline([head, llm, tail]), quiet_params())
+    context = LLMContext(messages=[{"role": "user", "content": "hi"}])
+    async with running(task):
+        await task.queue_frame(LLMContextFrame(context=context, turn=1))
+        await task.queue_frame(LLMContextFrame(context=context, turn=2))
+        await tail.wait_for(lambda: len(tail.of(LLMResponseEndFrame)) == 2)
+    apology = tail.of(TTSSpeakFrame)
+    assert len(apology) == 1 and apology[0].turn == 1 and apology[0].text.startswith("Sorry")
+    errors = head.of(ErrorFrame, UP)
+    assert len(errors) == 1 and not errors[0].fatal and "stream broke" in errors[0].error
+    assert [f.text for f in tail.of(LLMTextFrame) if f.turn == 2] == ["Fine now."]
+    assert not task.finished or task.error is None
