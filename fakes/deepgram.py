@@ -1,0 +1,293 @@
+"""A fake of Deepgram's live transcription WebSocket (`/v1/listen`), for tests and local runs.
+
+It decides utterances from the audio it receives (energy of 10 ms windows) and answers each
+with the next scripted transcript: `SpeechStarted` at the onset, growing interims while speech
+goes on, a final with `speech_final` after the endpointing pause, `UtteranceEnd` after
+`utterance_end_ms` of quiet, a `from_finalize` final `final_latency` after `Finalize`, and
+`Metadata` then close 1000 after `CloseStream`. No audio or KeepAlive for `idle_timeout_s`:
+close 1011 `NET-0001`.
+
+Transcripts are handed out in order of *finalized* utterances across connections, so a client
+that reconnects and replays an unfinished utterance gets that utterance's transcript again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+from aiohttp import web
+
+from ._audio import EnergySegmenter, SpeechEdge
+from ._server import Connection, FakeServer, LatencyProfile, WebSocketSession
+
+#: Deepgram nova-3 end of speech -> final transcript (LATENCY.md).
+FINAL_LATENCY = LatencyProfile(0.247, 0.298)
+
+
+@dataclass(slots=True)
+class DeepgramFakeOptions:
+    #: The transcript of each utterance, in order. Past the end: "utterance N".
+    transcripts: list[str] = field(default_factory=list)
+    #: Finalize -> its from_finalize final.
+    final_latency: LatencyProfile = field(default_factory=lambda: FINAL_LATENCY)
+    #: An interim every this much speech audio; words appear at `seconds_per_word`.
+    interim_every_s: float = 0.5
+    seconds_per_word: float = 0.3
+    idle_timeout_s: float = 10.0
+    threshold_dbfs: float = -40.0
+
+
+@dataclass(slots=True)
+class _Utterance:
+    index: int
+    start_s: float
+    end_s: float | None = None
+    finalized: bool = False
+    last_interim_s: float = 0.0
+
+
+class DeepgramFake(FakeServer):
+    name = "deepgram"
+
+    def __init__(
+        self, options: DeepgramFakeOptions | None = None, *, api_key: str | None = None, seed: int = 0, port: int = 0
+    ) -> None:
+        super().__init__(api_key=api_key, seed=seed, port=port)
+        self.options = options or DeepgramFakeOptions()
+        self.finalized_utterances = 0
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/listen", self._handle)
+
+    def transcript(self, index: int) -> str:
+        scripted = self.options.transcripts
+        return scripted[index] if index < len(scripted) else f"utterance {index + 1}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
+        return await self.serve_websocket(
+            request,
+            lambda conn, ws, req: _Session(self, conn, ws, req, request_id),
+            lambda conn: self._reject(conn, request_id),
+            {"dg-request-id": request_id},
+        )
+
+    def _reject(self, conn: Connection, request_id: str) -> web.Response | None:
+        status, code, message = None, "", ""
+        fault = conn.fault
+        if fault is not None and fault.status is not None:
+            status = fault.status
+        elif not self.authorized(conn, schemes=("Token", "Bearer")):
+            status = 401
+        elif conn.query.get("encoding", "linear16") != "linear16" or conn.query.get("channels", "1") != "1":
+            status, code, message = 400, "UNSUPPORTED_AUDIO", "This fake accepts linear16 mono only."
+        if status is None:
+            return None
+        code = code or {401: "INVALID_AUTH", 429: "TOO_MANY_REQUESTS"}.get(status, "INTERNAL")
+        message = message or {401: "Invalid credentials.", 429: "Too many requests."}.get(status, "Error.")
+        body = json.dumps({"err_code": code, "err_msg": message, "request_id": request_id})
+        headers = {"dg-error": message, "dg-request-id": request_id}
+        if status == 429 and fault is not None:
+            headers["retry-after"] = str(max(1, round(fault.retry_after_s)))
+        return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+
+
+class _Session(WebSocketSession):
+    """One live connection: reads audio and control messages, answers through an outbox."""
+
+    def __init__(
+        self, fake: DeepgramFake, conn: Connection, ws: web.WebSocketResponse, request: web.Request, request_id: str
+    ) -> None:
+        super().__init__(fake, conn, ws, request)
+        self.options = fake.options
+        self.request_id = request_id
+        q = conn.query
+        self.sample_rate = int(q.get("sample_rate", "16000"))
+        endpointing = q.get("endpointing", "10")
+        self.endpointing_s = None if endpointing == "false" else int(endpointing) / 1000
+        self.interims = q.get("interim_results", "false") == "true"
+        self.vad_events = q.get("vad_events", "false") == "true"
+        utterance_end = q.get("utterance_end_ms")
+        self.utterance_end_s = int(utterance_end) / 1000 if utterance_end else None
+        self.segmenter = EnergySegmenter(
+            self.sample_rate,
+            end_silence_s=self.endpointing_s or 3600.0,
+            threshold_dbfs=fake.options.threshold_dbfs,
+        )
+        self.utterance: _Utterance | None = None
+        self.segment_start_s = 0.0  # where the next result's `start` is
+        self.words_since_utterance_end: float | None = None  # last word end, until UtteranceEnd
+        self.outbox_in, self.outbox = anyio.create_memory_object_stream[tuple[float, Any]](1000)
+
+    async def started(self, tg: anyio.abc.TaskGroup) -> None:
+        tg.start_soon(self._sender)
+        tg.start_soon(self._idle_watch)
+
+    async def on_binary(self, data: bytes) -> None:
+        if not data or len(data) % 2:
+            self._queue_close(1008, "DATA-0000")
+        else:
+            self._on_audio(data)
+
+    async def on_text(self, payload: Any) -> None:
+        kind = payload.get("type") if isinstance(payload, dict) else None
+        if kind == "Finalize":
+            self._on_finalize()
+        elif kind == "CloseStream":
+            utterance = self.utterance
+            if utterance is not None and not utterance.finalized:
+                self._finalize(utterance, from_finalize=False, speech_final=True, delay=0.0)
+            self._queue(self._metadata())
+            self._queue_close(1000, "")
+        elif kind != "KeepAlive":
+            self._queue({"type": "Error", "description": f"unknown message type {kind!r}"})
+
+    def _on_audio(self, pcm: bytes) -> None:
+        for edge in self.segmenter.feed(pcm):
+            self._on_edge(edge)
+        utterance = self.utterance
+        pos = self.segmenter.position_s
+        open_utterance = utterance is not None and not utterance.finalized and utterance.end_s is None
+        if open_utterance and self.interims and pos - utterance.last_interim_s >= self.options.interim_every_s:
+            utterance.last_interim_s = pos
+            words = self._words(utterance, pos, interim=True)
+            self._queue(self._result(words, is_final=False, speech_final=False, end_s=pos))
+        last_word_end = self.words_since_utterance_end
+        quiet = last_word_end is not None and not self.segmenter.speaking
+        if quiet and self.utterance_end_s is not None and pos - last_word_end >= self.utterance_end_s:
+            self.words_since_utterance_end = None
+            self._queue({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": round(last_word_end, 3)})
+
+    def _on_edge(self, edge: SpeechEdge) -> None:
+        if edge.speaking:
+            if self.utterance is None or self.utterance.finalized:
+                index = self.fake.finalized_utterances
+                self.utterance = _Utterance(index=index, start_s=edge.time_s, last_interim_s=edge.time_s)
+            if self.vad_events:
+                self._queue({"type": "SpeechStarted", "channel": [0], "timestamp": round(edge.time_s, 3)})
+            return
+        utterance = self.utterance
+        if utterance is None or utterance.finalized:
+            return
+        utterance.end_s = edge.time_s
+        self._finalize(utterance, from_finalize=False, speech_final=True, delay=0.0)
+
+    def _on_finalize(self) -> None:
+        delay = self.options.final_latency.sample(self.fake.rng)
+        utterance = self.utterance
+        if utterance is not None and not utterance.finalized:
+            self._finalize(utterance, from_finalize=True, speech_final=False, delay=delay)
+        else:
+            end_s = self.segmenter.position_s
+            self._queue(self._result([], is_final=True, speech_final=False, end_s=end_s, from_finalize=True), delay)
+
+    def _finalize(self, utterance: _Utterance, *, from_finalize: bool, speech_final: bool, delay: float) -> None:
+        utterance.finalized = True
+        self.segmenter.speaking = False  # whatever is loud next is a new utterance
+        self.fake.finalized_utterances = max(self.fake.finalized_utterances, utterance.index + 1)
+        end_s = utterance.end_s if utterance.end_s is not None else self.segmenter.position_s
+        words = self._words(utterance, end_s, interim=False)
+        result_end = max(end_s, self.segmenter.position_s)
+        self._queue(self._result(words, True, speech_final, end_s=result_end, from_finalize=from_finalize), delay)
+        self.words_since_utterance_end = end_s
+
+    # --- results -----------------------------------------------------------------------------
+
+    def _words(self, utterance: _Utterance, end_s: float, *, interim: bool) -> list[dict[str, Any]]:
+        text = self.fake.transcript(utterance.index).split()
+        heard_s = max(0.0, end_s - utterance.start_s)
+        count = len(text)
+        if interim:
+            count = min(count, max(1, int(heard_s / self.options.seconds_per_word)))
+        span = heard_s / max(1, count)
+        return [
+            {
+                "word": w.strip(".,!?;:\"'").lower(),
+                "start": round(utterance.start_s + i * span, 3),
+                "end": round(utterance.start_s + (i + 1) * span, 3),
+                "confidence": 0.99,
+                "punctuated_word": w,
+            }
+            for i, w in enumerate(text[:count])
+        ]
+
+    def _result(
+        self,
+        words: list[dict[str, Any]],
+        is_final: bool,
+        speech_final: bool,
+        *,
+        end_s: float,
+        from_finalize: bool = False,
+    ) -> dict[str, Any]:
+        start = self.segment_start_s
+        if is_final:
+            self.segment_start_s = end_s
+        return {
+            "type": "Results",
+            "channel_index": [0, 1],
+            "duration": round(max(0.0, end_s - start), 3),
+            "start": round(start, 3),
+            "is_final": is_final,
+            "speech_final": speech_final,
+            "from_finalize": from_finalize,
+            "channel": {
+                "alternatives": [
+                    {
+                        "transcript": " ".join(w["punctuated_word"] for w in words),
+                        "confidence": 0.99 if words else 0.0,
+                        "words": words,
+                    }
+                ]
+            },
+            "metadata": {"request_id": self.request_id, "model_info": {"name": "fake-nova-3"}},
+        }
+
+    def _metadata(self) -> dict[str, Any]:
+        return {
+            "type": "Metadata",
+            "transaction_key": "deprecated",
+            "request_id": self.request_id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+            "duration": round(self.segmenter.position_s, 3),
+            "channels": 1,
+        }
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def _queue(self, payload: dict[str, Any], delay: float = 0.0) -> None:
+        self.outbox_in.send_nowait((time.monotonic() + delay, payload))
+
+    def _queue_close(self, code: int, reason: str) -> None:
+        self.outbox_in.send_nowait((time.monotonic(), ("close", code, reason)))
+
+    async def _sender(self) -> None:
+        """Send results in order, each not before its due time (latency of a Finalize answer)."""
+        async for due, item in self.outbox:
+            await anyio.sleep(max(0.0, due - time.monotonic()))
+            if isinstance(item, tuple):
+                await self.close(item[1], item[2])
+                return
+            await self.send_json(item)
+
+    async def _idle_watch(self) -> None:
+        timeout = self.options.idle_timeout_s
+        while True:
+            remaining = self.last_activity + timeout - time.monotonic()
+            if remaining <= 0:
+                await self.close(1011, "NET-0001")
+                return
+            await anyio.sleep(remaining)
+
+
+__all__ = ["FINAL_LATENCY", "DeepgramFake", "DeepgramFakeOptions"]
