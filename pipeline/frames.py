@@ -106,7 +106,9 @@ class MetricsFrame(SystemFrame):
 
 @frame
 class UserStartedSpeakingFrame(SystemFrame):
-    pass
+    """The VAD decided the user speaks; `speech_start_ns` is when the speech itself began."""
+
+    speech_start_ns: int | None = None
 
 
 @frame
@@ -135,6 +137,18 @@ class InterruptionFrame(SystemFrame):
 
     stale_upto: int = 0
     reason: str = ""
+
+
+@frame
+class FalseInterruptionFrame(SystemFrame):
+    """User speech voided turn `voided_turn`, then no words followed (a cough, a door).
+
+    The VAD sends it downstream so the bot is not left silent: whoever starts replies replies
+    again to the same context (`resume`: carrying on from where the bot was cut off).
+    """
+
+    voided_turn: int
+    resume: bool = False
 
 
 # --- audio -----------------------------------------------------------------------------------
@@ -297,6 +311,7 @@ __all__ = [
     "DataFrame",
     "EndFrame",
     "ErrorFrame",
+    "FalseInterruptionFrame",
     "Frame",
     "FunctionCallFrame",
     "FunctionCallResultFrame",

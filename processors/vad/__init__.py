@@ -1,0 +1,27 @@
+"""Voice activity detection and turn-taking: Silero (onnxruntime) or webrtcvad, barge-in."""
+
+from .analyzer import VADAnalyzer, score_windows, volume_dbfs
+from .processor import VADOptions, VADProcessor
+from .recovery import ReplyRecovery
+from .silero import SileroVADAnalyzer
+from .state import ScoredWindow, SpeechStarted, SpeechStateMachine, SpeechStopped, VADParams, VADState
+from .timeline import AudioTimeline
+from .webrtc import WebRTCVADAnalyzer
+
+__all__ = [
+    "AudioTimeline",
+    "ReplyRecovery",
+    "ScoredWindow",
+    "SileroVADAnalyzer",
+    "SpeechStarted",
+    "SpeechStateMachine",
+    "SpeechStopped",
+    "VADAnalyzer",
+    "VADOptions",
+    "VADParams",
+    "VADProcessor",
+    "VADState",
+    "WebRTCVADAnalyzer",
+    "score_windows",
+    "volume_dbfs",
+]

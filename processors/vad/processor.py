@@ -1,0 +1,208 @@
+"""`VADProcessor`: voice activity, turn-taking and barge-in.
+
+Input audio passes straight through (the STT after it never waits for the VAD); a copy is cut
+into windows that a background loop scores in a worker thread, several windows per thread hop
+(a hop costs more than scoring a Silero window). The state machine turns scores into
+`UserStartedSpeakingFrame` / `UserStoppedSpeakingFrame(speech_end_ns=...)`, sent both ways;
+`speech_end_ns` is the clock time the last speech sample arrived, not the time of the decision.
+
+Barge-in: user speech that starts while the bot speaks (or while a reply is being prepared)
+interrupts it, both ways. False interruptions: if no new reply has begun `false_interruption_s`
+after that speech ends (no words were recognised: a cough, a door), a `FalseInterruptionFrame`
+goes downstream so the bot replies again instead of staying silent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import anyio
+import numpy as np
+
+from voxframe.pipeline import (
+    DOWN,
+    UP,
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    Direction,
+    FalseInterruptionFrame,
+    Frame,
+    FrameProcessor,
+    InputAudioFrame,
+    StartFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from voxframe.pipeline.clock import NS_PER_S
+
+from .analyzer import VADAnalyzer, score_windows
+from .silero import SileroVADAnalyzer
+from .state import ScoredWindow, SpeechEvent, SpeechStarted, SpeechStateMachine, VADParams
+from .timeline import AudioTimeline
+
+
+@dataclass(slots=True)
+class VADOptions:
+    #: The model scoring windows; None: Silero VAD.
+    analyzer: VADAnalyzer | None = None
+    params: VADParams = field(default_factory=VADParams)
+    #: Windows scored per worker-thread hop (2 Silero windows = 64 ms of audio per hop).
+    windows_per_hop: int = 2
+    #: User speech over the bot's reply (playing or being prepared) interrupts it.
+    interruptions: bool = True
+    #: What a false interruption (speech with no words after it) leads to.
+    false_interruption: Literal["reanswer", "resume", "ignore"] = "reanswer"
+    #: How long after the speech ends a new reply must have begun for the speech to count as words.
+    false_interruption_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.windows_per_hop < 1:
+            raise ValueError(f"windows_per_hop must be >= 1, got {self.windows_per_hop}")
+        if self.false_interruption not in ("reanswer", "resume", "ignore"):
+            raise ValueError(f"false_interruption must be reanswer, resume or ignore, got {self.false_interruption!r}")
+
+
+class VADProcessor(FrameProcessor):
+    """Put it right after the input transport. Reads `user_speaking` / `bot_speaking` for state."""
+
+    def __init__(self, options: VADOptions | None = None, *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.options = options or VADOptions()
+        self.analyzer: VADAnalyzer = self.options.analyzer or SileroVADAnalyzer()
+        self.user_speaking = False
+        self.bot_speaking = False
+        self.windows_scored = 0
+        self._rate = 0
+        self._window = 0
+        self._machine: SpeechStateMachine | None = None
+        self._timeline = AudioTimeline(16_000)
+        self._unscored = bytearray()
+        self._position = 0  # stream position of the first unscored sample
+        self._ready = anyio.Event()
+        self._finished_turn = 0  # last turn whose audio played to the end
+        self._voided_turn = 0  # turn our interruption voided, until words or a re-reply follow
+        self._recheck = anyio.CancelScope()
+        self._bad_input_reported = False
+
+    async def setup(self) -> None:
+        await anyio.to_thread.run_sync(self.analyzer.load)
+        self.task_group.start_soon(self._score_loop)
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        if isinstance(frame, InputAudioFrame):
+            await self.push(frame, direction)  # first: the STT must hold the audio before any stop
+            await self._take_audio(frame)
+            return
+        if isinstance(frame, StartFrame):
+            self._start(frame)
+        elif isinstance(frame, BotStartedSpeakingFrame):
+            self.bot_speaking = True
+        elif isinstance(frame, BotStoppedSpeakingFrame):
+            self.bot_speaking = False
+            if not frame.interrupted:
+                self._finished_turn = max(self._finished_turn, frame.turn)
+        await self.push(frame, direction)
+
+    def _start(self, frame: StartFrame) -> None:
+        rate = frame.audio_in_sample_rate
+        self.analyzer.reset(rate)  # ValueError (reported as an error frame) on a rate it cannot take
+        self._rate = rate
+        self._window = self.analyzer.window_samples(rate)
+        self._machine = SpeechStateMachine(self.options.params, rate)
+        self._timeline = AudioTimeline(rate)
+        self._unscored.clear()
+        self._position = 0
+
+    async def _take_audio(self, frame: InputAudioFrame) -> None:
+        if self._machine is None or frame.sample_rate != self._rate or frame.num_channels != 1:
+            if not self._bad_input_reported:
+                self._bad_input_reported = True
+                await self.push_error(
+                    f"{self.name}: cannot score {frame.num_channels}-channel {frame.sample_rate} Hz audio; "
+                    f"the VAD takes mono audio at the pipeline's input rate ({self._rate or 'not started'} Hz)"
+                )
+            return
+        self._timeline.append(frame.num_samples, frame.created_ns)
+        self._unscored += frame.audio
+        if len(self._unscored) >= 2 * self._window * self.options.windows_per_hop:
+            self._ready.set()
+
+    # --- scoring, off the event loop ----------------------------------------------------------
+
+    async def _score_loop(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready = anyio.Event()  # audio arriving while we score sets the new event
+            count = len(self._unscored) // (2 * self._window)
+            if not count or self._machine is None:
+                continue
+            take = 2 * self._window * count
+            windows = np.frombuffer(bytes(self._unscored[:take]), np.int16).reshape(count, self._window)
+            del self._unscored[:take]
+            scored = await anyio.to_thread.run_sync(self._score, windows, self._position)
+            self._position += take // 2
+            for window in scored:
+                event = self._machine.feed(window)
+                if event is not None:
+                    await self._on_speech_event(event)
+            self.windows_scored += count
+
+    def _score(self, windows: np.ndarray, first_sample: int) -> list[ScoredWindow]:
+        return score_windows(self.analyzer, windows, first_sample, self.options.params.min_volume_dbfs)
+
+    # --- turn-taking --------------------------------------------------------------------------
+
+    async def _on_speech_event(self, event: SpeechEvent) -> None:
+        now = self.clock.now_ns()
+        if isinstance(event, SpeechStarted):
+            await self._user_started(self._clock_time(event.start_sample, now))
+        else:
+            await self._user_stopped(self._clock_time(event.end_sample, now))
+
+    def _clock_time(self, sample: int, now: int) -> int:
+        t_ns = self._timeline.time_of(sample)
+        return now if t_ns is None else min(t_ns, now)
+
+    async def _user_started(self, speech_start_ns: int) -> None:
+        self.user_speaking = True
+        self._recheck.cancel()
+        if self._should_interrupt():
+            self._voided_turn = await self.interrupt("user started speaking")
+        frame = UserStartedSpeakingFrame(speech_start_ns=speech_start_ns)
+        await self.push(frame, DOWN)
+        await self.push(UserStartedSpeakingFrame(speech_start_ns=speech_start_ns, created_ns=frame.created_ns), UP)
+
+    def _should_interrupt(self) -> bool:
+        if not (self.options.interruptions and self.start_frame.allow_interruptions):
+            return False
+        turns = self.turns
+        reply_pending = turns.current > max(turns.stale_upto, self._finished_turn)
+        return self.bot_speaking or reply_pending
+
+    async def _user_stopped(self, speech_end_ns: int) -> None:
+        self.user_speaking = False
+        self.trace("speech_end", t_ns=speech_end_ns)
+        self.trace("vad_stop")
+        frame = UserStoppedSpeakingFrame(speech_end_ns=speech_end_ns)
+        await self.push(frame, DOWN)
+        await self.push(UserStoppedSpeakingFrame(speech_end_ns=speech_end_ns, created_ns=frame.created_ns), UP)
+        if self._voided_turn and self.options.false_interruption != "ignore":
+            self._recheck = anyio.CancelScope()
+            deadline = self.clock.now_ns() + round(self.options.false_interruption_s * NS_PER_S)
+            self.task_group.start_soon(self._recheck_interruption, self._recheck, self._voided_turn, deadline)
+
+    async def _recheck_interruption(self, scope: anyio.CancelScope, voided_turn: int, deadline_ns: int) -> None:
+        """After the speech that voided `voided_turn`: no new reply by the deadline means no words."""
+        with scope:
+            await self.clock.sleep_until(deadline_ns)
+            if self._voided_turn != voided_turn:
+                return
+            self._voided_turn = 0
+            if self.turns.current > voided_turn:
+                return  # words followed: the user aggregator began the next reply
+            resume = self.options.false_interruption == "resume"
+            await self.push(FalseInterruptionFrame(voided_turn=voided_turn, resume=resume), DOWN)
+
+
+__all__ = ["VADOptions", "VADProcessor"]

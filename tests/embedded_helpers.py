@@ -1,0 +1,178 @@
+"""Helpers for the embedded-stack tests: Piper-generated speech, signals, a recorder, a harness.
+
+Speech for the VAD and STT tests is synthesised by the Piper voice in the fixtures (no WAV
+files in the repository): the text is known, so the words Whisper must return are known, and
+the sample where the speech begins and ends is measured on the clean signal.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import anyio
+import numpy as np
+
+from voxframe.pipeline import (
+    DOWN,
+    Clock,
+    Direction,
+    Frame,
+    FrameProcessor,
+    InputAudioFrame,
+    Pipeline,
+    PipelineParams,
+    PipelineTask,
+)
+from voxframe.processors.tts.piper import PiperTTSService, load_piper_voice
+
+RATE = 16_000
+MS = 1_000_000
+NS_PER_S = 1_000_000_000
+
+
+# --- audio ------------------------------------------------------------------------------------
+
+
+def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
+    """int16 mono audio at another rate (libswresample through PyAV, a faster-whisper dependency)."""
+    import av
+
+    if src_rate == dst_rate:
+        return samples
+    frame = av.AudioFrame.from_ndarray(samples.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = src_rate
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=dst_rate)
+    out = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(out).astype(np.int16)
+
+
+@functools.cache
+def _spoken(text: str) -> bytes:
+    service = PiperTTSService()
+    service._voice = load_piper_voice()
+    audio, _ = service._synthesize_clause(text)
+    return audio
+
+
+def speak(text: str, rate: int = RATE) -> np.ndarray:
+    """`text` in the Piper joe voice, int16 mono at `rate` (cached per process)."""
+    samples = np.frombuffer(_spoken(text), np.int16)
+    return resample(samples, load_piper_voice().config.sample_rate, rate)
+
+
+def silence(seconds: float, rate: int = RATE) -> np.ndarray:
+    return np.zeros(round(seconds * rate), np.int16)
+
+
+def noise_burst(seconds: float, rate: int = RATE, level: float = 0.3, seed: int = 7) -> np.ndarray:
+    """A cough-like burst: white noise under a fast attack / exponential decay envelope."""
+    n = round(seconds * rate)
+    envelope = np.minimum(1.0, np.linspace(0, 20, n)) * np.exp(-np.linspace(0, 4, n))
+    noise = np.random.default_rng(seed).standard_normal(n) * envelope * level
+    return np.round(np.clip(noise, -1, 1) * 32767).astype(np.int16)
+
+
+def speech_bounds(samples: np.ndarray, rate: int = RATE, threshold_dbfs: float = -40.0) -> tuple[int, int]:
+    """First and one-past-last sample of the 5 ms blocks louder than `threshold_dbfs`."""
+    block = rate // 200
+    usable = len(samples) // block * block
+    blocks = samples[:usable].astype(np.float64).reshape(-1, block) / 32768.0
+    level = 20 * np.log10(np.sqrt((blocks**2).mean(axis=1)) + 1e-9)
+    loud = np.flatnonzero(level > threshold_dbfs)
+    return int(loud[0]) * block, (int(loud[-1]) + 1) * block
+
+
+def frames_of(samples: np.ndarray, start_ns: int, rate: int = RATE, chunk_ms: int = 20) -> list[InputAudioFrame]:
+    """20 ms input frames, each created when its last sample would have arrived after `start_ns`."""
+    chunk = rate * chunk_ms // 1000
+    padded = np.concatenate([samples, np.zeros(-len(samples) % chunk, np.int16)])
+    return [
+        InputAudioFrame(
+            audio=padded[i : i + chunk].tobytes(),
+            sample_rate=rate,
+            pts=i,
+            created_ns=start_ns + (i + chunk) * NS_PER_S // rate,
+        )
+        for i in range(0, len(padded), chunk)
+    ]
+
+
+def normalise_words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalnum() or c in " '" else " " for c in text).split()
+
+
+# --- recording and running ----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Seen:
+    frame: Frame
+    direction: Direction
+    t_ns: int
+
+
+class Recorder(FrameProcessor):
+    """Records every frame passing (both ways) with the clock time; `wait_for` a condition."""
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.seen: list[Seen] = []
+        self._changed = anyio.Event()
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        self.seen.append(Seen(frame, direction, self.clock.now_ns()))
+        self._changed.set()
+        self._changed = anyio.Event()
+        await self.push(frame, direction)
+
+    def of(self, kind: type[Frame] | tuple[type[Frame], ...], direction: Direction | None = DOWN) -> list[Frame]:
+        return [s.frame for s in self.seen if isinstance(s.frame, kind) and direction in (None, s.direction)]
+
+    def times(self, kind: type[Frame], direction: Direction | None = DOWN) -> list[int]:
+        return [s.t_ns for s in self.seen if isinstance(s.frame, kind) and direction in (None, s.direction)]
+
+    async def wait_for(self, condition: Callable[[], object], timeout_s: float = 30.0) -> None:
+        """Wait until `condition()` is true, re-checked whenever a frame passes (bounded)."""
+        with anyio.fail_after(timeout_s):
+            while not condition():
+                await self._changed.wait()
+
+
+@asynccontextmanager
+async def running(
+    processors: Sequence[FrameProcessor], clock: Clock | None = None, **params: object
+) -> AsyncIterator[PipelineTask]:
+    """Run a pipeline for the duration of the block, then cancel it."""
+    task = PipelineTask(
+        Pipeline(list(processors)),
+        PipelineParams(idle_timeout_s=None, **params),  # type: ignore[arg-type]
+        clock=clock,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(task.run)
+        with anyio.fail_after(30):
+            await task.wait_started()
+        try:
+            yield task
+        finally:
+            await task.cancel()
+
+
+__all__ = [
+    "MS",
+    "NS_PER_S",
+    "RATE",
+    "Recorder",
+    "Seen",
+    "frames_of",
+    "noise_burst",
+    "normalise_words",
+    "resample",
+    "running",
+    "silence",
+    "speak",
+    "speech_bounds",
+]
