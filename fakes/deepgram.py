@@ -7,8 +7,9 @@ goes on, a final with `speech_final` after the endpointing pause, `UtteranceEnd`
 `Metadata` then close 1000 after `CloseStream`. No audio or KeepAlive for `idle_timeout_s`:
 close 1011 `NET-0001`.
 
-Transcripts are handed out in order of *finalized* utterances across connections, so a client
-that reconnects and replays an unfinished utterance gets that utterance's transcript again.
+Transcripts are handed out in order of utterances whose final was *delivered*, across
+connections, so a client that reconnects and replays an unfinished utterance gets that
+utterance's transcript again.
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ class _Session(WebSocketSession):
         self.utterance: _Utterance | None = None
         self.segment_start_s = 0.0  # where the next result's `start` is
         self.words_since_utterance_end: float | None = None  # last word end, until UtteranceEnd
-        self.outbox_in, self.outbox = anyio.create_memory_object_stream[tuple[float, Any]](1000)
+        self.outbox_in, self.outbox = anyio.create_memory_object_stream[tuple[float, Any, int | None]](1000)
+        self.next_index = 0  # the transcript index of this connection's next utterance
 
     async def started(self, tg: anyio.abc.TaskGroup) -> None:
         tg.start_soon(self._sender)
@@ -171,7 +173,8 @@ class _Session(WebSocketSession):
     def _on_edge(self, edge: SpeechEdge) -> None:
         if edge.speaking:
             if self.utterance is None or self.utterance.finalized:
-                index = self.fake.finalized_utterances
+                index = max(self.fake.finalized_utterances, self.next_index)
+                self.next_index = index + 1
                 self.utterance = _Utterance(index=index, start_s=edge.time_s, last_interim_s=edge.time_s)
             if self.vad_events:
                 self._queue({"type": "SpeechStarted", "channel": [0], "timestamp": round(edge.time_s, 3)})
@@ -194,11 +197,11 @@ class _Session(WebSocketSession):
     def _finalize(self, utterance: _Utterance, *, from_finalize: bool, speech_final: bool, delay: float) -> None:
         utterance.finalized = True
         self.segmenter.speaking = False  # whatever is loud next is a new utterance
-        self.fake.finalized_utterances = max(self.fake.finalized_utterances, utterance.index + 1)
         end_s = utterance.end_s if utterance.end_s is not None else self.segmenter.position_s
         words = self._words(utterance, end_s, interim=False)
         result_end = max(end_s, self.segmenter.position_s)
-        self._queue(self._result(words, True, speech_final, end_s=result_end, from_finalize=from_finalize), delay)
+        result = self._result(words, True, speech_final, end_s=result_end, from_finalize=from_finalize)
+        self._queue(result, delay, finalizes=utterance.index)
         self.words_since_utterance_end = end_s
 
     # --- results -----------------------------------------------------------------------------
@@ -265,20 +268,24 @@ class _Session(WebSocketSession):
 
     # --- sending -----------------------------------------------------------------------------
 
-    def _queue(self, payload: dict[str, Any], delay: float = 0.0) -> None:
-        self.outbox_in.send_nowait((time.monotonic() + delay, payload))
+    def _queue(self, payload: dict[str, Any], delay: float = 0.0, *, finalizes: int | None = None) -> None:
+        """Send `payload` after `delay`; a final that `finalizes` an utterance counts once delivered."""
+        self.outbox_in.send_nowait((time.monotonic() + delay, payload, finalizes))
 
     def _queue_close(self, code: int, reason: str) -> None:
-        self.outbox_in.send_nowait((time.monotonic(), ("close", code, reason)))
+        self.outbox_in.send_nowait((time.monotonic(), ("close", code, reason), None))
 
     async def _sender(self) -> None:
         """Send results in order, each not before its due time (latency of a Finalize answer)."""
-        async for due, item in self.outbox:
+        async for due, item, finalizes in self.outbox:
             await anyio.sleep(max(0.0, due - time.monotonic()))
             if isinstance(item, tuple):
                 await self.close(item[1], item[2])
                 return
+            delivered = not self.stalled and not self.ws.closed
             await self.send_json(item)
+            if finalizes is not None and delivered:
+                self.fake.finalized_utterances = max(self.fake.finalized_utterances, finalizes + 1)
 
     async def _idle_watch(self) -> None:
         timeout = self.options.idle_timeout_s

@@ -1,3 +1,5 @@
-"""Speech to text. Provider modules are imported by their full path (optional dependencies), e.g.
-`from voxframe.processors.stt.whisper import WhisperSTTService`.
+"""Speech to text.
+
+Provider modules are imported by their full path (they need optional dependencies), e.g.
+`from voxframe.processors.stt.deepgram import DeepgramSTT`.
 """

@@ -1,0 +1,215 @@
+"""`WebSocketStream`: one provider WebSocket that keeps itself alive and comes back after a drop.
+
+Used by the Deepgram and Cartesia clients, which only speak their protocol on top of it:
+
+* `run` lives in the owning processor's task group. It connects first (a refused first
+  connection raises `ProviderError`, so `task_group.start(stream.run)` fails the processor's
+  setup with a clear message), then reads every message into `on_message`;
+* after a drop (any close the client did not ask for, or a dead TCP connection) it calls
+  `on_lost`, reconnects with backoff, then calls `on_reconnected`, where the client replays what
+  the provider missed. A failure that will not heal (a revoked key) or too many failed attempts
+  go to `on_failed` and the stream ends; it never raises into the task group;
+* with `keepalive_interval_s`, `keepalive_message()` is sent whenever nothing else was sent for
+  that long (Deepgram closes a silent stream after about 10 s).
+
+Times here are real network time, not the pipeline clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import anyio
+from anyio.abc import TaskStatus
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from .reconnect import Backoff, ProviderError, is_permanent_status
+
+logger = logging.getLogger("voxframe")
+
+Message = str | bytes
+
+
+@dataclass(slots=True)
+class Endpoint:
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StreamOptions:
+    open_timeout_s: float = 5.0
+    close_timeout_s: float = 2.0
+    #: Send `keepalive_message()` after this long without sending anything; None: never.
+    keepalive_interval_s: float | None = None
+    backoff: Backoff = field(default_factory=Backoff)
+    #: Give up reconnecting after this many failed attempts in a row.
+    max_reconnect_attempts: int = 20
+
+
+class WebSocketStream:
+    def __init__(
+        self,
+        name: str,
+        endpoint: Callable[[], Endpoint],
+        options: StreamOptions,
+        *,
+        on_message: Callable[[Message], Awaitable[None]],
+        on_lost: Callable[[int | None, str], Awaitable[None]] | None = None,
+        on_reconnected: Callable[[], Awaitable[None]] | None = None,
+        on_failed: Callable[[ProviderError], Awaitable[None]] | None = None,
+        keepalive_message: Callable[[], Message] | None = None,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self._endpoint = endpoint
+        self._on_message = on_message
+        self._on_lost = on_lost
+        self._on_reconnected = on_reconnected
+        self._on_failed = on_failed
+        self._keepalive_message = keepalive_message
+        self._ws: ClientConnection | None = None
+        self._connected = anyio.Event()
+        self._closing = False
+        self._last_send = 0.0
+        #: How many times it connected, and how many connections were lost.
+        self.connects = 0
+        self.drops = 0
+        self.last_connect_s = 0.0
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
+
+    async def wait_connected(self) -> None:
+        await self._connected.wait()
+
+    # --- running -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await self._connect(first=True)
+        task_status.started()
+        try:
+            async with anyio.create_task_group() as tg:
+                if self.options.keepalive_interval_s and self._keepalive_message is not None:
+                    tg.start_soon(self._keepalive, self.options.keepalive_interval_s)
+                await self._read_and_reconnect()
+                tg.cancel_scope.cancel()
+        except ProviderError as exc:
+            logger.error("%s: giving up: %s", self.name, exc)
+            if self._on_failed is not None:
+                await self._on_failed(exc)
+
+    async def _read_and_reconnect(self) -> None:
+        while True:
+            ws = self._ws
+            assert ws is not None
+            try:
+                async for message in ws:
+                    await self._on_message(message)
+            except ConnectionClosed:
+                pass
+            if self._closing:
+                return
+            self.drops += 1
+            self._ws = None
+            self._connected = anyio.Event()
+            code, reason = ws.close_code, ws.close_reason or ""
+            logger.warning("%s: connection lost (%s %s); reconnecting", self.name, code, reason)
+            if self._on_lost is not None:
+                await self._on_lost(code, reason)
+            await self._connect(first=False)
+            if self._on_reconnected is not None:
+                await self._on_reconnected()
+
+    async def _connect(self, *, first: bool) -> None:
+        """Connect, retrying transient failures with backoff; raise ProviderError when hopeless."""
+        limit = self.options.backoff.attempts if first else self.options.max_reconnect_attempts
+        for failures, delay in enumerate(self.options.backoff.delays(), start=1):
+            endpoint = self._endpoint()
+            started = anyio.current_time()
+            try:
+                ws = await connect(
+                    endpoint.url,
+                    additional_headers=endpoint.headers,
+                    open_timeout=self.options.open_timeout_s,
+                    close_timeout=self.options.close_timeout_s,
+                    proxy=None,  # providers are reached directly; never through an environment proxy
+                    max_size=None,
+                )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                body = exc.response.body.decode(errors="replace")[:200] if exc.response.body else ""
+                error = ProviderError(
+                    f"{self.name} refused the connection: HTTP {status} {body}".strip(),
+                    status=status,
+                    permanent=is_permanent_status(status),
+                )
+                delay = max(delay, _retry_after_s(exc))
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
+                error = ProviderError(f"{self.name}: cannot connect to {endpoint.url}: {exc!r}")
+            else:
+                self._ws = ws
+                self.connects += 1
+                self.last_connect_s = anyio.current_time() - started
+                self._last_send = anyio.current_time()
+                self._connected.set()
+                return
+            if error.permanent or failures >= limit:
+                raise error
+            logger.info("%s: %s; retrying in %.2f s", self.name, error, delay)
+            await anyio.sleep(min(delay, self.options.backoff.max_s))
+
+    async def _keepalive(self, interval_s: float) -> None:
+        assert self._keepalive_message is not None
+        while True:
+            due = self._last_send + interval_s
+            now = anyio.current_time()
+            if now < due:
+                await anyio.sleep(due - now)
+                continue
+            self._last_send = now
+            await self.send(self._keepalive_message())
+
+    # --- sending and closing -----------------------------------------------------------------
+
+    async def send(self, message: Message) -> bool:
+        """Send if connected; False if the message could not go out (the caller may replay it)."""
+        ws = self._ws
+        if ws is None:
+            return False
+        try:
+            await ws.send(message)
+        except ConnectionClosed:
+            return False
+        self._last_send = anyio.current_time()
+        return True
+
+    async def close(self, final_message: Message | None = None) -> None:
+        """Close on purpose: send `final_message`, give the server a moment to close, then close."""
+        self._closing = True
+        ws = self._ws
+        if ws is None:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.options.close_timeout_s):
+            if final_message is not None:
+                try:
+                    await ws.send(final_message)
+                    await ws.wait_closed()
+                except ConnectionClosed:
+                    pass
+            await ws.close()
+        self._ws = None
+
+
+def _retry_after_s(exc: InvalidStatus) -> float:
+    try:
+        return float(exc.response.headers.get("retry-after", "0"))
+    except ValueError:
+        return 0.0
+
+
+__all__ = ["Endpoint", "Message", "StreamOptions", "WebSocketStream"]
