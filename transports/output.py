@@ -1,0 +1,247 @@
+"""`OutputTransport`: plays bot audio in real time and reports when the bot speaks.
+
+Bot audio (`OutputAudioFrame`, including `TTSAudioFrame`) arrives at any rate, usually faster
+than real time. It is converted and cut into fixed chunks (20 ms) in a `Playout` buffer, and a
+pacer in the task's task group hands one chunk per period to the wire (`write_audio`), on the
+injected clock. Because only the pacer's current chunk is ever "on the wire", an interruption
+that clears the buffer silences the bot within one chunk.
+
+Speaking state is derived from what was actually handed to the wire:
+
+* `BotStartedSpeakingFrame(turn=N)` when the first chunk of a reply goes out (and the tracer
+  point ``first_audio_out`` for turn N);
+* `BotStoppedSpeakingFrame(turn=N, played_s, interrupted)` when the reply's audio ran out and its
+  `TTSStoppedFrame` was seen, or no audio came for `stop_after_idle_s`, or the next reply began,
+  or an interruption voided it.
+
+Both are pushed upstream (the VAD needs them for barge-in) and downstream (the assistant
+aggregator needs `played_s`). Every frame other than bot audio is forwarded downstream as is.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+
+from voxframe.pipeline import (
+    DOWN,
+    UP,
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    CancelFrame,
+    Direction,
+    EndFrame,
+    Frame,
+    FrameProcessor,
+    InterruptionFrame,
+    OutputAudioFrame,
+    StartFrame,
+    TTSStoppedFrame,
+)
+
+from ._playout import AudioChunk, Playout
+
+NS_PER_S = 1_000_000_000
+#: If the pacer falls this many chunks behind (a stalled event loop), it re-anchors instead
+#: of bursting the backlog onto the wire.
+_MAX_LAG_CHUNKS = 5
+
+
+@dataclass(slots=True)
+class OutputOptions:
+    #: Rate of the audio handed to the wire; None: the StartFrame's `audio_out_sample_rate`.
+    sample_rate: int | None = None
+    num_channels: int = 1
+    chunk_ms: int = 20
+    #: Keep ticking with silence while the bot is quiet (a real-time wire needs a steady stream).
+    emit_silence: bool = False
+    #: Declare the bot stopped after this long without audio when the reply's end was not seen.
+    stop_after_idle_s: float = 0.35
+
+
+@dataclass(slots=True)
+class _Speaking:
+    turn: int
+    samples: int = 0
+    last_audio_ns: int = 0
+
+
+class OutputTransport(FrameProcessor):
+    """Base of every output transport; subclasses implement `write_audio`."""
+
+    def __init__(self, options: OutputOptions | None = None, *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.options = options or OutputOptions()
+        self.playout: Playout | None = None
+        self.underruns = 0
+        self._speaking: _Speaking | None = None
+        self._ended_turn: int | None = None
+        self._ending = False
+        self._pacer_started = False
+        self._sleep_scope: anyio.CancelScope | None = None
+        self._waiting_for_audio: anyio.Event | None = None
+        self._end_frame: EndFrame | None = None
+        self._outbox: deque[Callable[[], Frame]] = deque()
+        self._sending = False
+
+    # --- for subclasses -------------------------------------------------------------------------
+
+    async def write_audio(self, audio: bytes, chunk: AudioChunk | None) -> None:
+        """Hand one chunk to the wire. `chunk` is None for idle silence. Must not block long."""
+
+    @property
+    def sample_rate(self) -> int:
+        return self.options.sample_rate or self.start_frame.audio_out_sample_rate
+
+    @property
+    def speaking_turn(self) -> int | None:
+        return self._speaking.turn if self._speaking is not None else None
+
+    # --- frames in --------------------------------------------------------------------------------
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        if isinstance(frame, OutputAudioFrame) and direction is DOWN:
+            self._queue_audio(frame)
+            return
+        if isinstance(frame, StartFrame):
+            self._start_pacer()
+        elif isinstance(frame, TTSStoppedFrame) and self.playout is not None:
+            self.playout.end_turn(frame.turn)
+            self._ended_turn = frame.turn
+        elif isinstance(frame, EndFrame) and self._pacer_started:
+            self._end_after_playout(frame)
+            return
+        elif isinstance(frame, CancelFrame):
+            self._ending = True
+        await self.push(frame, direction)
+
+    def _queue_audio(self, frame: OutputAudioFrame) -> None:
+        if self.playout is None:
+            return  # no StartFrame yet: nothing can play
+        self.playout.add(frame)
+        waiting = self._waiting_for_audio
+        if waiting is not None:
+            waiting.set()
+        elif self._speaking is None and self._sleep_scope is not None:
+            # Idle ticking: start the reply now rather than at the next silence tick.
+            self._sleep_scope.cancel()
+
+    async def handle_interruption(self, frame: InterruptionFrame, direction: Direction) -> None:
+        if self.playout is None:
+            return
+        self.playout.clear(frame.stale_upto)
+        speaking = self._speaking
+        if speaking is not None and (speaking.turn == 0 or speaking.turn <= frame.stale_upto):
+            self._speaking = None
+            await self._announce(self._stopped(speaking, interrupted=True))
+
+    def _end_after_playout(self, frame: EndFrame) -> None:
+        """Hold the EndFrame back: the pacer sends it on once the queued audio has played."""
+        self._ending = True
+        self._end_frame = frame
+        if self.playout is not None:
+            self.playout.end_all()
+        if self._waiting_for_audio is not None:
+            self._waiting_for_audio.set()
+
+    # --- the pacer --------------------------------------------------------------------------------
+
+    def _start_pacer(self) -> None:
+        if self._pacer_started:
+            return
+        self._pacer_started = True
+        rate = self.sample_rate
+        self.playout = Playout(rate, self.options.num_channels, rate * self.options.chunk_ms // 1000)
+        self.task_group.start_soon(self._run_pacer, name=f"{self.name}.pacer")
+
+    async def _run_pacer(self) -> None:
+        """Hand one chunk per period to the wire, on the clock, until the task ends."""
+        period_ns = self.options.chunk_ms * 1_000_000
+        clock = self.clock
+        deadline = clock.now_ns()
+        while True:
+            idle = not self.playout and self._speaking is None
+            if idle and self._end_frame is not None:
+                await self.push(self._end_frame)
+                return
+            if idle and not self.options.emit_silence:
+                await self._wait_for_audio()
+                deadline = clock.now_ns()
+            with anyio.CancelScope() as scope:
+                self._sleep_scope = scope
+                await clock.sleep_until(deadline)
+            self._sleep_scope = None
+            now = clock.now_ns()
+            if scope.cancelled_caught or now - deadline > _MAX_LAG_CHUNKS * period_ns:
+                deadline = now  # woken for a new reply, or fell far behind: re-anchor
+            await self._tick(now)
+            deadline += period_ns
+
+    async def _wait_for_audio(self) -> None:
+        self._waiting_for_audio = event = anyio.Event()
+        try:
+            await event.wait()
+        finally:
+            self._waiting_for_audio = None
+
+    async def _tick(self, now: int) -> None:
+        assert self.playout is not None
+        chunk = self.playout.pop()
+        speaking = self._speaking
+        if chunk is None:
+            if self.options.emit_silence:
+                await self.write_audio(self.playout.silence, None)
+            if speaking is not None and self._reply_over(speaking, now):
+                self._speaking = None
+                await self._announce(self._stopped(speaking, interrupted=False))
+            elif speaking is not None:
+                self.underruns += 1
+            return
+        await self.write_audio(chunk.audio, chunk)
+        events: list[Callable[[], Frame]] = []
+        if speaking is not None and speaking.turn != chunk.turn:
+            events.append(self._stopped(speaking, interrupted=False))
+            speaking = None
+        if speaking is None:
+            speaking = self._speaking = _Speaking(chunk.turn)
+            self.trace("first_audio_out", turn=chunk.turn, t_ns=now)
+            turn = chunk.turn
+            events.append(lambda: BotStartedSpeakingFrame(turn=turn))
+        speaking.samples += chunk.samples
+        speaking.last_audio_ns = now
+        if events:
+            await self._announce(*events)
+
+    def _reply_over(self, speaking: _Speaking, now: int) -> bool:
+        if self._ending or self._ended_turn == speaking.turn:
+            return True
+        return now - speaking.last_audio_ns >= self.options.stop_after_idle_s * NS_PER_S
+
+    def _stopped(self, speaking: _Speaking, *, interrupted: bool) -> Callable[[], Frame]:
+        turn, played_s = speaking.turn, speaking.samples / self.sample_rate
+        return lambda: BotStoppedSpeakingFrame(turn=turn, played_s=played_s, interrupted=interrupted)
+
+    # --- events out --------------------------------------------------------------------------------
+
+    async def _announce(self, *events: Callable[[], Frame]) -> None:
+        """Push speaking events both ways (a fresh frame each way), in the order their state
+        changes happened.
+
+        Pushing can re-enter this processor (an upstream processor that interrupts on hearing
+        the bot starts an interruption that comes back down here), so events go through one
+        outbox drained by whoever got there first: order holds and nothing deadlocks.
+        """
+        self._outbox.extend(events)
+        if self._sending:
+            return
+        self._sending = True
+        try:
+            while self._outbox:
+                make = self._outbox.popleft()
+                await self.push(make(), UP)
+                await self.push(make(), DOWN)
+        finally:
+            self._sending = False
