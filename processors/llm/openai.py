@@ -1,0 +1,142 @@
+"""OpenAI chat completions (and any compatible server: vLLM, llama.cpp, Ollama) via the official SDK.
+
+Streaming with parallel tool calls; the base `LLMService` runs the tools and the second model
+run. Retries and timeouts are set on purpose: the SDK's default (two retries honouring
+`retry-after`, ten-minute timeout) can leave a caller waiting far longer than a conversation
+allows. Here the SDK never retries; a rate limit gets one short retry of our own, anything else
+fails at once into the base's spoken apology.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import openai
+
+from voxframe.pipeline import LLMContext, MetricsFrame
+
+from .base import LLMOptions, LLMService, ToolCall
+
+logger = logging.getLogger("voxframe")
+
+#: The keys a chat message may carry on the wire; the context may hold more (e.g. "interrupted").
+_WIRE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+
+
+@dataclass(slots=True)
+class OpenAIOptions:
+    model: str = "gpt-4o"
+    #: None: $OPENAI_API_KEY.
+    api_key: str | None = None
+    #: None: $OPENAI_BASE_URL, else the public API. Any OpenAI-compatible server works.
+    base_url: str | None = None
+    connect_timeout_s: float = 5.0
+    #: Longest wait for the next chunk (first token included) before the stream counts as broken.
+    read_timeout_s: float = 15.0
+    #: A 429 is retried once after min(retry-after, this); 0 disables the retry.
+    rate_limit_retry_max_s: float = 1.0
+    temperature: float | None = None
+    max_completion_tokens: int | None = None
+    #: Passed as is to the request body (server-specific options).
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    llm: LLMOptions = field(default_factory=LLMOptions)
+
+
+class OpenAILLM(LLMService):
+    def __init__(self, options: OpenAIOptions | None = None, *, name: str | None = None) -> None:
+        self.openai_options = options or OpenAIOptions()
+        super().__init__(self.openai_options.llm, name=name)
+        self._client: openai.AsyncOpenAI | None = None
+
+    async def setup(self) -> None:
+        opts = self.openai_options
+        self._client = openai.AsyncOpenAI(
+            api_key=opts.api_key or os.environ.get("OPENAI_API_KEY") or "none",
+            base_url=opts.base_url or os.environ.get("OPENAI_BASE_URL") or None,
+            max_retries=0,
+            timeout=openai.Timeout(opts.read_timeout_s, connect=opts.connect_timeout_s),
+        )
+
+    async def cleanup(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def stream_completion(self, context: LLMContext, turn: int) -> AsyncIterator[str | ToolCall]:
+        stream = await self._create(context)
+        calls: dict[int, dict[str, str]] = {}
+        async with stream:  # leaving (end, failure, interruption) closes the HTTP response
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    await self._report_usage(chunk.usage)
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta
+                if delta.content:
+                    yield delta.content
+                for part in delta.tool_calls or []:
+                    call = calls.setdefault(part.index, {"id": "", "name": "", "arguments": ""})
+                    call["id"] = part.id or call["id"]
+                    if part.function is not None:
+                        call["name"] += part.function.name or ""
+                        call["arguments"] += part.function.arguments or ""
+        for index in sorted(calls):
+            call = calls[index]
+            yield ToolCall(id=call["id"], name=call["name"], arguments=call["arguments"])
+
+    async def _create(self, context: LLMContext) -> openai.AsyncStream[Any]:
+        """Open the stream; one short retry on a rate limit, none for anything else."""
+        assert self._client is not None, "setup() has not run"
+        request = self._request(context)
+        try:
+            return await self._client.chat.completions.create(**request)
+        except openai.RateLimitError as exc:
+            wait_s = min(_retry_after_s(exc), self.openai_options.rate_limit_retry_max_s)
+            if self.openai_options.rate_limit_retry_max_s <= 0:
+                raise
+            logger.info("%s: rate limited; one retry in %.2f s", self.name, wait_s)
+            await anyio.sleep(wait_s)
+            return await self._client.chat.completions.create(**request)
+
+    def _request(self, context: LLMContext) -> dict[str, Any]:
+        opts = self.openai_options
+        request: dict[str, Any] = {
+            "model": opts.model,
+            "messages": [{k: m[k] for k in _WIRE_KEYS if k in m} for m in context.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if context.tools:
+            request["tools"] = [tool.schema() for tool in context.tools]
+            request["parallel_tool_calls"] = True
+        if opts.temperature is not None:
+            request["temperature"] = opts.temperature
+        if opts.max_completion_tokens is not None:
+            request["max_completion_tokens"] = opts.max_completion_tokens
+        if opts.extra_body:
+            request["extra_body"] = opts.extra_body
+        return request
+
+    async def _report_usage(self, usage: Any) -> None:
+        for metric in ("prompt_tokens", "completion_tokens"):
+            value = getattr(usage, metric, None)
+            if value is not None:
+                await self.push(MetricsFrame(processor=self.name, metric=metric, value=float(value)))
+
+
+def _retry_after_s(exc: openai.RateLimitError) -> float:
+    headers = exc.response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        return float(headers.get("retry-after", "1"))
+    except ValueError:
+        return 1.0
+
+
+__all__ = ["OpenAILLM", "OpenAIOptions"]

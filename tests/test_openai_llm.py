@@ -1,0 +1,173 @@
+"""OpenAILLM against the OpenAI fake: streaming, parallel tools, errors, interruption."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.pipeline_helpers import Recorder, quiet_params, running
+from voxframe.fakes import ZERO, Fault, OpenAIFake, OpenAIFakeOptions, Reply
+from voxframe.pipeline import (
+    UP,
+    ErrorFrame,
+    FunctionCallFrame,
+    InterruptionFrame,
+    LLMContext,
+    LLMContextFrame,
+    LLMResponseEndFrame,
+    LLMTextFrame,
+    Pipeline,
+    PipelineTask,
+    Tool,
+    TTSSpeakFrame,
+)
+from voxframe.processors.llm.openai import OpenAILLM, OpenAIOptions
+
+pytestmark = pytest.mark.anyio
+
+
+def fake(*replies: str | Reply, token_interval_s: float = 0.0) -> OpenAIFake:
+    options = OpenAIFakeOptions(replies=list(replies), ttft=ZERO, token_interval_s=token_interval_s)
+    return OpenAIFake(options, api_key="sk-test")
+
+
+@asynccontextmanager
+async def llm_pipeline(f: OpenAIFake, **kwargs: Any) -> AsyncIterator[tuple[PipelineTask, Recorder, Recorder]]:
+    options = OpenAIOptions(base_url=f.url, api_key="sk-test", model="gpt-4o-mini", **kwargs)
+    head, tail = Recorder("head"), Recorder("tail")
+    task = PipelineTask(Pipeline([head, OpenAILLM(options), tail]), quiet_params())
+    async with running(task):
+        yield task, head, tail
+
+
+def text_of(tail: Recorder, turn: int) -> str:
+    return "".join(f.text for f in tail.of(LLMTextFrame) if f.turn == turn)
+
+
+def ends(tail: Recorder) -> list[int]:
+    return [f.turn for f in tail.of(LLMResponseEndFrame)]
+
+
+def user(text: str) -> LLMContext:
+    return LLMContext(messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": text}])
+
+
+async def test_a_streamed_reply_and_the_request_it_came_from() -> None:
+    context = user("Hi")
+    context.messages.insert(1, {"role": "assistant", "content": "Hello, I", "interrupted": True})
+    async with fake("Hello! How can I help today?") as f, llm_pipeline(f) as (task, _, tail):
+        await task.queue_frame(LLMContextFrame(context=context, turn=1))
+        await tail.wait_for(lambda: ends(tail) == [1])
+    assert text_of(tail, 1) == "Hello! How can I help today?"
+    (body,) = f.requests
+    assert body["model"] == "gpt-4o-mini" and body["stream"] is True
+    assert body["messages"][1] == {"role": "assistant", "content": "Hello, I"}  # our own keys stay home
+    assert "tools" not in body
+
+
+async def test_parallel_tool_calls_run_together_then_the_model_answers_with_their_results() -> None:
+    both_running = anyio.Event()
+    cities: list[str] = []
+
+    async def weather(args: dict[str, Any]) -> dict[str, Any]:
+        cities.append(args["city"])
+        if len(cities) == 2:
+            both_running.set()
+        with anyio.fail_after(5):
+            await both_running.wait()
+        return {"temp_c": {"Paris": 21, "Oslo": 9}[args["city"]]}
+
+    context = user("Weather in Paris and Oslo?")
+    context.tools = [Tool("weather", "Current weather", {"type": "object", "properties": {}}, weather)]
+    replies = [Reply.calls(("weather", {"city": "Paris"}), ("weather", {"city": "Oslo"})), "21 in Paris, 9 in Oslo."]
+    async with fake(*replies) as f, llm_pipeline(f) as (task, _, tail):
+        await task.queue_frame(LLMContextFrame(context=context, turn=1))
+        await tail.wait_for(lambda: ends(tail) == [1])
+    assert sorted(cities) == ["Oslo", "Paris"]
+    first, second = f.requests
+    assert [t["function"]["name"] for t in first["tools"]] == ["weather"] and first["parallel_tool_calls"] is True
+    choices = [c for chunk in f.connections[0].sent for c in chunk["choices"]]
+    deltas = [d for c in choices for d in c["delta"].get("tool_calls", [])]
+    call_ids = [d["id"] for d in deltas if "id" in d]
+    assistant, *tool_results = second["messages"][2:]
+    assert [c["id"] for c in assistant["tool_calls"]] == call_ids
+    assert [(m["role"], m["tool_call_id"]) for m in tool_results] == [("tool", call_ids[0]), ("tool", call_ids[1])]
+    assert [m["content"] for m in tool_results] == ['{"temp_c": 21}', '{"temp_c": 9}']
+    assert text_of(tail, 1) == "21 in Paris, 9 in Oslo."
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (Fault.reject(401), "401"),
+        (Fault.reject(500), "500"),
+        (Fault.drop_connection(after_sent=3), "Connection"),
+        (Fault.close(500, "overloaded", after_sent=3), "overloaded"),
+    ],
+)
+async def test_a_failure_is_apologised_for_reported_and_the_session_goes_on(fault: Fault, reason: str) -> None:
+    async with fake() as f, llm_pipeline(f) as (task, head, tail):  # unscripted: it echoes
+        f.faults.append(fault)
+        await task.queue_frame(LLMContextFrame(context=user("one two three four"), turn=1))
+        await tail.wait_for(lambda: ends(tail) == [1])
+        await task.queue_frame(LLMContextFrame(context=user("again"), turn=2))
+        await tail.wait_for(lambda: ends(tail) == [1, 2])
+        assert not task.finished
+    (apology,) = tail.of(TTSSpeakFrame)
+    assert apology.turn == 1 and apology.text.startswith("Sorry")
+    (error,) = head.of(ErrorFrame, UP)
+    assert not error.fatal and reason in error.error
+    assert text_of(tail, 2) == "You said: again"
+
+
+async def test_a_rate_limit_gets_one_short_retry() -> None:
+    async with fake("After the wait.", "Never.") as f, llm_pipeline(f) as (task, head, tail):
+        f.faults.append(Fault.reject(429, retry_after_s=0.05))
+        await task.queue_frame(LLMContextFrame(context=user("one"), turn=1))
+        await tail.wait_for(lambda: ends(tail) == [1])
+        assert text_of(tail, 1) == "After the wait." and not head.of(ErrorFrame, UP)
+        f.faults += [Fault.reject(429, retry_after_s=30.0), Fault.reject(429, retry_after_s=30.0)]
+        with anyio.fail_after(3):  # the 30 s retry-after is not honoured: the retry waits at most 1 s
+            await task.queue_frame(LLMContextFrame(context=user("two"), turn=2))
+            await tail.wait_for(lambda: ends(tail) == [1, 2])
+    assert [c.status for c in f.connections] == [429, 200, 429, 429]
+    (error,) = head.of(ErrorFrame, UP)
+    assert "429" in error.error and tail.of(TTSSpeakFrame)[0].turn == 2
+
+
+async def test_an_interruption_closes_the_stream() -> None:
+    long_reply = " ".join(["word"] * 200)
+    async with fake(long_reply, token_interval_s=0.01) as f, llm_pipeline(f) as (task, _, tail):
+        turn = task.turns.begin()
+        await task.queue_frame(LLMContextFrame(context=user("talk"), turn=turn))
+        await tail.wait_for(lambda: bool(tail.of(LLMTextFrame)))
+        await task.queue_frame(InterruptionFrame(stale_upto=task.turns.interrupt()))
+        await f.wait_for(lambda: f.connections[0].done.is_set())
+    assert f.connections[0].ended == "client closed"
+    assert len(f.connections[0].sent) < 100
+    assert not ends(tail)
+
+
+async def test_tool_calls_of_an_interrupted_turn_never_run() -> None:
+    ran: list[dict[str, Any]] = []
+
+    async def book(args: dict[str, Any]) -> str:
+        ran.append(args)
+        return "booked"
+
+    context = user("Book it")
+    context.tools = [Tool("book", "Book a table", {"type": "object", "properties": {}}, book)]
+    async with fake(Reply.calls(("book", {"city": "Paris"}))) as f, llm_pipeline(f) as (task, _, tail):
+        f.faults.append(Fault.stall_after(after_sent=5))  # the call is out, the stream not finished
+        turn = task.turns.begin()
+        await task.queue_frame(LLMContextFrame(context=context, turn=turn))
+        await f.wait_for(lambda: bool(f.connections) and f.connections[0].ended == "stalled")
+        await task.queue_frame(InterruptionFrame(stale_upto=task.turns.interrupt()))
+        await f.wait_for(lambda: f.connections[0].done.is_set())
+    assert f.connections[0].ended == "stalled, client closed"
+    assert ran == [] and len(f.requests) == 1 and not tail.of(FunctionCallFrame)
+    assert [m["role"] for m in context.messages] == ["system", "user"]
