@@ -1,0 +1,237 @@
+"""Cartesia TTS over a thin WebSocket client (see processors/README.md: why thin).
+
+One socket per session, one Cartesia context per utterance: each clause the sentence streamer
+settles goes out at once with `continue: true` (Cartesia keeps prosody across them), the end of
+the reply closes the context. Word timestamps become `TTSWordsFrame`s. An interruption cancels
+the context (`cancel: true`) and stops reading it. The socket reconnects after a drop; an
+utterance that had produced no audio yet is sent again on the new socket, one already partly
+heard ends with an error frame (repeating its start would be worse).
+
+Every wait on the server is bounded: when text was sent and nothing at all comes back for
+`reply_timeout_s`, the utterance fails instead of hanging (the SDK's per-context receive waits
+forever on a dropped socket).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from voxframe.pipeline import WordTiming
+from voxframe.processors.streaming import ProviderError
+from voxframe.processors.streaming.websocket import Endpoint, Message, StreamOptions, WebSocketStream
+
+from .base import TTSChunk, TTSOptions, TTSService
+
+logger = logging.getLogger("voxframe")
+
+DEFAULT_URL = "wss://api.cartesia.ai"
+SAMPLE_RATES = (8000, 16000, 22050, 24000, 44100, 48000)
+_LOST = {"type": "_lost"}  # put in every open context's inbox when the socket drops
+
+
+@dataclass(slots=True)
+class CartesiaOptions:
+    #: Required by the real service; any value works against the fake.
+    voice_id: str = "a0e99841-438c-4a64-b679-ae501e7d6091"
+    #: None: $CARTESIA_API_KEY.
+    api_key: str | None = None
+    #: The service root (scheme and host); None: $CARTESIA_URL, else the public API.
+    url: str | None = None
+    version: str = "2026-03-01"
+    model_id: str = "sonic-3"
+    language: str = "en"
+    add_timestamps: bool = True
+    #: Cartesia may hold text back to build longer phrases; clauses are already whole here.
+    max_buffer_delay_ms: int = 0
+    reply_timeout_s: float = 5.0
+    stream: StreamOptions = field(default_factory=StreamOptions)
+    tts: TTSOptions = field(default_factory=TTSOptions)
+
+
+@dataclass(slots=True, eq=False)
+class _Context:
+    """One utterance's Cartesia context: what was sent (for a resend) and its inbox."""
+
+    id: str
+    inbox_in: MemoryObjectSendStream[dict[str, Any]]
+    inbox: MemoryObjectReceiveStream[dict[str, Any]]
+    sent: list[str] = field(default_factory=list)
+    ended: bool = False
+    done: bool = False
+    owed_since: float | None = None  # text went out and nothing has come back since
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+
+class CartesiaTTS(TTSService):
+    def __init__(self, options: CartesiaOptions | None = None, *, name: str | None = None) -> None:
+        self.cartesia_options = options or CartesiaOptions()
+        super().__init__(self.cartesia_options.tts, name=name)
+        self._stream: WebSocketStream | None = None
+        self._contexts: dict[str, _Context] = {}
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        if self.sample_rate not in SAMPLE_RATES:
+            raise ValueError(f"Cartesia has no {self.sample_rate} Hz output; choose one of {SAMPLE_RATES}")
+        self._stream = WebSocketStream(
+            self.name,
+            self._endpoint,
+            self.cartesia_options.stream,
+            on_message=self._on_message,
+            on_lost=self._on_lost,
+            on_failed=self._on_failed,
+        )
+        await self.task_group.start(self._stream.run)
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        if self._stream is not None:
+            await self._stream.close()
+
+    def _endpoint(self) -> Endpoint:
+        opts = self.cartesia_options
+        key = opts.api_key or os.environ.get("CARTESIA_API_KEY", "")
+        base = (opts.url or os.environ.get("CARTESIA_URL") or DEFAULT_URL).rstrip("/")
+        return Endpoint(f"{base}/tts/websocket", {"X-API-Key": key, "Cartesia-Version": opts.version})
+
+    # --- synthesis -----------------------------------------------------------------------------
+
+    async def synthesize_stream(self, texts: AsyncIterator[str], turn: int) -> AsyncIterator[TTSChunk]:
+        context = self._open_context()
+        sender = anyio.CancelScope()
+        self.task_group.start_soon(self._send_inputs, context, texts, sender)
+        heard = False
+        try:
+            while True:
+                message = await self._next_message(context)
+                kind = message.get("type")
+                if kind == "chunk":
+                    heard = True
+                    yield base64.b64decode(message["data"])
+                elif kind == "timestamps":
+                    yield _word_timings(message.get("word_timestamps") or {})
+                elif kind == "done":
+                    context.done = True
+                    return
+                elif kind == "error":
+                    context.done = True
+                    raise ProviderError(
+                        f"Cartesia: {message.get('error_code') or ''} {message.get('message') or message.get('error')}",
+                        status=message.get("status_code"),
+                    )
+                elif message is _LOST:
+                    if heard:
+                        raise ProviderError("Cartesia: connection lost in the middle of an utterance")
+                    await self._resend(context)
+        finally:
+            sender.cancel()
+            self._contexts.pop(context.id, None)
+            if not context.done:
+                await self._cancel(context)
+
+    def _open_context(self) -> _Context:
+        inbox_in, inbox = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
+        context = _Context(id=uuid.uuid4().hex, inbox_in=inbox_in, inbox=inbox)
+        self._contexts[context.id] = context
+        return context
+
+    async def _next_message(self, context: _Context) -> dict[str, Any]:
+        """The context's next message; a server that owes an answer for too long is an error."""
+        timeout = self.cartesia_options.reply_timeout_s
+        while True:
+            with anyio.move_on_after(timeout):
+                message = await context.inbox.receive()
+                context.owed_since = None
+                return message
+            if context.owed_since is not None and anyio.current_time() - context.owed_since >= timeout:
+                raise ProviderError(f"Cartesia: no answer for {timeout:.1f} s")
+
+    async def _send_inputs(self, context: _Context, texts: AsyncIterator[str], scope: anyio.CancelScope) -> None:
+        """Send each clause as it settles, then end the context (runs beside the receiver)."""
+        with scope:
+            try:
+                async for text in texts:
+                    async with context.lock:
+                        context.sent.append(text + " ")  # inputs are concatenated verbatim
+                        await self._send_input(context, text + " ", more=True)
+                async with context.lock:
+                    context.ended = True
+                    await self._send_input(context, "", more=False)
+            except Exception as exc:  # never let a send failure escape into the task group
+                logger.warning("%s: sending text failed: %r", self.name, exc)
+                context.inbox_in.send_nowait({"type": "error", "message": f"sending failed: {exc!r}"})
+
+    async def _send_input(self, context: _Context, transcript: str, *, more: bool) -> None:
+        opts = self.cartesia_options
+        request = {
+            "context_id": context.id,
+            "model_id": opts.model_id,
+            "transcript": transcript,
+            "voice": {"mode": "id", "id": opts.voice_id},
+            "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": self.sample_rate},
+            "language": opts.language,
+            "add_timestamps": opts.add_timestamps,
+            "continue": more,
+            "max_buffer_delay_ms": opts.max_buffer_delay_ms,
+        }
+        if context.owed_since is None:
+            context.owed_since = anyio.current_time()
+        assert self._stream is not None
+        await self._stream.send(json.dumps(request))  # if down, the resend after reconnecting carries it
+
+    async def _resend(self, context: _Context) -> None:
+        """The socket dropped before any audio came: same text, new context, new socket."""
+        assert self._stream is not None
+        with anyio.fail_after(self.cartesia_options.stream.open_timeout_s * 2):
+            await self._stream.wait_connected()
+        async with context.lock:
+            self._contexts.pop(context.id, None)
+            context.id = uuid.uuid4().hex
+            self._contexts[context.id] = context
+            for text in context.sent:
+                await self._send_input(context, text, more=True)
+            if context.ended:
+                await self._send_input(context, "", more=False)
+
+    async def _cancel(self, context: _Context) -> None:
+        if self._stream is None or not self._stream.connected:
+            return
+        with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+            await self._stream.send(json.dumps({"context_id": context.id, "cancel": True}))
+
+    # --- from the socket -----------------------------------------------------------------------
+
+    async def _on_message(self, message: Message) -> None:
+        data = json.loads(message)
+        context = self._contexts.get(data.get("context_id") or "")
+        if context is not None:
+            context.inbox_in.send_nowait(data)
+        elif data.get("type") == "error" and not data.get("context_id"):
+            await self.push_error(f"{self.name}: {data.get('message') or data}")
+
+    async def _on_lost(self, code: int | None, reason: str) -> None:
+        for context in self._contexts.values():
+            context.inbox_in.send_nowait(_LOST)
+
+    async def _on_failed(self, error: ProviderError) -> None:
+        await self.push_error(f"{self.name}: {error}", fatal=True, exception=error)
+
+
+def _word_timings(stamps: dict[str, Any]) -> list[WordTiming]:
+    words, starts, ends = stamps.get("words") or [], stamps.get("start") or [], stamps.get("end") or []
+    return [WordTiming(w, float(s), float(e)) for w, s, e in zip(words, starts, ends, strict=False)]
+
+
+__all__ = ["CartesiaOptions", "CartesiaTTS"]

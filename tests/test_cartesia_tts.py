@@ -1,0 +1,149 @@
+"""CartesiaTTS against the Cartesia fake: contexts, words, cancel, reconnect, errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.pipeline_helpers import Recorder, quiet_params, running
+from voxframe.fakes import ZERO, CartesiaFake, CartesiaFakeOptions, Fault, LatencyProfile
+from voxframe.pipeline import (
+    UP,
+    ErrorFrame,
+    Frame,
+    InterruptionFrame,
+    LLMResponseEndFrame,
+    LLMResponseStartFrame,
+    LLMTextFrame,
+    MetricsFrame,
+    Pipeline,
+    PipelineError,
+    PipelineTask,
+    TTSAudioFrame,
+    TTSStoppedFrame,
+    TTSWordsFrame,
+)
+from voxframe.processors.streaming import Backoff
+from voxframe.processors.streaming.websocket import StreamOptions
+from voxframe.processors.tts.cartesia import CartesiaOptions, CartesiaTTS
+
+pytestmark = pytest.mark.anyio
+
+CPS = 20.0  # the fake speaks 20 characters per second
+
+
+def fake(**kwargs: Any) -> CartesiaFake:
+    kwargs.setdefault("ttfa", ZERO)
+    kwargs.setdefault("realtime_factor", float("inf"))
+    return CartesiaFake(CartesiaFakeOptions(chars_per_second=CPS, **kwargs), api_key="key")
+
+
+@asynccontextmanager
+async def speaking(f: CartesiaFake) -> AsyncIterator[tuple[PipelineTask, Recorder, Recorder]]:
+    options = CartesiaOptions(url=f.url, api_key="key", stream=StreamOptions(backoff=Backoff(initial_s=0.01)))
+    head, tail = Recorder("head"), Recorder("tail")
+    task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params())
+    async with running(task):
+        yield task, head, tail
+
+
+def reply(turn: int, *tokens: str) -> list[Frame]:
+    texts = [LLMTextFrame(text=t, turn=turn) for t in tokens]
+    return [LLMResponseStartFrame(turn=turn), *texts, LLMResponseEndFrame(turn=turn)]
+
+
+def audio_bytes(tail: Recorder, turn: int) -> int:
+    return sum(len(f.audio) for f in tail.of(TTSAudioFrame) if f.turn == turn)
+
+
+def words(tail: Recorder, turn: int) -> list[str]:
+    return [w.word for f in tail.of(TTSWordsFrame) if f.turn == turn for w in f.words]
+
+
+def stopped(tail: Recorder, turn: int) -> bool:
+    return any(f.turn == turn for f in tail.of(TTSStoppedFrame))
+
+
+async def test_a_reply_streams_clause_by_clause_into_one_context() -> None:
+    async with fake(ttfa=LatencyProfile(0.05)) as f, speaking(f) as (task, _, tail):
+        await task.queue_frames(reply(1, "Hello", " there.", " How are", " you today?"))
+        await tail.wait_for(lambda: stopped(tail, 1))
+    (context,) = f.contexts.values()
+    assert context["texts"] == ["Hello there. ", "How are you today? ", ""] and context["done"]
+    assert (
+        audio_bytes(tail, 1)
+        == context["audio_bytes"]
+        == round(len("Hello there. How are you today? ") / CPS * 24000) * 2
+    )
+    assert words(tail, 1) == ["Hello", "there.", "How", "are", "you", "today?"]
+    starts = [w.start_s for f in tail.of(TTSWordsFrame) for w in f.words]
+    assert starts == sorted(starts)
+    request = f.connections[0].json_received()[0]
+    assert request["output_format"] == {"container": "raw", "encoding": "pcm_s16le", "sample_rate": 24000}
+    assert request["continue"] is True and f.connections[0].headers["cartesia-version"]
+    (ttfa,) = [m.value for m in tail.of(MetricsFrame) if m.metric == "ttfa"]
+    assert ttfa >= 0.05
+    points = task.tracer.turn(1)
+    assert points["tts_first_audio"] - points["tts_first_text"] >= 50_000_000
+
+
+async def test_an_interruption_cancels_the_context_and_the_next_turn_speaks() -> None:
+    async with fake(realtime_factor=1.0, chunk_s=0.02) as f, speaking(f) as (task, _, tail):
+        turn = task.turns.begin()
+        await task.queue_frames(reply(turn, "This sentence takes the fake a few seconds to say out loud."))
+        await tail.wait_for(lambda: audio_bytes(tail, turn) > 0)
+        await task.queue_frame(InterruptionFrame(stale_upto=task.turns.interrupt()))
+        await f.wait_for(lambda: any(c["cancelled"] for c in f.contexts.values()))
+        turn2 = task.turns.begin()
+        await task.queue_frames(reply(turn2, "Okay."))
+        await tail.wait_for(lambda: stopped(tail, turn2))
+    first, second = f.contexts.values()
+    assert first["cancelled"] and not first["done"] and second["done"]
+    assert audio_bytes(tail, turn) < round(3.0 * 24000) * 2
+    assert words(tail, turn2) == ["Okay."]
+
+
+async def test_a_drop_before_any_audio_is_survived_by_resending_on_a_new_socket() -> None:
+    async with fake() as f:
+        f.faults.append(Fault.drop_connection(after_received=1))
+        async with speaking(f) as (task, head, tail):
+            await task.queue_frames(reply(1, "Are you still there?"))
+            await tail.wait_for(lambda: stopped(tail, 1))
+    assert [c.ended for c in f.connections][:1] == ["dropped"] and len(f.connections) == 2
+    assert words(tail, 1) == ["Are", "you", "still", "there?"]  # once, not twice
+    assert audio_bytes(tail, 1) == round(len("Are you still there? ") / CPS * 24000) * 2
+    assert not head.of(ErrorFrame, UP)
+
+
+async def test_a_drop_mid_utterance_is_reported_and_the_next_utterance_works() -> None:
+    async with fake() as f:
+        f.faults.append(Fault.drop_connection(after_sent=3))
+        async with speaking(f) as (task, head, tail):
+            await task.queue_frames(reply(1, "First answer, which gets cut off."))
+            await tail.wait_for(lambda: stopped(tail, 1))
+            await f.wait_for(lambda: len(f.connections) == 2)
+            await task.queue_frames(reply(2, "Second answer."))
+            await tail.wait_for(lambda: stopped(tail, 2))
+    (error,) = head.of(ErrorFrame, UP)
+    assert not error.fatal and "connection lost" in error.error
+    assert words(tail, 2) == ["Second", "answer."]
+
+
+async def test_concurrency_limit_errors_are_reported() -> None:
+    async with fake(max_contexts=0) as f, speaking(f) as (task, head, tail):
+        await task.queue_frames(reply(1, "Hello."))
+        await tail.wait_for(lambda: stopped(tail, 1))
+    (error,) = head.of(ErrorFrame, UP)
+    assert "concurrency_limited" in error.error and not error.fatal
+
+
+async def test_a_rejected_key_fails_setup() -> None:
+    async with CartesiaFake(api_key="right") as f:
+        tts = CartesiaTTS(CartesiaOptions(url=f.url, api_key="wrong"))
+        task = PipelineTask(Pipeline([tts]), quiet_params())
+        with pytest.raises(PipelineError, match="401"), anyio.fail_after(5):
+            await task.run()
