@@ -26,7 +26,7 @@ from voxframe.pipeline import (
     PipelineParams,
     PipelineTask,
 )
-from voxframe.processors.tts.piper import PiperTTSService, load_piper_voice
+from voxframe.processors.tts.piper import PiperOptions, PiperTTSService, load_piper_voice
 
 RATE = 16_000
 MS = 1_000_000
@@ -51,14 +51,14 @@ def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
 
 @functools.cache
 def _spoken(text: str) -> bytes:
-    service = PiperTTSService()
+    service = PiperTTSService(PiperOptions(noise_scale=0.0, noise_w_scale=0.0))  # deterministic
     service._voice = load_piper_voice()
     audio, _ = service._synthesize_clause(text)
     return audio
 
 
 def speak(text: str, rate: int = RATE) -> np.ndarray:
-    """`text` in the Piper joe voice, int16 mono at `rate` (cached per process)."""
+    """`text` in the Piper joe voice, int16 mono at `rate` (deterministic, cached per process)."""
     samples = np.frombuffer(_spoken(text), np.int16)
     return resample(samples, load_piper_voice().config.sample_rate, rate)
 

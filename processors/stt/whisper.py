@@ -196,7 +196,8 @@ class WhisperSTTService(FrameProcessor):
             self._finals.append((self._utterance_from, end))
             self._wake.set()
         elif isinstance(frame, StartFrame) and frame.audio_in_sample_rate != SAMPLE_RATE:
-            raise ValueError(f"Whisper needs 16000 Hz input audio, got {frame.audio_in_sample_rate} Hz")
+            error = f"{self.name}: Whisper needs 16000 Hz input audio, got {frame.audio_in_sample_rate} Hz"
+            await self.push_error(error, fatal=True)
 
     def _start_utterance(self, speech_start_ns: int | None) -> None:
         self._speaking = True

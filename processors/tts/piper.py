@@ -45,6 +45,9 @@ class PiperOptions:
     voice: ModelSpec = PIPER_JOE_MEDIUM
     #: Speaking rate: > 1 slower, < 1 faster; None: the voice's own.
     length_scale: float | None = None
+    #: Variation in voice and timing (None: the voice's own); 0 and 0 make synthesis deterministic.
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
     tts: TTSOptions = field(default_factory=TTSOptions)
 
 
@@ -94,7 +97,10 @@ class PiperTTSService(TTSService):
 
         assert self._voice is not None, "setup() loads the voice"
         rate = self._voice.config.sample_rate
-        config = SynthesisConfig(length_scale=self.piper.length_scale)
+        piper = self.piper
+        config = SynthesisConfig(
+            length_scale=piper.length_scale, noise_scale=piper.noise_scale, noise_w_scale=piper.noise_w_scale
+        )
         pieces: list[np.ndarray] = []
         spans: list[tuple[float, float]] = []  # per phoneme word, in seconds
         offset = 0

@@ -80,6 +80,8 @@ class VADProcessor(FrameProcessor):
         self._unscored = bytearray()
         self._position = 0  # stream position of the first unscored sample
         self._ready = anyio.Event()
+        self._scored = anyio.Event()  # set after each scored batch
+        self._acted_upto = 0  # stream position up to which windows were scored and acted upon
         self._finished_turn = 0  # last turn whose audio played to the end
         self._voided_turn = 0  # turn our interruption voided, until words or a re-reply follow
         self._recheck = anyio.CancelScope()
@@ -95,8 +97,10 @@ class VADProcessor(FrameProcessor):
             await self._take_audio(frame)
             return
         if isinstance(frame, StartFrame):
-            self._start(frame)
-        elif isinstance(frame, BotStartedSpeakingFrame):
+            await self.push(frame, direction)
+            await self._start(frame)
+            return
+        if isinstance(frame, BotStartedSpeakingFrame):
             self.bot_speaking = True
         elif isinstance(frame, BotStoppedSpeakingFrame):
             self.bot_speaking = False
@@ -104,15 +108,19 @@ class VADProcessor(FrameProcessor):
                 self._finished_turn = max(self._finished_turn, frame.turn)
         await self.push(frame, direction)
 
-    def _start(self, frame: StartFrame) -> None:
+    async def _start(self, frame: StartFrame) -> None:
         rate = frame.audio_in_sample_rate
-        self.analyzer.reset(rate)  # ValueError (reported as an error frame) on a rate it cannot take
+        try:
+            self.analyzer.reset(rate)
+        except ValueError as exc:  # a bot that cannot hear turns is misconfigured: stop this session
+            await self.push_error(f"{self.name}: {exc}", fatal=True, exception=exc)
+            return
         self._rate = rate
         self._window = self.analyzer.window_samples(rate)
         self._machine = SpeechStateMachine(self.options.params, rate)
         self._timeline = AudioTimeline(rate)
         self._unscored.clear()
-        self._position = 0
+        self._position = self._acted_upto = 0
 
     async def _take_audio(self, frame: InputAudioFrame) -> None:
         if self._machine is None or frame.sample_rate != self._rate or frame.num_channels != 1:
@@ -127,6 +135,11 @@ class VADProcessor(FrameProcessor):
         self._unscored += frame.audio
         if len(self._unscored) >= 2 * self._window * self.options.windows_per_hop:
             self._ready.set()
+
+    async def wait_scored(self, samples: int) -> None:
+        """Wait until the first `samples` of the input have been scored and acted upon."""
+        while not self._window or self._acted_upto < samples - samples % self._window:
+            await self._scored.wait()
 
     # --- scoring, off the event loop ----------------------------------------------------------
 
@@ -147,6 +160,9 @@ class VADProcessor(FrameProcessor):
                 if event is not None:
                     await self._on_speech_event(event)
             self.windows_scored += count
+            self._acted_upto = self._position
+            self._scored.set()
+            self._scored = anyio.Event()
 
     def _score(self, windows: np.ndarray, first_sample: int) -> list[ScoredWindow]:
         return score_windows(self.analyzer, windows, first_sample, self.options.params.min_volume_dbfs)
@@ -169,6 +185,7 @@ class VADProcessor(FrameProcessor):
         self._recheck.cancel()
         if self._should_interrupt():
             self._voided_turn = await self.interrupt("user started speaking")
+            self.bot_speaking = False  # its output is void; the transport's BotStopped follows
         frame = UserStartedSpeakingFrame(speech_start_ns=speech_start_ns)
         await self.push(frame, DOWN)
         await self.push(UserStartedSpeakingFrame(speech_start_ns=speech_start_ns, created_ns=frame.created_ns), UP)

@@ -1,0 +1,200 @@
+"""Turn-taking in the VAD processor: barge-in both ways, and no silent bot after a false one.
+
+A level-based analyzer stands in for the model (the rules under test are the processor's), and
+a virtual clock drives the false-interruption timer, so the deadline is exact.
+"""
+
+from __future__ import annotations
+
+import anyio
+import numpy as np
+import pytest
+
+from tests.embedded_helpers import MS, NS_PER_S, RATE, Recorder, frames_of, running, silence
+from voxframe.pipeline import (
+    DOWN,
+    UP,
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    FalseInterruptionFrame,
+    InterruptionFrame,
+    LLMContext,
+    LLMContextFrame,
+    PipelineTask,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    VirtualClock,
+)
+from voxframe.pipeline.clock import wait_all_tasks_blocked
+from voxframe.processors.vad import ReplyRecovery, VADOptions, VADParams, VADProcessor
+from voxframe.processors.vad.recovery import RESUME_NOTE
+
+pytestmark = pytest.mark.anyio
+
+PARAMS = VADParams(start_s=0.2, stop_s=0.4)
+
+
+class LevelAnalyzer:
+    """Speech is anything louder than -30 dBFS: a stand-in with no model and no surprises."""
+
+    sample_rates = (16_000,)
+
+    def window_samples(self, sample_rate: int) -> int:
+        return 512
+
+    def load(self) -> None:
+        pass
+
+    def reset(self, sample_rate: int) -> None:
+        pass
+
+    def confidences(self, windows: np.ndarray) -> np.ndarray:
+        rms = np.sqrt(np.mean((windows.astype(np.float32) / 32768) ** 2, axis=1))
+        return (rms > 10 ** (-30 / 20)).astype(np.float32)
+
+
+def tone(seconds: float) -> np.ndarray:
+    t = np.arange(round(seconds * RATE)) / RATE
+    return np.round(0.3 * 32767 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
+
+
+class Harness:
+    """A VAD between two recorders on a virtual clock; audio is fed as already captured."""
+
+    def __init__(self, **options: object) -> None:
+        self.clock = VirtualClock()
+        self.above, self.below = Recorder("above"), Recorder("below")
+        self.vad = VADProcessor(VADOptions(analyzer=LevelAnalyzer(), params=PARAMS, **options))  # type: ignore[arg-type]
+        self.position_ns = 0  # clock time up to which audio has been fed
+
+    async def feed(self, task: PipelineTask, samples: np.ndarray) -> None:
+        duration_ns = len(samples) * NS_PER_S // RATE
+        await self.clock.advance(self.position_ns + duration_ns - self.clock.now_ns())
+        for frame in frames_of(samples, self.position_ns):
+            await task.queue_frame(frame)
+        self.position_ns += duration_ns
+        with anyio.fail_after(10):
+            await self.vad.wait_scored(self.position_ns * RATE // NS_PER_S)
+
+    def processors(self) -> list:
+        return [self.above, self.vad, self.below]
+
+
+async def bot_speaks(task: PipelineTask, h: Harness) -> None:
+    await task.queue_frame(BotStartedSpeakingFrame(turn=task.turns.begin()), UP)
+    await h.above.wait_for(lambda: h.above.of(BotStartedSpeakingFrame, UP))
+
+
+async def test_user_speech_over_the_bot_interrupts_both_ways_before_announcing_the_user() -> None:
+    h = Harness()
+    async with running(h.processors(), h.clock) as task:
+        await bot_speaks(task, h)
+        await h.feed(task, np.concatenate([silence(0.3), tone(0.5), silence(0.6)]))
+        await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
+        down = h.below.of(InterruptionFrame, DOWN)
+        up = h.above.of(InterruptionFrame, UP)
+        assert len(down) == len(up) == 1 and down[0].stale_upto == up[0].stale_upto == 1
+        assert task.turns.is_stale(1)
+        kinds = [type(s.frame) for s in h.below.seen if s.direction is DOWN]
+        assert kinds.index(InterruptionFrame) < kinds.index(UserStartedSpeakingFrame)
+        assert h.above.of(UserStartedSpeakingFrame, UP) and h.above.of(UserStoppedSpeakingFrame, UP)
+
+
+async def test_user_speech_while_a_reply_is_being_prepared_interrupts_it() -> None:
+    h = Harness()
+    async with running(h.processors(), h.clock) as task:
+        task.turns.begin()  # the user aggregator started reply 1; nothing is playing yet
+        await h.feed(task, np.concatenate([tone(0.5), silence(0.6)]))
+        await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
+        assert [f.stale_upto for f in h.below.of(InterruptionFrame)] == [1]
+
+
+@pytest.mark.parametrize("how", ["bot idle", "reply finished", "interruptions off", "short noise"])
+async def test_speech_that_must_not_interrupt_does_not(how: str) -> None:
+    h = Harness(interruptions=how != "interruptions off")
+    async with running(h.processors(), h.clock) as task:
+        if how != "bot idle":
+            await bot_speaks(task, h)
+        if how == "reply finished":
+            await task.queue_frame(BotStoppedSpeakingFrame(turn=1, played_s=2.0), UP)
+        speech = tone(0.1) if how == "short noise" else tone(0.5)  # 0.1 s < start_s
+        await h.feed(task, np.concatenate([speech, silence(0.6)]))
+        if how != "short noise":
+            await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
+        else:
+            assert h.below.of(UserStartedSpeakingFrame) == []
+        assert h.below.of(InterruptionFrame) == [] and h.above.of(InterruptionFrame, UP) == []
+
+
+async def test_no_words_after_an_interruption_asks_for_the_reply_again_at_the_deadline() -> None:
+    h = Harness(false_interruption_s=1.0)
+    async with running(h.processors(), h.clock) as task:
+        await bot_speaks(task, h)
+        await h.feed(task, np.concatenate([tone(0.3), silence(0.5)]))  # a cough the VAD took for speech
+        await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
+        stop_ns = h.below.times(UserStoppedSpeakingFrame)[0]
+        await h.clock.advance(stop_ns + NS_PER_S - 1 - h.clock.now_ns())
+        await wait_all_tasks_blocked()
+        assert h.below.of(FalseInterruptionFrame) == []
+        await h.clock.advance(1)
+        await h.below.wait_for(lambda: h.below.of(FalseInterruptionFrame))
+        (frame,) = h.below.of(FalseInterruptionFrame)
+        assert (frame.voided_turn, frame.resume) == (1, False)
+        assert h.below.times(FalseInterruptionFrame)[0] == stop_ns + NS_PER_S
+
+
+async def test_words_after_an_interruption_are_a_real_one() -> None:
+    h = Harness(false_interruption_s=1.0)
+    async with running(h.processors(), h.clock) as task:
+        await bot_speaks(task, h)
+        await h.feed(task, np.concatenate([tone(0.5), silence(0.5)]))
+        await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
+        task.turns.begin()  # the transcript arrived: the user aggregator began the next reply
+        await h.clock.advance(2 * NS_PER_S)
+        await wait_all_tasks_blocked()
+        assert h.below.of(FalseInterruptionFrame) == []
+
+
+async def test_speaking_again_before_the_deadline_moves_the_check_to_the_next_stop() -> None:
+    h = Harness(false_interruption_s=1.0, false_interruption="resume")
+    async with running(h.processors(), h.clock) as task:
+        await bot_speaks(task, h)
+        await h.feed(task, np.concatenate([tone(0.3), silence(0.5)]))
+        await h.below.wait_for(lambda: len(h.below.of(UserStoppedSpeakingFrame)) == 1)
+        await h.feed(task, np.concatenate([silence(0.2), tone(0.3)]))  # within the second
+        await h.below.wait_for(lambda: len(h.below.of(UserStartedSpeakingFrame)) == 2)
+        await h.feed(task, silence(0.5))
+        await h.below.wait_for(lambda: len(h.below.of(UserStoppedSpeakingFrame)) == 2)
+        first_stop, second_stop = h.below.times(UserStoppedSpeakingFrame)
+        await h.clock.advance(first_stop + NS_PER_S + 100 * MS - h.clock.now_ns())
+        await wait_all_tasks_blocked()
+        assert h.below.of(FalseInterruptionFrame) == []
+        await h.clock.advance(second_stop + NS_PER_S - h.clock.now_ns())
+        await h.below.wait_for(lambda: h.below.of(FalseInterruptionFrame))
+        assert [f.resume for f in h.below.of(FalseInterruptionFrame)] == [True]
+        assert len(h.below.of(InterruptionFrame)) == 1  # the bot was silent the second time
+
+
+async def test_reply_recovery_begins_a_new_turn_on_the_same_context() -> None:
+    recovery, below = ReplyRecovery(), Recorder()
+    context = LLMContext()
+    context.add("user", "What is the weather like?")
+    async with running([recovery, below]) as task:
+        await task.queue_frame(LLMContextFrame(context=context, turn=task.turns.begin()))
+        context.add("assistant", "It is sunny and", interrupted=True)
+        task.turns.interrupt()
+        await task.queue_frame(FalseInterruptionFrame(voided_turn=1))
+        await below.wait_for(lambda: len(below.of(LLMContextFrame)) == 2)
+        again = below.of(LLMContextFrame)[1]
+        assert again.turn == 2 == task.turns.current and again.context is context
+
+        task.turns.interrupt()
+        await task.queue_frame(FalseInterruptionFrame(voided_turn=2, resume=True))
+        await below.wait_for(lambda: len(below.of(LLMContextFrame)) == 3)
+        resumed = below.of(LLMContextFrame)[2]
+        assert resumed.turn == 3 and resumed.context.messages[-1] == {"role": "system", "content": RESUME_NOTE}
+        assert context.messages[-1]["role"] == "assistant"  # the note is not kept in the history
+
+        await task.queue_frame(FalseInterruptionFrame(voided_turn=2))  # reply 3 exists: nothing to do
+        await below.wait_for(lambda: len(below.of(FalseInterruptionFrame)) == 3)
+        assert len(below.of(LLMContextFrame)) == 3 and recovery.recoveries == 2
