@@ -278,8 +278,13 @@ class WebSocketSession:
     async def send_json(self, payload: dict[str, Any]) -> None:
         if self.stalled or self.ws.closed:
             return
-        async with self._lock:
-            await self.ws.send_str(json.dumps(payload))
+        try:
+            async with self._lock:
+                await self.ws.send_str(json.dumps(payload))
+        except ConnectionError:  # the client went away mid-send: the session is over
+            self.conn.ended = self.conn.ended or "client closed"
+            self._end()
+            return
         self.sent += 1
         self.conn.sent.append(payload)
         self.fake.notify()

@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from voxframe.pipeline import (
+    UP,
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    Direction,
+    Frame,
+    FrameProcessor,
+    InputAudioFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+
 RATE = 16_000
 FRAME_S = 0.02
 FRAME_BYTES = int(RATE * FRAME_S) * 2
@@ -24,4 +36,37 @@ def frames(pcm: bytes, frame_bytes: int = FRAME_BYTES) -> list[bytes]:
     return [pcm[i : i + frame_bytes] for i in range(0, len(pcm), frame_bytes)]
 
 
-__all__ = ["FRAME_BYTES", "FRAME_S", "RATE", "frames", "silence", "speech"]
+class ScriptedUser(FrameProcessor):
+    """A user at the head of a pipeline: speaks PCM in 20 ms frames, with the VAD's events.
+
+    It stands in for the input transport and the VAD (another area's): `UserStarted`/`Stopped`
+    both ways around the speech, and, like the VAD, it interrupts when it starts speaking while
+    the bot speaks (it sees `Bot*SpeakingFrame` travelling upstream).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="user")
+        self.bot_speaking = False
+        self.up: list[Frame] = []
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        if direction is UP:
+            self.up.append(frame)
+            if isinstance(frame, BotStartedSpeakingFrame):
+                self.bot_speaking = True
+            elif isinstance(frame, BotStoppedSpeakingFrame):
+                self.bot_speaking = False
+        await self.push(frame, direction)
+
+    async def say(self, pcm: bytes, *, trailing_silence_s: float = 0.4) -> None:
+        await self.push(UserStartedSpeakingFrame())
+        if self.bot_speaking:
+            await self.interrupt("the user spoke over the bot")
+        for chunk in frames(pcm):
+            await self.push(InputAudioFrame(audio=chunk, sample_rate=RATE))
+        await self.push(UserStoppedSpeakingFrame(speech_end_ns=self.clock.now_ns()))
+        for chunk in frames(silence(trailing_silence_s)):
+            await self.push(InputAudioFrame(audio=chunk, sample_rate=RATE))
+
+
+__all__ = ["FRAME_BYTES", "FRAME_S", "RATE", "ScriptedUser", "frames", "silence", "speech"]
