@@ -121,7 +121,7 @@ class FakeServer:
         self.rng = random.Random(seed)
         self.port = port  # 0: an ephemeral port, known once started
         self._runner: web.AppRunner | None = None
-        self._sockets: set[web.WebSocketResponse] = set()
+        self._sockets: dict[web.WebSocketResponse, Connection] = {}
         self._changed = anyio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -143,7 +143,9 @@ class FakeServer:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for ws in list(self._sockets):
+        for ws, conn in list(self._sockets.items()):
+            if not ws.closed and not conn.ended:
+                conn.ended = "server shut down"
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
         if self._runner is not None:
             await self._runner.cleanup()
@@ -208,11 +210,12 @@ class FakeServer:
         ws = web.WebSocketResponse(autoping=True, heartbeat=None, max_msg_size=16 * 1024 * 1024)
         ws.headers.update(headers)
         await ws.prepare(request)
-        self._sockets.add(ws)
+        self._sockets[ws] = conn
         try:
             await make_session(conn, ws, request).run()
         finally:
-            self._sockets.discard(ws)
+            self._sockets.pop(ws, None)
+            conn.ended = conn.ended or "client closed"
             conn.done.set()
             self.notify()
         return ws

@@ -6,6 +6,9 @@ playout (`MemoryOutputTransport`). Afterwards the context holds exactly the turn
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -147,3 +150,30 @@ async def test_a_barge_in_keeps_only_what_was_heard_and_cancels_synthesis() -> N
     assert heard_chars / 25.0 == pytest.approx(cut.played_s, abs=0.5)  # words begun before the cut
     assert [m["content"] for m in bot.context.messages[3:]] == ["Wait, a question.", "Sure, what is it?"]
     assert bot.task.turns.stale_upto == 1
+
+
+def open_sockets() -> int:
+    fds = os.listdir("/proc/self/fd")
+    count = 0
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+@pytest.mark.parametrize("ending", ["end", "cancel"])
+async def test_nothing_is_left_after_the_session(ending: str) -> None:
+    tasks_before, sockets_before = asyncio.all_tasks(), open_sockets()
+    async with conversation(["Hello."], ["Hi there!"], []) as bot:
+        await bot.user.say(speech(0.5))
+        await bot.wait_stopped(1)
+        if ending == "end":
+            await bot.task.stop_when_done()
+        else:
+            await bot.task.cancel()
+    assert bot.task.finished and bot.task.error is None
+    deepgram, openai, cartesia = (f.connections for f in (bot.fakes.deepgram, bot.fakes.openai, bot.fakes.cartesia))
+    assert [c.ended for c in deepgram] == ["closed 1000" if ending == "end" else "client closed"]
+    assert [c.ended for c in openai] == ["completed"] and [c.ended for c in cartesia] == ["client closed"]
+    assert asyncio.all_tasks() == tasks_before
+    assert open_sockets() == sockets_before
