@@ -40,6 +40,8 @@ class DeepgramFakeOptions:
     #: An interim every this much speech audio; words appear at `seconds_per_word`.
     interim_every_s: float = 0.5
     seconds_per_word: float = 0.3
+    #: Silence is finalized too, as an empty final, every this many seconds (as the service does).
+    silence_final_every_s: float = 2.0
     idle_timeout_s: float = 10.0
     threshold_dbfs: float = -40.0
 
@@ -164,6 +166,9 @@ class _Session(WebSocketSession):
             utterance.last_interim_s = pos
             words = self._words(utterance, pos, interim=True)
             self._queue(self._result(words, is_final=False, speech_final=False, end_s=pos))
+        idle = utterance is None or utterance.finalized
+        if idle and not self.segmenter.speaking and pos - self.segment_start_s >= self.options.silence_final_every_s:
+            self._queue(self._result([], is_final=True, speech_final=False, end_s=pos))
         last_word_end = self.words_since_utterance_end
         quiet = last_word_end is not None and not self.segmenter.speaking
         if quiet and self.utterance_end_s is not None and pos - last_word_end >= self.utterance_end_s:

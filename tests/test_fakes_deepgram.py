@@ -148,3 +148,12 @@ async def test_close_and_drop_after_n_messages() -> None:
         assert ws.close_code == 1006  # no close frame: the TCP connection just ended
         await fake.wait_for(lambda: all(c.done.is_set() for c in fake.connections))
     assert [c.ended for c in fake.connections] == ["closed 1011", "dropped"]
+
+
+async def test_silence_is_finalized_with_empty_finals() -> None:
+    async with DeepgramFake(options(silence_final_every_s=1.0)) as fake:
+        ws = await open_listen(fake)
+        await send_audio(ws, silence(2.5))
+        got = await receive_until(ws, lambda m: m.get("is_final") and m["start"] >= 1.0)
+        await ws.close()
+    assert [(m["start"], transcript(m)) for m in got] == [(0.0, ""), (1.0, "")]

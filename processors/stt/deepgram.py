@@ -1,9 +1,10 @@
 """Deepgram live speech-to-text over a thin WebSocket client (see processors/README.md: why thin).
 
-Streams the pipeline's PCM as it arrives; interim results become `InterimTranscriptionFrame`,
-finals `TranscriptionFrame`. When the VAD says the user stopped, `Finalize` makes Deepgram flush
-at once instead of waiting for its own endpointing; "stt_final" is traced when the user's
-transcript is complete. While no audio flows, KeepAlive holds the stream open.
+Streams the pipeline's PCM as it arrives (and consumes it: nothing after the STT needs the
+user's audio); interim results become `InterimTranscriptionFrame`, finals `TranscriptionFrame`.
+When the VAD says the user stopped, `Finalize` makes Deepgram flush at once instead of waiting
+for its own endpointing; "stt_final" is traced when the user's transcript is complete. While no
+audio flows, KeepAlive holds the stream open.
 
 No word lost, none twice: every chunk sent is kept until a final covers it (Deepgram's
 `start + duration` of each final, in the connection's own audio time). After a drop the stream
@@ -110,8 +111,9 @@ class DeepgramSTT(FrameProcessor):
         self._conn_base = 0  # stream position (samples) where the current connection's audio starts
         self._replaying = False
         self._user_stopped_ns: int | None = None
-        self._awaiting_final = False
-        self._open_interim = False
+        self._awaiting_final = False  # the user stopped; their transcript is not complete yet
+        self._open_interim = False  # an interim not yet covered by a final
+        self._heard = False  # any words since the user started speaking
         self._closed = False
         self._rate_warned = False
 
@@ -169,6 +171,7 @@ class DeepgramSTT(FrameProcessor):
             return
         if isinstance(frame, UserStartedSpeakingFrame) and direction is DOWN:
             self._awaiting_final = False
+            self._heard = False
         elif isinstance(frame, UserStoppedSpeakingFrame) and direction is DOWN:
             await self._on_user_stopped(frame)
         elif isinstance(frame, EndFrame):
@@ -193,10 +196,10 @@ class DeepgramSTT(FrameProcessor):
 
     async def _on_user_stopped(self, frame: UserStoppedSpeakingFrame) -> None:
         self._user_stopped_ns = frame.speech_end_ns or self.clock.now_ns()
-        if self._open_interim:
-            self._awaiting_final = True
-        else:
+        if self._heard and not self._open_interim:
             await self._final_ready()  # everything heard is already final
+        else:
+            self._awaiting_final = True
         if self._stream is not None:
             await self._stream.send(json.dumps({"type": "Finalize"}))
 
@@ -224,21 +227,25 @@ class DeepgramSTT(FrameProcessor):
         language = data.get("channel", {}).get("detected_language") or self.options.language
         if not data.get("is_final"):
             if text:
-                self._open_interim = True
+                self._open_interim = self._heard = True
                 await self.push(InterimTranscriptionFrame(text=text, language=language))
             return
         end_s = float(data.get("start", 0.0)) + float(data.get("duration", 0.0))
         self._replay.release_before(self._conn_base + round(end_s * self.sample_rate))
         self._open_interim = False
         if text:
+            self._heard = True
             await self.push(TranscriptionFrame(text=text, language=language))
         if self._awaiting_final and (text or data.get("from_finalize")):
+            # Complete. An empty answer to Finalize with nothing heard was noise: no turn, no trace.
             self._awaiting_final = False
-            await self._final_ready()
+            if self._heard:
+                await self._final_ready()
 
     async def _final_ready(self) -> None:
         """The user's transcript is complete: trace it, and report end of speech -> final."""
         now = self.clock.now_ns()
+        self._heard = False
         self.trace("stt_final", t_ns=now)
         if self._user_stopped_ns is not None:
             value = (now - self._user_stopped_ns) / NS_PER_S
