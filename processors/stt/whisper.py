@@ -62,14 +62,14 @@ class WhisperOptions:
     #: While the user speaks, transcribe again after this much new audio (interim transcripts).
     pass_interval_s: float = 1.0
     #: Input this quiet for this long while the user speaks starts a pass at once (a likely end).
-    quiet_s: float = 0.12
+    quiet_s: float = 0.15
     quiet_dbfs: float = -45.0
     #: Audio kept from before the speech start the VAD reports.
     preroll_s: float = 0.3
     #: Audio kept while nobody speaks: the VAD decides a start some time after the speech began.
     history_s: float = 10.0
     #: Audio kept after the VAD's speech end (its end is at window granularity).
-    tail_s: float = 0.15
+    tail_s: float = 0.1
     #: Shortest encoder window; shorter ones make tiny.en loop.
     min_window_s: float = 10.0
     #: An utterance longer than this is finalised in pieces (Whisper sees at most 30 s).

@@ -6,10 +6,13 @@ shared sentence streaming settles is synthesised in a worker thread (a clause of
 takes tens of milliseconds on two cores), so the first clause is heard long before the reply is
 written. Audio leaves at the voice's own rate (22050 Hz); the output transport converts it.
 
-Word timings are estimated, per sentence Piper synthesised: the speech span of its audio
-(leading and trailing silence trimmed) is shared among its words in proportion to their
-phoneme counts, a pause mark (comma, period) counting as a few phonemes. That is what the
-assistant aggregator needs to cut an interrupted reply at the right word.
+Word timings are estimated (the voice has no alignment output), per sentence Piper
+synthesised: the pauses Piper leaves at commas and semicolons are found in the audio and
+anchor the phrases between them; each phrase's span is shared among its words in proportion to
+their phoneme counts. If the pauses heard do not match the punctuation, the whole speech span
+is shared that way. That is what the assistant aggregator needs to cut an interrupted reply at
+the right word. Written numbers and abbreviations (espeak says more words than were written)
+fall back to shares by character count.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ if TYPE_CHECKING:
 
 #: Phoneme symbols that carry no duration of their own (stress and length marks).
 _MARKS = frozenset("ˈˌː")
-#: Pause marks between words, each weighted as this many phonemes.
+#: Pause marks between words: where Piper leaves a silence (at least `_PAUSE_S` long).
 _PAUSES = frozenset(",.;:!?")
-_PAUSE_WEIGHT = 3
+_PAUSE_S = 0.1
 #: Audio below this level (relative to the clause's peak) is silence around the speech.
 _SILENCE = 10 ** (-40 / 20)
 
@@ -120,23 +123,53 @@ class PiperTTSService(TTSService):
 
 
 def _phoneme_word_spans(phonemes: list[str], samples: np.ndarray, offset: int, rate: int) -> list[tuple[float, float]]:
-    """Spread the speech span of one synthesised sentence over its words, by phoneme weight."""
+    """Word spans (seconds) in one synthesised sentence: its phrases anchored to the pauses heard
+    in the audio when they match, each phrase's span shared among its words by phoneme count."""
     words = _split_words(phonemes)
-    while words and words[-1] and words[-1][-1] in _PAUSES:
-        words[-1].pop()  # the final mark is the trailing silence, trimmed below
-    weights = [_weight(word) for word in words]
-    if not weights or not len(samples):
+    if not words or not len(samples):
         return []
-    level = np.abs(samples.astype(np.float32))
-    loud = np.flatnonzero(level >= max(1.0, float(level.max()) * _SILENCE))
-    first, last = (int(loud[0]), int(loud[-1]) + 1) if len(loud) else (0, len(samples))
-    total = sum(weights)
-    spans, t = [], first
-    for weight in weights:
-        end = t + (last - first) * weight / total
-        spans.append(((offset + t) / rate, (offset + end) / rate))
-        t = end
+    phrases = _phrases(words)
+    segments = _speech_segments(samples, rate)
+    if len(segments) != len(phrases):  # pauses not where the punctuation says: one span for all
+        phrases = [[w for phrase in phrases for w in phrase]]
+        segments = [(segments[0][0], segments[-1][1])] if segments else [(0, len(samples))]
+    spans = []
+    for phrase, (first, last) in zip(phrases, segments, strict=True):
+        weights = [_weight(word) for word in phrase]
+        total = sum(weights)
+        t = float(first)
+        for weight in weights:
+            end = t + (last - first) * weight / total
+            spans.append(((offset + t) / rate, (offset + end) / rate))
+            t = end
     return spans
+
+
+def _phrases(words: list[list[str]]) -> list[list[list[str]]]:
+    """Words grouped at pause marks (a comma, a semicolon) inside the sentence."""
+    phrases: list[list[list[str]]] = [[]]
+    for i, word in enumerate(words):
+        phrases[-1].append(word)
+        if word[-1] in _PAUSES and i < len(words) - 1:
+            phrases.append([])
+    return phrases
+
+
+def _speech_segments(samples: np.ndarray, rate: int) -> list[tuple[int, int]]:
+    """Runs of audio louder than the silence level, split at gaps of at least `_PAUSE_S`."""
+    block = rate // 100
+    count = len(samples) // block
+    if not count:
+        return [(0, len(samples))]
+    levels = np.abs(samples[: count * block].astype(np.float32)).reshape(count, block).max(axis=1)
+    loud = np.flatnonzero(levels >= max(1.0, float(levels.max()) * _SILENCE))
+    if not len(loud):
+        return [(0, len(samples))]
+    min_gap = round(_PAUSE_S * 100)
+    breaks = np.flatnonzero(np.diff(loud) > min_gap)
+    starts = [loud[0], *loud[breaks + 1]]
+    ends = [*loud[breaks], loud[-1]]
+    return [(int(a) * block, (int(b) + 1) * block) for a, b in zip(starts, ends, strict=True)]
 
 
 def _split_words(phonemes: Iterable[str]) -> list[list[str]]:
@@ -150,7 +183,7 @@ def _split_words(phonemes: Iterable[str]) -> list[list[str]]:
 
 
 def _weight(word: list[str]) -> int:
-    return sum(_PAUSE_WEIGHT if p in _PAUSES else 0 if p in _MARKS else 1 for p in word)
+    return max(1, sum(p not in _MARKS and p not in _PAUSES for p in word))
 
 
 __all__ = ["PiperOptions", "PiperTTSService", "load_piper_voice"]

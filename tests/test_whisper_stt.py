@@ -1,0 +1,93 @@
+"""Embedded STT: Piper's voice comes back from Whisper as the same words, turn by turn."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from tests.embedded_helpers import (
+    NS_PER_S,
+    RATE,
+    Recorder,
+    frames_of,
+    noise_burst,
+    normalise_words,
+    running,
+    silence,
+    speak,
+)
+from voxframe.pipeline import (
+    InterimTranscriptionFrame,
+    TranscriptionFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+)
+from voxframe.processors.stt.whisper import WhisperEngine, WhisperOptions, WhisperSTTService, load_whisper
+from voxframe.processors.vad import VADProcessor
+from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport
+
+SENTENCES = [
+    "Hello there, how are you today?",
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "I would like to book a table for two people tomorrow evening.",
+    "Could you tell me the date?",
+    "Good morning. Please remind me to call my mother after lunch. Thank you very much.",
+]
+
+
+@pytest.fixture(scope="module")
+def engine() -> WhisperEngine:
+    return load_whisper()
+
+
+def as_float(samples: np.ndarray) -> np.ndarray:
+    return samples.astype(np.float32) / 32768.0
+
+
+@pytest.mark.parametrize("text", SENTENCES)
+def test_piper_speech_comes_back_as_the_same_words(engine: WhisperEngine, text: str) -> None:
+    audio = np.concatenate([silence(0.3), speak(text), silence(0.3)])
+    assert normalise_words(engine.transcribe(as_float(audio), WhisperOptions())) == normalise_words(text)
+
+
+@pytest.mark.parametrize("sound", ["silence", "cough"])
+def test_silence_and_noise_give_no_words(engine: WhisperEngine, sound: str) -> None:
+    audio = silence(1.0) if sound == "silence" else np.concatenate([silence(0.2), noise_burst(0.4), silence(0.5)])
+    assert engine.transcribe(as_float(audio), WhisperOptions()) == ""
+
+
+@pytest.mark.anyio
+async def test_a_live_turn_is_transcribed_while_spoken_and_final_when_the_vad_stops() -> None:
+    """Real-time input: interim passes run during the turn; the final is the pass that already
+    covered the end of the speech while the VAD was still waiting out its stop delay."""
+    text = SENTENCES[4]
+    source = MemoryInputTransport(np.concatenate([silence(0.3), speak(text), silence(1.0)]), MemoryInputOptions())
+    stt, below = WhisperSTTService(), Recorder()
+    async with running([source, VADProcessor(), stt, below]) as task:
+        await below.wait_for(lambda: below.of(TranscriptionFrame))
+        kinds = [type(s.frame) for s in below.seen]
+        assert kinds.index(InterimTranscriptionFrame) < kinds.index(UserStoppedSpeakingFrame)
+        (final,) = below.of(TranscriptionFrame)
+        assert normalise_words(final.text) == normalise_words(text)
+        points = task.tracer.turn(1)
+        assert points["vad_stop"] <= points["stt_final"]
+        assert stt.reused_finals == 1
+
+
+@pytest.mark.anyio
+async def test_two_turns_give_two_finals_each_with_only_its_own_words() -> None:
+    first, second = "What time is it?", "Could you tell me the date?"
+    audio = np.concatenate([silence(0.3), speak(first), silence(1.0), speak(second), silence(1.0)])
+    t0 = time.monotonic_ns() - len(audio) * NS_PER_S // RATE  # captured just now, delivered at once
+    below = Recorder()
+    async with running([VADProcessor(), WhisperSTTService(), below]) as task:
+        for frame in frames_of(audio, t0):
+            await task.queue_frame(frame)
+        await below.wait_for(lambda: len(below.of(TranscriptionFrame)) == 2)
+    assert len(below.of(UserStartedSpeakingFrame)) == 2
+    assert [normalise_words(f.text) for f in below.of(TranscriptionFrame)] == [
+        normalise_words(first),
+        normalise_words(second),
+    ]
