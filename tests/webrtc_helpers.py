@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import numpy as np
+from aiortc import RTCPeerConnection
+from aiortc.mediastreams import MediaStreamTrack
 
 from voxframe.pipeline import (
+    DOWN,
     Direction,
     Frame,
     FrameProcessor,
+    InputAudioFrame,
+    OutputAudioFrame,
     Pipeline,
     PipelineParams,
     PipelineTask,
     VirtualClock,
 )
 from voxframe.pipeline.clock import wait_all_tasks_blocked
+from voxframe.transports.webrtc import (
+    ClientOptions,
+    IceOptions,
+    ServerOptions,
+    Session,
+    SessionOptions,
+    TaskFactory,
+    WebRTCServer,
+)
 
 MS = 1_000_000
 
@@ -77,3 +95,69 @@ async def running(processors: Sequence[FrameProcessor], clock: VirtualClock) -> 
             yield task
         finally:
             await task.cancel()
+
+
+# --- WebRTC ---------------------------------------------------------------------------------------
+
+LOOPBACK = ("127.0.0.1",)
+
+
+class Echo(FrameProcessor):
+    """Sends the caller's audio straight back as bot audio."""
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        if isinstance(frame, InputAudioFrame) and direction is DOWN:
+            await self.push(OutputAudioFrame(audio=frame.audio, sample_rate=frame.sample_rate))
+            return
+        await self.push(frame, direction)
+
+
+async def echo_factory(session: Session) -> PipelineTask:
+    return PipelineTask(Pipeline([session.input, Echo(), session.output]), PipelineParams(idle_timeout_s=None))
+
+
+def loopback_ice() -> IceOptions:
+    return IceOptions(host_addresses=LOOPBACK)
+
+
+def server_options(**kwargs: Any) -> ServerOptions:
+    session = SessionOptions(ice=loopback_ice(), media_timeout_s=kwargs.pop("media_timeout_s", 5.0))
+    return ServerOptions(session=session, **kwargs)
+
+
+def client_options(**kwargs: Any) -> ClientOptions:
+    return ClientOptions(ice=kwargs.pop("ice", loopback_ice()), **kwargs)
+
+
+@asynccontextmanager
+async def serving(
+    factory: TaskFactory = echo_factory, options: ServerOptions | None = None
+) -> AsyncIterator[tuple[WebRTCServer, str]]:
+    """A signalling server on 127.0.0.1 for the duration of the block."""
+    server = WebRTCServer(factory, options or server_options())
+    async with anyio.create_task_group() as tg:
+        url = await tg.start(server.serve)
+        try:
+            yield server, url
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def tone_pattern(freqs: Sequence[float], rate: int, tone_s: float = 0.2, gap_s: float = 0.15) -> np.ndarray:
+    """Tones separated by silence: content a round trip must preserve, in order."""
+    gap = np.zeros(int(gap_s * rate), dtype=np.int16)
+    parts = [gap]
+    for freq in freqs:
+        parts += [tone(freq, tone_s, rate), gap]
+    return np.concatenate(parts)
+
+
+def aiortc_state() -> dict[str, int]:
+    """What aiortc leaves behind if a call is not released: tasks, decoder threads, peers."""
+    tasks = [t for t in asyncio.all_tasks() if not t.done()]
+    return {
+        "tasks": len(tasks),
+        "decoder_threads": sum(1 for t in threading.enumerate() if t.name.endswith("-decoder")),
+        "peer_connections": sum(1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection)),
+        "tracks": sum(1 for o in gc.get_objects() if isinstance(o, MediaStreamTrack)),
+    }

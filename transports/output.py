@@ -81,6 +81,7 @@ class OutputTransport(FrameProcessor):
         self._ended_turn: int | None = None
         self._ending = False
         self._pacer_started = False
+        self._starved = True
         self._sleep_scope: anyio.CancelScope | None = None
         self._waiting_for_audio: anyio.Event | None = None
         self._end_frame: EndFrame | None = None
@@ -91,6 +92,9 @@ class OutputTransport(FrameProcessor):
 
     async def write_audio(self, audio: bytes, chunk: AudioChunk | None) -> None:
         """Hand one chunk to the wire. `chunk` is None for idle silence. Must not block long."""
+
+    def discard_wire_audio(self) -> None:
+        """An interruption: drop bot audio handed to the wire but not yet sent, if any is held."""
 
     @property
     def sample_rate(self) -> int:
@@ -125,14 +129,15 @@ class OutputTransport(FrameProcessor):
         waiting = self._waiting_for_audio
         if waiting is not None:
             waiting.set()
-        elif self._speaking is None and self._sleep_scope is not None:
-            # Idle ticking: start the reply now rather than at the next silence tick.
+        elif self._starved and self._sleep_scope is not None:
+            # The wire had nothing at the last tick: play this now rather than at the next one.
             self._sleep_scope.cancel()
 
     async def handle_interruption(self, frame: InterruptionFrame, direction: Direction) -> None:
         if self.playout is None:
             return
         self.playout.clear(frame.stale_upto)
+        self.discard_wire_audio()
         speaking = self._speaking
         if speaking is not None and (speaking.turn == 0 or speaking.turn <= frame.stale_upto):
             self._speaking = None
@@ -191,6 +196,7 @@ class OutputTransport(FrameProcessor):
         assert self.playout is not None
         chunk = self.playout.pop()
         speaking = self._speaking
+        self._starved = chunk is None
         if chunk is None:
             if self.options.emit_silence:
                 await self.write_audio(self.playout.silence, None)

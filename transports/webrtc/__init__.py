@@ -1,0 +1,46 @@
+"""WebRTC transport on aiortc: signalling server, sessions, tracks, and a headless client.
+
+    server = WebRTCServer(factory, ServerOptions(...))   # factory: async (Session) -> PipelineTask
+    async with anyio.create_task_group() as tg:
+        url = await tg.start(server.serve)
+
+Inside the factory, `session.input` and `session.output` are the pipeline's two ends.
+"""
+
+from ._ice import IceOptions, IceServer, gather_on
+from ._receive import ReceiveOptions, ReceiveStatistics
+from .client import ClientError, ClientOptions, HeadlessClient, PlayedUtterance, read_wav
+from .events import ClientEventsObserver
+from .input import InputOptions, WebRTCInputTransport
+from .onsets import OnsetDetector, OnsetOptions, SpeechSegment
+from .output import WebRTCOutputTransport
+from .server import ServerOptions, WebRTCServer
+from .session import Session, SessionError, SessionOptions, TaskFactory
+from .tracks import PacedAudioTrack
+
+__all__ = [
+    "ClientError",
+    "ClientEventsObserver",
+    "ClientOptions",
+    "HeadlessClient",
+    "IceOptions",
+    "IceServer",
+    "InputOptions",
+    "OnsetDetector",
+    "OnsetOptions",
+    "PacedAudioTrack",
+    "PlayedUtterance",
+    "ReceiveOptions",
+    "ReceiveStatistics",
+    "ServerOptions",
+    "Session",
+    "SessionError",
+    "SessionOptions",
+    "SpeechSegment",
+    "TaskFactory",
+    "WebRTCInputTransport",
+    "WebRTCOutputTransport",
+    "WebRTCServer",
+    "gather_on",
+    "read_wav",
+]

@@ -1,0 +1,113 @@
+"""ICE configuration: explicit servers, relay policy, and keeping candidates on chosen hosts.
+
+aiortc contacts stun.l.google.com when a peer connection is built without ICE servers, so every
+connection here is built from an explicit `RTCConfiguration` (an empty server list means "host
+candidates only"). aioice gathers host candidates on every interface and offers no per-connection
+choice; `host_addresses` narrows gathering for the code running inside it (a context variable
+consulted by a wrapper around aioice's address lookup), which is how tests keep all traffic on
+127.0.0.1. Remote candidates are filtered to the same hosts so nothing is sent elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ipaddress
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCConfiguration, RTCIceServer
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+_host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
+    "voxframe_ice_host_addresses", default=None
+)
+
+
+def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    chosen = _host_addresses.get()
+    if chosen is None:
+        return _original_get_host_addresses(use_ipv4, use_ipv6)
+    return list(chosen)
+
+
+aioice.ice.get_host_addresses = _get_host_addresses
+
+
+@contextmanager
+def gather_on(addresses: Sequence[str] | None) -> Iterator[None]:
+    """Gather host candidates only on `addresses` (None: every interface) inside this block."""
+    token = _host_addresses.set(tuple(addresses) if addresses is not None else None)
+    try:
+        yield
+    finally:
+        _host_addresses.reset(token)
+
+
+@dataclass(slots=True)
+class IceServer:
+    """A STUN or TURN server, as handed to both aiortc and the browser."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"urls": list(self.urls)}
+        if self.username is not None:
+            data["username"] = self.username
+        if self.credential is not None:
+            data["credential"] = self.credential
+        return data
+
+
+@dataclass(slots=True)
+class IceOptions:
+    #: STUN/TURN servers. Empty (the default) means host candidates only: no server is contacted.
+    servers: list[IceServer] = field(default_factory=list)
+    #: Use only relayed (TURN) candidates.
+    relay_only: bool = False
+    #: Gather and accept candidates only on these hosts (e.g. ("127.0.0.1",)); None: any.
+    host_addresses: tuple[str, ...] | None = None
+
+    def rtc_configuration(self) -> RTCConfiguration:
+        servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in self.servers]
+        policy = RTCIceTransportPolicy.RELAY if self.relay_only else RTCIceTransportPolicy.ALL
+        return RTCConfiguration(iceServers=servers, iceTransportPolicy=policy)
+
+    def browser_configuration(self) -> dict[str, Any]:
+        """The `RTCPeerConnection` configuration the page should use."""
+        return {
+            "iceServers": [s.to_json() for s in self.servers],
+            "iceTransportPolicy": "relay" if self.relay_only else "all",
+        }
+
+    def accepts_candidate(self, candidate_sdp: str) -> bool:
+        """Whether a remote candidate (``candidate:...`` line) may be used under these options."""
+        if self.host_addresses is None:
+            return True
+        host = candidate_host(candidate_sdp)
+        return host is not None and host in self.host_addresses
+
+    def filter_sdp(self, sdp: str) -> str:
+        """Drop remote candidates this configuration may not use from an SDP description."""
+        if self.host_addresses is None:
+            return sdp
+        lines = sdp.splitlines()
+        kept = [line for line in lines if not line.startswith("a=candidate:") or self.accepts_candidate(line[2:])]
+        return "\r\n".join(kept) + "\r\n"
+
+
+def candidate_host(candidate_sdp: str) -> str | None:
+    """The connection address of a candidate line, normalised; None if it is not an IP."""
+    text = candidate_sdp.removeprefix("a=").removeprefix("candidate:")
+    bits = text.split()
+    if len(bits) < 8:
+        return None
+    try:
+        return str(ipaddress.ip_address(bits[4]))
+    except ValueError:
+        return None  # an mDNS name (xxxx.local) or garbage

@@ -1,0 +1,85 @@
+"""`WebRTCInputTransport`: the caller's microphone track as `InputAudioFrame`s.
+
+aiortc decodes Opus into 48 kHz stereo s16 frames of 20 ms. Each becomes one frame at the
+pipeline's input rate (16 kHz mono by default) via a streaming `av.AudioResampler` (~1 ms of
+filter delay). `pts` keeps the RTP position (samples at the input rate since the stream began),
+so gaps from lost packets show up as gaps in `pts`.
+
+The receive path is bounded: aiortc's decoder fills an unbounded queue, so if the pipeline ever
+takes longer than real time to accept frames, the oldest frames beyond `max_backlog_ms` are
+dropped (and counted in `dropped_frames`) instead of letting latency grow without end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import anyio
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from voxframe.pipeline import DOWN, Direction, Frame, FrameProcessor, InputAudioFrame, StartFrame
+
+
+@dataclass(slots=True)
+class InputOptions:
+    #: Audio older than this (waiting in aiortc's decoded-frame queue) is dropped.
+    max_backlog_ms: int = 100
+
+
+class WebRTCInputTransport(FrameProcessor):
+    """Reads the remote audio track (given by the session via `attach`) into the pipeline."""
+
+    def __init__(self, options: InputOptions | None = None, *, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.options = options or InputOptions()
+        self.received_frames = 0
+        self.dropped_frames = 0
+        self._track: MediaStreamTrack | None = None
+        self._track_attached: anyio.Event | None = None
+
+    def attach(self, track: MediaStreamTrack) -> None:
+        """Hand over the caller's audio track (the session does this when it arrives)."""
+        self._track = track
+        if self._track_attached is not None:
+            self._track_attached.set()
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        await self.push(frame, direction)
+        if isinstance(frame, StartFrame) and direction is DOWN:
+            self.task_group.start_soon(self._run_reader, name=f"{self.name}.reader")
+
+    async def _run_reader(self) -> None:
+        if self._track is None:
+            self._track_attached = anyio.Event()
+            await self._track_attached.wait()
+        track = self._track
+        assert track is not None
+        rate = self.start_frame.audio_in_sample_rate
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        # aiortc frames are 20 ms; keep at most this many waiting.
+        max_backlog = max(1, self.options.max_backlog_ms // 20)
+        while True:
+            try:
+                decoded = await track.recv()
+            except MediaStreamError:
+                return  # the caller's track ended: the session notices and ends the task
+            self.received_frames += 1
+            self._drop_backlog(track, max_backlog)
+            pts = None if decoded.pts is None else decoded.pts * rate // decoded.sample_rate
+            decoded.pts = None  # positions are kept here; the resampler must not "fix" gaps
+            pcm = b"".join(f.to_ndarray().tobytes() for f in resampler.resample(decoded))
+            if pcm:
+                await self.push(InputAudioFrame(audio=pcm, sample_rate=rate, num_channels=1, pts=pts))
+
+    def _drop_backlog(self, track: MediaStreamTrack, max_backlog: int) -> None:
+        queue: asyncio.Queue | None = getattr(track, "_queue", None)
+        if queue is None:
+            return
+        while queue.qsize() > max_backlog:
+            frame = queue.get_nowait()
+            if frame is None:  # end of stream marker: keep it for the next recv
+                queue.put_nowait(None)
+                return
+            self.dropped_frames += 1

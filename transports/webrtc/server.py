@@ -1,0 +1,246 @@
+"""`WebRTCServer`: aiohttp signalling, the browser page, and the sessions it serves.
+
+Endpoints (prefix `/api/voice`, JSON in and out, errors as ``{"error": {"code", "message"}}``):
+
+* ``POST /offer`` ``{"sdp", "type": "offer"}`` -> ``{"sdp", "type": "answer", "session_id"}``
+* ``PATCH /sessions/{id}`` ``{"candidates": [{"candidate", "sdpMid", "sdpMLineIndex"}], "end": bool}``
+  (trickle ICE: the caller's candidates may arrive after the offer)
+* ``DELETE /sessions/{id}``: hang up
+* ``GET /config``: the ICE configuration the page should use
+* ``GET /``: the browser client
+
+Every signalling endpoint takes an optional bearer token. Bad input (not JSON, wrong content
+type, oversized, bad SDP, unknown session) gets a 4xx with a clear error and changes nothing;
+the session limit answers 503. Sessions run in the server's task group, so stopping the server
+ends them all.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib.resources
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from aiohttp import web
+from anyio.abc import TaskGroup, TaskStatus
+
+from .session import Session, SessionError, SessionOptions, TaskFactory
+
+logger = logging.getLogger("voxframe.webrtc")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(slots=True)
+class ServerOptions:
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (see `WebRTCServer.url`).
+    port: int = 0
+    session: SessionOptions = field(default_factory=SessionOptions)
+    max_sessions: int = 32
+    #: Require ``Authorization: Bearer <token>`` on the API when set.
+    auth_token: str | None = None
+    max_body_bytes: int = 64 * 1024
+    serve_page: bool = True
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+def _error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a JSON error; nothing a caller sends can take the server down."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error_response(exc.status, exc.code, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_")
+        return _error_response(exc.status, code, exc.text or exc.reason)
+    except Exception:
+        logger.exception("signalling request %s %s failed", request.method, request.path)
+        return _error_response(500, "internal_error", "the server failed to handle this request")
+
+
+class WebRTCServer:
+    """Serves callers: one `Session` (and one pipeline task from `factory`) per connection."""
+
+    def __init__(self, factory: TaskFactory, options: ServerOptions | None = None) -> None:
+        self.factory = factory
+        self.options = options or ServerOptions()
+        self.sessions: dict[str, Session] = {}
+        self.sessions_started = 0
+        self.port: int | None = None
+        self._tg: TaskGroup | None = None
+        self._session_ended: anyio.Event | None = None
+
+    @property
+    def url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the server is not running")
+        return f"http://{self.options.host}:{self.port}"
+
+    # --- running ------------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled; `await tg.start(server.serve)` returns the URL once listening."""
+        app = self.build_app()
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.options.host, self.options.port)
+            await site.start()
+            self.port = runner.addresses[0][1]
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                task_status.started(self.url)
+                await anyio.sleep_forever()
+        finally:
+            self._tg = None
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+
+    def build_app(self) -> web.Application:
+        app = web.Application(middlewares=[_json_errors], client_max_size=self.options.max_body_bytes)
+        api = "/api/voice"
+        app.router.add_post(f"{api}/offer", self._offer)
+        app.router.add_patch(f"{api}/sessions/{{session_id}}", self._trickle)
+        app.router.add_delete(f"{api}/sessions/{{session_id}}", self._hang_up)
+        app.router.add_get(f"{api}/config", self._config)
+        if self.options.serve_page:
+            app.router.add_get("/", self._page)
+            app.router.add_get("/client.js", self._page)
+        return app
+
+    # --- endpoints ------------------------------------------------------------------------------------
+
+    async def _offer(self, request: web.Request) -> web.Response:
+        self._authorize(request)
+        body = await self._json_body(request)
+        sdp, kind = body.get("sdp"), body.get("type")
+        if not isinstance(sdp, str) or not isinstance(kind, str):
+            raise ApiError(400, "bad_request", "expected {'sdp': string, 'type': 'offer'}")
+        if len(self.sessions) >= self.options.max_sessions:
+            raise ApiError(503, "session_limit", f"the server is at its limit of {self.options.max_sessions} sessions")
+        if self._tg is None:
+            raise ApiError(503, "shutting_down", "the server is not accepting sessions")
+        session = Session(self.options.session)
+        self.sessions[session.id] = session
+        try:
+            answer = await session.accept(sdp, kind)
+        except SessionError as exc:
+            await self._discard(session)
+            raise ApiError(400, exc.code, str(exc)) from exc
+        except BaseException:
+            await self._discard(session)
+            raise
+        self.sessions_started += 1
+        self._tg.start_soon(self._run_session, session, name=f"session {session.id}")
+        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session.id})
+
+    async def _trickle(self, request: web.Request) -> web.Response:
+        self._authorize(request)
+        session = self._session(request)
+        body = await self._json_body(request)
+        candidates = body.get("candidates", [])
+        if "candidate" in body:
+            candidates = [body]
+        if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
+            raise ApiError(400, "bad_request", "expected {'candidates': [{'candidate': ...}, ...]}")
+        added = 0
+        try:
+            for candidate in candidates:
+                added += await session.add_candidate(candidate)
+            if body.get("end") is True:
+                await session.add_candidate(None)
+        except SessionError as exc:
+            raise ApiError(400, exc.code, str(exc)) from exc
+        return web.json_response({"added": added, "ignored": len(candidates) - added})
+
+    async def _hang_up(self, request: web.Request) -> web.Response:
+        self._authorize(request)
+        session = self._session(request)
+        session.hang_up()
+        return web.json_response({"session_id": session.id, "ended": True})
+
+    async def _config(self, request: web.Request) -> web.Response:
+        self._authorize(request)
+        return web.json_response({"rtcConfiguration": self.options.session.ice.browser_configuration()})
+
+    async def _page(self, request: web.Request) -> web.Response:
+        name = "client.js" if request.path.endswith(".js") else "index.html"
+        text = importlib.resources.files(__package__).joinpath("static", name).read_text("utf-8")
+        content_type = "text/javascript" if name.endswith(".js") else "text/html"
+        return web.Response(text=text, content_type=content_type, headers={"Cache-Control": "no-store"})
+
+    # --- helpers ------------------------------------------------------------------------------------
+
+    def _authorize(self, request: web.Request) -> None:
+        token = self.options.auth_token
+        if token is None:
+            return
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
+
+    async def _json_body(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type != "application/json":
+            raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+        too_large = ApiError(413, "body_too_large", f"the body may be at most {self.options.max_body_bytes} bytes")
+        if request.content_length is not None and request.content_length > self.options.max_body_bytes:
+            raise too_large
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge as exc:
+            raise too_large from exc
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad_json", "the body must be a JSON object")
+        return body
+
+    def _session(self, request: web.Request) -> Session:
+        session = self.sessions.get(request.match_info["session_id"])
+        if session is None:
+            raise ApiError(404, "unknown_session", "no such session (it may have ended)")
+        return session
+
+    async def _discard(self, session: Session) -> None:
+        self._forget(session)
+        with anyio.CancelScope(shield=True):
+            await session.close()
+
+    async def _run_session(self, session: Session) -> None:
+        try:
+            await session.run(self.factory)
+        finally:
+            self._forget(session)
+
+    def _forget(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        if self._session_ended is not None:
+            self._session_ended.set()
+
+    async def wait_sessions(self, predicate: Callable[[dict[str, Session]], bool]) -> None:
+        """Wait until `predicate(self.sessions)` holds (checked whenever a session ends)."""
+        while not predicate(self.sessions):
+            self._session_ended = anyio.Event()
+            await self._session_ended.wait()

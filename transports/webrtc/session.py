@@ -1,0 +1,254 @@
+"""`Session`: one caller's peer connection and the pipeline task that serves it.
+
+Life of a session: the offer is accepted (remote description, our audio track, answer with
+our candidates); meanwhile the user's factory builds the task; once ICE/DTLS connect, the
+task runs. The session ends, and releases everything (task, tracks, peer connection and the
+asyncio tasks and decoder thread aiortc keeps for it), when any of these happens:
+
+* the pipeline ends by itself (an EndFrame, a fatal error, the idle timeout);
+* the peer connection fails or closes, or the caller hangs up (`hang_up`);
+* the caller vanishes without a word: no media for `media_timeout_s`;
+* the connection is not up within `connect_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+from voxframe.pipeline import PipelineTask
+
+from ._ice import IceOptions, gather_on
+from ._receive import ReceiveOptions, ReorderStage, install_receive_path
+from .events import ClientEventsObserver, Message
+from .input import InputOptions, WebRTCInputTransport
+from .output import WebRTCOutputTransport
+
+logger = logging.getLogger("voxframe.webrtc")
+
+NS_PER_S = 1_000_000_000
+#: How often the watchdog looks at the connection (it also wakes on every state change).
+_WATCH_INTERVAL_S = 0.25
+#: Client events queued while the data channel is not open yet.
+_MAX_PENDING_EVENTS = 256
+
+
+class SessionError(Exception):
+    """The caller's offer or candidate cannot be used; `code` is the JSON error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(slots=True)
+class SessionOptions:
+    ice: IceOptions = field(default_factory=IceOptions)
+    receive: ReceiveOptions = field(default_factory=ReceiveOptions)
+    input: InputOptions = field(default_factory=InputOptions)
+    connect_timeout_s: float = 15.0
+    #: A connected caller that sends no audio for this long is gone (None: rely on ICE consent).
+    media_timeout_s: float | None = 5.0
+    #: Upper bound on releasing the peer connection at the end.
+    close_timeout_s: float = 5.0
+
+
+TaskFactory = Callable[["Session"], Awaitable[PipelineTask]]
+
+
+class Session:
+    """A caller. The factory builds the pipeline from `session.input` and `session.output`."""
+
+    def __init__(self, options: SessionOptions | None = None, session_id: str | None = None) -> None:
+        self.id = session_id or secrets.token_urlsafe(12)
+        self.options = options or SessionOptions()
+        self.pc = RTCPeerConnection(self.options.ice.rtc_configuration())
+        self.input = WebRTCInputTransport(self.options.input, name=f"webrtc.in.{self.id}")
+        self.output = WebRTCOutputTransport(name=f"webrtc.out.{self.id}")
+        self.task: PipelineTask | None = None
+        self.end_reason: str | None = None
+        self.channel: RTCDataChannel | None = None
+        self._stages: list[ReorderStage] = []
+        self._has_audio = False
+        self._pending_events: list[str] = []
+        self._changed = anyio.Event()
+        self._hang_up = False
+        self._closed = False
+        self.pc.on("connectionstatechange", self._on_state_change)
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._on_datachannel)
+
+    # --- signalling --------------------------------------------------------------------------------
+
+    async def accept(self, sdp: str, kind: str) -> RTCSessionDescription:
+        """Apply the caller's offer and return our answer (with all our candidates)."""
+        if kind != "offer":
+            raise SessionError("bad_sdp_type", f"expected an SDP of type 'offer', got {kind!r}")
+        try:
+            offer = RTCSessionDescription(sdp=self.options.ice.filter_sdp(sdp), type=kind)
+            await self.pc.setRemoteDescription(offer)
+        except Exception as exc:
+            raise SessionError("bad_sdp", f"the offer could not be applied: {exc or type(exc).__name__}") from exc
+        audio = [t for t in self.pc.getTransceivers() if t.kind == "audio"]
+        if not audio:
+            raise SessionError("no_audio", "the offer has no audio section")
+        for transceiver in audio:
+            self._stages.append(install_receive_path(transceiver.receiver, self.options.receive))
+        self.pc.addTrack(self.output.track)
+        with gather_on(self.options.ice.host_addresses):
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription
+
+    async def add_candidate(self, candidate: dict[str, Any] | None) -> bool:
+        """Add a trickled remote candidate (None: end of candidates). False if filtered out."""
+        if candidate is None:
+            await self.pc.addIceCandidate(None)
+            return True
+        line = candidate.get("candidate")
+        if not isinstance(line, str):
+            raise SessionError("bad_candidate", "a candidate needs a 'candidate' string")
+        if not line:  # the browser's empty end-of-candidates marker
+            await self.pc.addIceCandidate(None)
+            return True
+        if not self.options.ice.accepts_candidate(line):
+            return False
+        try:
+            parsed = candidate_from_sdp(line.removeprefix("a=").removeprefix("candidate:"))
+        except Exception as exc:
+            raise SessionError("bad_candidate", f"unparseable candidate: {line[:80]!r}") from exc
+        parsed.sdpMid = candidate.get("sdpMid")
+        parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
+        if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
+            parsed.sdpMLineIndex = 0
+        await self.pc.addIceCandidate(parsed)
+        return True
+
+    def hang_up(self) -> None:
+        """End the session (the caller said goodbye)."""
+        self._hang_up = True
+        self._changed.set()
+
+    # --- client events ------------------------------------------------------------------------------
+
+    def send_event(self, message: Message) -> None:
+        """Send one JSON message to the caller over the data channel (queued until it opens)."""
+        text = json.dumps(message)
+        channel = self.channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(text)
+        elif len(self._pending_events) < _MAX_PENDING_EVENTS:
+            self._pending_events.append(text)
+
+    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        if self.channel is not None:
+            return
+        self.channel = channel
+        if channel.readyState == "open":
+            self._flush_events()
+        else:
+            channel.on("open", self._flush_events)
+
+    def _flush_events(self) -> None:
+        channel = self.channel
+        if channel is None:
+            return
+        pending, self._pending_events = self._pending_events, []
+        for text in pending:
+            channel.send(text)
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio" and not self._has_audio:
+            self._has_audio = True
+            self.input.attach(track)
+
+    def _on_state_change(self) -> None:
+        self._changed.set()
+
+    @property
+    def state(self) -> str:
+        return self.pc.connectionState
+
+    async def run(self, factory: TaskFactory) -> None:
+        """Serve the caller until the session ends; always releases everything."""
+        try:
+            self.task = task = await factory(self)
+            task.params.observers.append(ClientEventsObserver(self.send_event, task.tracer))
+            if await self._wait_connected():
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch, task)
+                    await task.run()
+                    self.end_reason = self.end_reason or "pipeline ended"
+                    tg.cancel_scope.cancel()
+        except Exception as exc:
+            self.end_reason = f"error: {exc!r}"
+            logger.exception("session %s failed", self.id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.close()
+            logger.info("session %s ended: %s", self.id, self.end_reason)
+
+    async def _wait_connected(self) -> bool:
+        with anyio.move_on_after(self.options.connect_timeout_s):
+            while True:
+                if self.pc.connectionState == "connected":
+                    return True
+                reason = self._end_condition()
+                if reason is not None:
+                    self.end_reason = reason
+                    return False
+                await self._wait_change()
+        self.end_reason = f"not connected within {self.options.connect_timeout_s:g} s"
+        return False
+
+    async def _watch(self, task: PipelineTask) -> None:
+        """End the task when the caller is gone (bounded by `_WATCH_INTERVAL_S` + timeouts)."""
+        while True:
+            reason = self._end_condition() or self._media_timed_out()
+            if reason is not None:
+                self.end_reason = reason
+                await task.cancel()
+                return
+            await self._wait_change()
+
+    async def _wait_change(self) -> None:
+        with anyio.move_on_after(_WATCH_INTERVAL_S):
+            await self._changed.wait()
+        if self._changed.is_set():
+            self._changed = anyio.Event()
+
+    def _end_condition(self) -> str | None:
+        if self._hang_up:
+            return "hung up"
+        if self.pc.connectionState in ("failed", "closed"):
+            return f"connection {self.pc.connectionState}"
+        return None
+
+    def _media_timed_out(self) -> str | None:
+        timeout = self.options.media_timeout_s
+        if timeout is None or not self._has_audio or not self._stages:
+            return None
+        last = max(stage.last_arrival_ns for stage in self._stages)
+        if last and time.monotonic_ns() - last > timeout * NS_PER_S:
+            return f"no media for {timeout:g} s"
+        return None
+
+    async def close(self) -> None:
+        """Release the peer connection, its tracks and aiortc's tasks and threads (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.output.track.stop()
+        with anyio.move_on_after(self.options.close_timeout_s):
+            await self.pc.close()
