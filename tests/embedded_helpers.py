@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -22,11 +22,19 @@ from voxframe.pipeline import (
     Frame,
     FrameProcessor,
     InputAudioFrame,
+    LLMContext,
     Pipeline,
     PipelineParams,
     PipelineTask,
 )
+from voxframe.processors.aggregators import context_aggregators
+from voxframe.processors.llm import ToolCall
+from voxframe.processors.llm.offline import OfflineOptions, OfflineResponder, offline_tools
+from voxframe.processors.stt.whisper import WhisperSTTService
+from voxframe.processors.tts import TTSChunk
 from voxframe.processors.tts.piper import PiperOptions, PiperTTSService, load_piper_voice
+from voxframe.processors.vad import ReplyRecovery, VADOptions, VADProcessor
+from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport, MemoryOutputTransport
 
 RATE = 16_000
 MS = 1_000_000
@@ -161,12 +169,84 @@ async def running(
             await task.cancel()
 
 
+# --- the whole embedded bot, in memory ------------------------------------------------------------
+
+
+class WatchedResponder(OfflineResponder):
+    """The offline responder, noting which replies ran to their end and which were cut off."""
+
+    def __init__(self, options: OfflineOptions | None = None) -> None:
+        super().__init__(options)
+        self.finished: list[int] = []
+        self.cut: list[int] = []
+
+    async def stream_completion(self, context: LLMContext, turn: int) -> AsyncIterator[str | ToolCall]:
+        finished = False
+        try:
+            async with aclosing(super().stream_completion(context, turn)) as items:
+                async for item in items:
+                    yield item
+            finished = True
+        finally:
+            (self.finished if finished else self.cut).append(turn)
+
+
+class WatchedPiper(PiperTTSService):
+    """Piper, noting which utterances were synthesised to their end and which were cut off."""
+
+    def __init__(self, options: PiperOptions | None = None) -> None:
+        super().__init__(options)
+        self.finished: list[int] = []
+        self.cut: list[int] = []
+
+    async def synthesize_stream(self, texts: AsyncIterator[str], turn: int) -> AsyncIterator[TTSChunk]:
+        finished = False
+        try:
+            async with aclosing(super().synthesize_stream(texts, turn)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            finished = True
+        finally:
+            (self.finished if finished else self.cut).append(turn)
+
+
+@dataclass(slots=True)
+class EmbeddedBot:
+    """The offline voice bot: memory mic -> VAD -> Whisper -> context -> responder -> Piper -> memory speaker."""
+
+    mic: MemoryInputTransport
+    vad: VADProcessor
+    stt: WhisperSTTService
+    responder: WatchedResponder
+    tts: WatchedPiper
+    speaker: MemoryOutputTransport
+    heard: Recorder  # what leaves the speaker (bot speaking state, words), before the assistant aggregator
+    context: LLMContext
+    processors: list[FrameProcessor]
+
+
+def embedded_bot(vad: VADOptions | None = None, word_delay_s: float = 0.1) -> EmbeddedBot:
+    mic = MemoryInputTransport(options=MemoryInputOptions(silence_when_idle=True))
+    vad_processor, stt = VADProcessor(vad), WhisperSTTService()
+    responder = WatchedResponder(OfflineOptions(word_delay_s=word_delay_s))
+    tts = WatchedPiper(PiperOptions(noise_scale=0.0, noise_w_scale=0.0))
+    speaker, heard = MemoryOutputTransport(), Recorder("heard")
+    context = LLMContext(tools=offline_tools())
+    user, assistant = context_aggregators(context)
+    processors = [mic, vad_processor, stt, user, ReplyRecovery(), responder, tts, speaker, heard, assistant]
+    return EmbeddedBot(mic, vad_processor, stt, responder, tts, speaker, heard, context, processors)
+
+
 __all__ = [
     "MS",
     "NS_PER_S",
     "RATE",
+    "EmbeddedBot",
     "Recorder",
     "Seen",
+    "WatchedPiper",
+    "WatchedResponder",
+    "embedded_bot",
     "frames_of",
     "noise_burst",
     "normalise_words",
