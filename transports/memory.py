@@ -17,6 +17,7 @@ import numpy as np
 
 from voxframe.pipeline import (
     DOWN,
+    CancelFrame,
     Direction,
     EndFrame,
     Frame,
@@ -71,6 +72,7 @@ class MemoryInputTransport(FrameProcessor):
         self._idle = False
         self._wakeup: anyio.Event | None = None
         self._done: anyio.Event | None = None
+        self._feeder_scope = anyio.CancelScope()
         if audio is not None:
             self.feed(audio)
 
@@ -101,6 +103,8 @@ class MemoryInputTransport(FrameProcessor):
         return start_ns + (sample - first) * NS_PER_S // self.sample_rate
 
     async def process(self, frame: Frame, direction: Direction) -> None:
+        if isinstance(frame, (EndFrame, CancelFrame)) and direction is DOWN:
+            self._feeder_scope.cancel()  # nothing may follow the end of the stream
         await self.push(frame, direction)
         if isinstance(frame, StartFrame) and direction is DOWN:
             self.task_group.start_soon(self._run_feeder, name=f"{self.name}.feeder")
@@ -114,6 +118,10 @@ class MemoryInputTransport(FrameProcessor):
             self._buffer += resampler.flush()
 
     async def _run_feeder(self) -> None:
+        with self._feeder_scope:
+            await self._feed_frames()
+
+    async def _feed_frames(self) -> None:
         chunk_samples = self.sample_rate * self.options.chunk_ms // 1000
         chunk_bytes = chunk_samples * 2
         period_ns = self.options.chunk_ms * 1_000_000

@@ -30,6 +30,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from .._audio import StreamResampler, to_pcm16
 from ._ice import IceOptions, gather_on
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
+from ._signal import Signal
 from .onsets import OnsetDetector, OnsetOptions
 from .tracks import PacedAudioTrack
 
@@ -90,23 +91,6 @@ def last_loud_sample(samples: np.ndarray, rate: int, threshold_dbfs: float = -40
     return 0 if not len(loud) else int(loud[-1] + 1) * window
 
 
-class _Signal:
-    """Wakes every task waiting on it (each waiter gets its own event, so none is lost)."""
-
-    def __init__(self) -> None:
-        self._waiters: list[anyio.Event] = []
-
-    def fire(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for event in waiters:
-            event.set()
-
-    async def wait(self) -> None:
-        event = anyio.Event()
-        self._waiters.append(event)
-        await event.wait()
-
-
 class HeadlessClient:
     def __init__(self, options: ClientOptions | None = None) -> None:
         self.options = options or ClientOptions()
@@ -120,8 +104,8 @@ class HeadlessClient:
         self._recorded: list[tuple[int, np.ndarray]] = []
         self._recorded_samples = 0
         self._to_play: list[tuple[np.ndarray, anyio.Event, list[int]]] = []
-        self._heard = _Signal()
-        self._event_arrived = _Signal()
+        self._heard = Signal()
+        self._event_arrived = Signal()
         self._remote: MediaStreamTrack | None = None
         self._track_arrived = anyio.Event()
         self._channel = self.pc.createDataChannel("events")
@@ -137,8 +121,8 @@ class HeadlessClient:
         """Call `base_url`; inside the block the call is up (microphone sending silence)."""
         client = cls(options)
         try:
+            await client._call(base_url)
             async with anyio.create_task_group() as tg:
-                await client._call(base_url)
                 tg.start_soon(client._run_microphone)
                 tg.start_soon(client._run_speaker)
                 try:

@@ -19,7 +19,16 @@ import anyio
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from voxframe.pipeline import DOWN, Direction, Frame, FrameProcessor, InputAudioFrame, StartFrame
+from voxframe.pipeline import (
+    DOWN,
+    CancelFrame,
+    Direction,
+    EndFrame,
+    Frame,
+    FrameProcessor,
+    InputAudioFrame,
+    StartFrame,
+)
 
 
 @dataclass(slots=True)
@@ -38,6 +47,7 @@ class WebRTCInputTransport(FrameProcessor):
         self.dropped_frames = 0
         self._track: MediaStreamTrack | None = None
         self._track_attached: anyio.Event | None = None
+        self._reader_scope = anyio.CancelScope()
 
     def attach(self, track: MediaStreamTrack) -> None:
         """Hand over the caller's audio track (the session does this when it arrives)."""
@@ -46,11 +56,17 @@ class WebRTCInputTransport(FrameProcessor):
             self._track_attached.set()
 
     async def process(self, frame: Frame, direction: Direction) -> None:
+        if isinstance(frame, (EndFrame, CancelFrame)) and direction is DOWN:
+            self._reader_scope.cancel()  # nothing may follow the end of the stream
         await self.push(frame, direction)
         if isinstance(frame, StartFrame) and direction is DOWN:
             self.task_group.start_soon(self._run_reader, name=f"{self.name}.reader")
 
     async def _run_reader(self) -> None:
+        with self._reader_scope:
+            await self._read()
+
+    async def _read(self) -> None:
         if self._track is None:
             self._track_attached = anyio.Event()
             await self._track_attached.wait()

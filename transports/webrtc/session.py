@@ -30,6 +30,7 @@ from voxframe.pipeline import PipelineTask
 
 from ._ice import IceOptions, gather_on
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
+from ._signal import Signal
 from .events import ClientEventsObserver, Message
 from .input import InputOptions, WebRTCInputTransport
 from .output import WebRTCOutputTransport
@@ -80,8 +81,9 @@ class Session:
         self.channel: RTCDataChannel | None = None
         self._stages: list[ReorderStage] = []
         self._has_audio = False
+        self._connected_ns = 0
         self._pending_events: list[str] = []
-        self._changed = anyio.Event()
+        self._changed = Signal()
         self._hang_up = False
         self._closed = False
         self.pc.on("connectionstatechange", self._on_state_change)
@@ -92,6 +94,8 @@ class Session:
 
     async def accept(self, sdp: str, kind: str) -> RTCSessionDescription:
         """Apply the caller's offer and return our answer (with all our candidates)."""
+        if not _looks_like_sdp(sdp):
+            raise SessionError("bad_sdp", "the offer is not an SDP description (lines of the form 'x=...')")
         if kind != "offer":
             raise SessionError("bad_sdp_type", f"expected an SDP of type 'offer', got {kind!r}")
         try:
@@ -120,12 +124,12 @@ class Session:
         if not line:  # the browser's empty end-of-candidates marker
             await self.pc.addIceCandidate(None)
             return True
-        if not self.options.ice.accepts_candidate(line):
-            return False
         try:
             parsed = candidate_from_sdp(line.removeprefix("a=").removeprefix("candidate:"))
         except Exception as exc:
             raise SessionError("bad_candidate", f"unparseable candidate: {line[:80]!r}") from exc
+        if not self.options.ice.accepts_candidate(line):
+            return False
         parsed.sdpMid = candidate.get("sdpMid")
         parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
         if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
@@ -136,7 +140,7 @@ class Session:
     def hang_up(self) -> None:
         """End the session (the caller said goodbye)."""
         self._hang_up = True
-        self._changed.set()
+        self._changed.fire()
 
     # --- client events ------------------------------------------------------------------------------
 
@@ -174,7 +178,7 @@ class Session:
             self.input.attach(track)
 
     def _on_state_change(self) -> None:
-        self._changed.set()
+        self._changed.fire()
 
     @property
     def state(self) -> str:
@@ -203,6 +207,7 @@ class Session:
         with anyio.move_on_after(self.options.connect_timeout_s):
             while True:
                 if self.pc.connectionState == "connected":
+                    self._connected_ns = time.monotonic_ns()
                     return True
                 reason = self._end_condition()
                 if reason is not None:
@@ -225,8 +230,12 @@ class Session:
     async def _wait_change(self) -> None:
         with anyio.move_on_after(_WATCH_INTERVAL_S):
             await self._changed.wait()
-        if self._changed.is_set():
-            self._changed = anyio.Event()
+
+    async def wait_connected(self, timeout_s: float) -> None:
+        """Wait until the peer connection is up; TimeoutError if not within `timeout_s`."""
+        with anyio.fail_after(timeout_s):
+            while self.pc.connectionState != "connected":
+                await self._changed.wait()
 
     def _end_condition(self) -> str | None:
         if self._hang_up:
@@ -239,8 +248,10 @@ class Session:
         timeout = self.options.media_timeout_s
         if timeout is None or not self._has_audio or not self._stages:
             return None
-        last = max(stage.last_arrival_ns for stage in self._stages)
-        if last and time.monotonic_ns() - last > timeout * NS_PER_S:
+        # Counted from the later of "connected" and the last packet: a caller who never sends
+        # anything is as gone as one who stopped.
+        last = max(self._connected_ns, *(stage.last_arrival_ns for stage in self._stages))
+        if time.monotonic_ns() - last > timeout * NS_PER_S:
             return f"no media for {timeout:g} s"
         return None
 
@@ -252,3 +263,9 @@ class Session:
         self.output.track.stop()
         with anyio.move_on_after(self.options.close_timeout_s):
             await self.pc.close()
+
+
+def _looks_like_sdp(sdp: str) -> bool:
+    """RFC 8866 shape: starts with v=0, every line is a one-letter type, '=', value."""
+    lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
+    return bool(lines) and lines[0] == "v=0" and all(len(x) > 1 and x[1] == "=" and x[0].isalpha() for x in lines)
