@@ -1,37 +1,69 @@
-"""A minimal bot until the full example lands: a pipeline that reports the audio it is fed.
+"""The example voice bot: the whole pipeline of a voice assistant, in one screen.
 
-Run with `python3 dev.py example`.
+    python bots/example.py                  serve it; talk to it at http://127.0.0.1:7860
+    python bots/example.py --call bots/assets/what_time_is_it.wav
+
+With no keys it runs on embedded models (Whisper, an offline responder, Piper); set
+DEEPGRAM_API_KEY, OPENAI_API_KEY (or OPENAI_BASE_URL) and CARTESIA_API_KEY to use those
+services instead (`python -m voxframe.fakes` prints variables for local fakes of them).
 """
 
 from __future__ import annotations
 
-import anyio
+import datetime
+from typing import Any
 
-from voxframe.pipeline import FrameProcessor, InputAudioFrame, Pipeline, PipelineRunner, PipelineTask
+from runner import BotSession, run_bot
+
+from voxframe.pipeline import LLMContext, Pipeline, Tool
+from voxframe.processors.aggregators import context_aggregators
+from voxframe.processors.vad import ReplyRecovery, VADOptions, VADParams, VADProcessor
+
+SYSTEM_PROMPT = (
+    "You are a friendly voice assistant. Your answers are spoken aloud, so keep them to one or "
+    "two short sentences, without lists or symbols. Use the tools for the time and for capitals."
+)
+
+CAPITALS = {"france": "Paris", "germany": "Berlin", "italy": "Rome", "japan": "Tokyo", "spain": "Madrid"}
 
 
-class AudioMeter(FrameProcessor):
-    """Counts the seconds of user audio that pass through."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.seconds = 0.0
-
-    async def process(self, frame, direction):  # type: ignore[no-untyped-def]
-        if isinstance(frame, InputAudioFrame):
-            self.seconds += frame.duration_s
-        await self.push(frame, direction)
+async def get_time(args: dict[str, Any]) -> str:
+    return datetime.datetime.now().strftime("%I:%M %p").lstrip("0")
 
 
-async def main() -> None:
-    meter = AudioMeter()
-    task = PipelineTask(Pipeline([FrameProcessor(name="input"), meter, FrameProcessor(name="output")]))
-    silence = bytes(640)
-    await task.queue_frames(InputAudioFrame(audio=silence, sample_rate=16_000) for _ in range(50))
-    await task.stop_when_done()
-    await PipelineRunner().run(task)
-    print(f"voxframe pipeline ran: {meter.seconds:.2f} s of audio went through")
+async def capital_of(args: dict[str, Any]) -> str:
+    return CAPITALS.get(str(args.get("country", "")).strip().lower(), "unknown")
+
+
+TOOLS = [
+    Tool("get_time", "The current local time.", {"type": "object", "properties": {}}, get_time),
+    Tool(
+        "capital_of",
+        "The capital city of a country.",
+        {"type": "object", "properties": {"country": {"type": "string"}}, "required": ["country"]},
+        capital_of,
+    ),
+]
+
+
+def create_pipeline(bot: BotSession) -> Pipeline:
+    """One caller's pipeline, built afresh for every call."""
+    context = LLMContext(messages=[{"role": "system", "content": SYSTEM_PROMPT}], tools=TOOLS)
+    user, assistant = context_aggregators(context)
+    return Pipeline(
+        [
+            bot.input,  # the caller's microphone, over WebRTC
+            VADProcessor(VADOptions(params=VADParams(stop_s=0.5))),  # who speaks when; barge-in
+            bot.services.stt(),  # speech to text: Deepgram, or Whisper
+            user,  # the user's words join the context and start a reply
+            ReplyRecovery(),  # a cough that cut the bot off: it answers again
+            bot.services.llm(),  # OpenAI (runs the tools), or the offline responder
+            bot.services.tts(),  # text to speech: Cartesia, or Piper
+            bot.output,  # the caller's speaker, over WebRTC
+            assistant,  # what the bot actually said joins the context
+        ]
+    )
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    run_bot(create_pipeline)

@@ -1,0 +1,119 @@
+"""`TurnReporter`: one record per bot reply — what the bot heard, what it said, where time went.
+
+An observer (no hop, no task): it sees every frame wherever it is pushed, so it catches final
+transcripts before the user aggregator consumes them and the reply's text as the LLM streams it.
+When the output transport reports the reply over (`BotStoppedSpeakingFrame`, downstream), the
+turn's tracer points are read and the record is handed to `on_turn` (the runner prints one
+console line and, for benchmarks, appends a JSON line).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from voxframe.pipeline import (
+    DOWN,
+    BotStoppedSpeakingFrame,
+    Direction,
+    Frame,
+    FrameProcessor,
+    LLMContextFrame,
+    LLMTextFrame,
+    Observer,
+    Tracer,
+    TranscriptionFrame,
+    TTSSpeakFrame,
+    UserStoppedSpeakingFrame,
+)
+
+#: The named points of the waterfall, in the order they happen.
+STAGES = ("vad_stop", "stt_final", "llm_first_token", "tts_first_text", "tts_first_audio", "first_audio_out")
+_REMEMBERED_IDS = 512
+
+
+@dataclass(slots=True)
+class TurnRecord:
+    """One reply. Times are monotonic ns (the client's clock too, on the same host)."""
+
+    turn: int
+    heard: str
+    said: str
+    interrupted: bool
+    played_s: float
+    #: When the user's speech ended, as the VAD saw it (None: no speech started this turn).
+    speech_end_ns: int | None
+    #: The tracer's points of the turn, including per-processor `<name>:in` / `<name>:out`.
+    points_ns: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def breakdown(self) -> str:
+        """`vad_stop +612 ms, stt_final +701, ...` from the end of the user's speech."""
+        origin = self.speech_end_ns
+        if origin is None:
+            return "no speech end to measure from"
+        parts = [f"{name} +{(self.points_ns[name] - origin) / 1e6:.0f}" for name in STAGES if name in self.points_ns]
+        return ", ".join(parts) + " ms after the end of speech" if parts else "no trace points"
+
+    def line(self) -> str:
+        said = self.said + (" [interrupted]" if self.interrupted else "")
+        return f"turn {self.turn} | heard: {self.heard or '-'} | said: {said or '-'} | {self.breakdown()}"
+
+
+class TurnReporter(Observer):
+    def __init__(self, on_turn: Callable[[TurnRecord], None], tracer: Tracer | None = None) -> None:
+        self.on_turn = on_turn
+        self.tracer = tracer
+        self.records: list[TurnRecord] = []
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self._heard: list[str] = []  # finals since the last reply began
+        self._speech_end_ns: int | None = None
+        self._turn_heard: dict[int, tuple[str, int | None]] = {}
+        self._said: dict[int, list[str]] = {}
+        self._reported: set[int] = set()
+
+    def on_push(self, src: FrameProcessor, dst: FrameProcessor, frame: Frame, direction: Direction, t_ns: int) -> None:
+        if frame.id in self._seen:
+            return
+        self._seen[frame.id] = None
+        if len(self._seen) > _REMEMBERED_IDS:
+            self._seen.popitem(last=False)
+        match frame:
+            case TranscriptionFrame():
+                self._heard.append(frame.text.strip())
+            case UserStoppedSpeakingFrame():
+                self._speech_end_ns = frame.speech_end_ns or t_ns
+            case LLMContextFrame() if frame.turn not in self._turn_heard:
+                self._turn_heard[frame.turn] = (" ".join(t for t in self._heard if t), self._speech_end_ns)
+                self._heard.clear()
+            case LLMTextFrame() | TTSSpeakFrame():
+                self._said.setdefault(frame.turn, []).append(frame.text)
+            case BotStoppedSpeakingFrame() if direction is DOWN and frame.turn not in self._reported:
+                self._report(frame)
+
+    def _report(self, frame: BotStoppedSpeakingFrame) -> None:
+        self._reported.add(frame.turn)
+        heard, speech_end_ns = self._turn_heard.pop(frame.turn, ("", None))
+        record = TurnRecord(
+            turn=frame.turn,
+            heard=heard,
+            said="".join(self._said.pop(frame.turn, [])).strip(),
+            interrupted=frame.interrupted,
+            played_s=round(frame.played_s, 3),
+            speech_end_ns=speech_end_ns,
+            points_ns=self.tracer.turn(frame.turn) if self.tracer is not None else {},
+        )
+        # Replies voided before a sound was played never report: forget them with this one.
+        for stale in [t for t in self._said if t < frame.turn]:
+            del self._said[stale]
+        for stale in [t for t in self._turn_heard if t < frame.turn]:
+            del self._turn_heard[stale]
+        self.records.append(record)
+        self.on_turn(record)
+
+
+__all__ = ["STAGES", "TurnRecord", "TurnReporter"]
