@@ -149,3 +149,17 @@ async def test_end_of_session_flushes_the_last_words_before_the_end_frame() -> N
         assert fake.connections[0].ended == "closed 1000"
     assert finals(tail) == ["Goodbye."]
     assert tail.down.index(tail.of(TranscriptionFrame)[0]) < tail.down.index(tail.of(EndFrame)[0])
+
+
+async def test_the_pipeline_input_rate_is_what_deepgram_is_asked_for() -> None:
+    options = DeepgramFakeOptions(transcripts=["Telephone quality."], final_latency=ZERO)
+    async with DeepgramFake(options) as fake:
+        tail = Recorder("tail")
+        task = PipelineTask(Pipeline([stt_for(fake), tail]), quiet_params(audio_in_sample_rate=8000))
+        async with running(task):
+            pcm = speech(0.8, rate=8000) + silence(0.5, rate=8000)
+            await task.queue_frames(InputAudioFrame(audio=f, sample_rate=8000) for f in frames(pcm, 320))
+            await tail.wait_for(lambda: bool(finals(tail)))
+    assert finals(tail) == ["Telephone quality."]
+    assert fake.connections[-1].query["sample_rate"] == "8000"
+    assert bytes(fake.connections[-1].audio) == pcm

@@ -5,6 +5,7 @@ Used by the Deepgram and Cartesia clients, which only speak their protocol on to
 * `run` lives in the owning processor's task group. It connects first (a refused first
   connection raises `ProviderError`, so `task_group.start(stream.run)` fails the processor's
   setup with a clear message), then reads every message into `on_message`;
+* a message `on_message` fails on goes to `on_bad_message`; reading goes on;
 * after a drop (any close the client did not ask for, or a dead TCP connection) it calls
   `on_lost`, reconnects with backoff, then calls `on_reconnected`, where the client replays what
   the provider missed. A failure that will not heal (a revoked key) or too many failed attempts
@@ -61,6 +62,7 @@ class WebSocketStream:
         on_lost: Callable[[int | None, str], Awaitable[None]] | None = None,
         on_reconnected: Callable[[], Awaitable[None]] | None = None,
         on_failed: Callable[[ProviderError], Awaitable[None]] | None = None,
+        on_bad_message: Callable[[Exception], Awaitable[None]] | None = None,
         keepalive_message: Callable[[], Message] | None = None,
     ) -> None:
         self.name = name
@@ -70,6 +72,7 @@ class WebSocketStream:
         self._on_lost = on_lost
         self._on_reconnected = on_reconnected
         self._on_failed = on_failed
+        self._on_bad_message = on_bad_message
         self._keepalive_message = keepalive_message
         self._ws: ClientConnection | None = None
         self._connected = anyio.Event()
@@ -109,7 +112,7 @@ class WebSocketStream:
             assert ws is not None
             try:
                 async for message in ws:
-                    await self._on_message(message)
+                    await self._handle(message)
             except ConnectionClosed:
                 pass
             if self._closing:
@@ -124,6 +127,15 @@ class WebSocketStream:
             await self._connect(first=False)
             if self._on_reconnected is not None:
                 await self._on_reconnected()
+
+    async def _handle(self, message: Message) -> None:
+        """One message; a message the client cannot read is reported, and reading goes on."""
+        try:
+            await self._on_message(message)
+        except Exception as exc:
+            logger.exception("%s: could not handle a message", self.name)
+            if self._on_bad_message is not None:
+                await self._on_bad_message(exc)
 
     async def _connect(self, *, first: bool) -> None:
         """Connect, retrying transient failures with backoff; raise ProviderError when hopeless."""
@@ -187,6 +199,13 @@ class WebSocketStream:
             return False
         self._last_send = anyio.current_time()
         return True
+
+    async def restart(self) -> None:
+        """Close the connection so that `run` opens a fresh one (new parameters), as after a drop."""
+        ws = self._ws
+        if ws is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self.options.close_timeout_s):
+                await ws.close()
 
     async def close(self, final_message: Message | None = None) -> None:
         """Close on purpose: send `final_message`, give the server a moment to close, then close."""

@@ -31,6 +31,7 @@ from voxframe.pipeline import (
     InputAudioFrame,
     InterimTranscriptionFrame,
     MetricsFrame,
+    StartFrame,
     TranscriptionFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
@@ -116,6 +117,7 @@ class DeepgramSTT(FrameProcessor):
         self._heard = False  # any words since the user started speaking
         self._closed = False
         self._rate_warned = False
+        self._stream_rate = 0  # the sample rate the open connection was asked for
 
     @property
     def sample_rate(self) -> int:
@@ -133,6 +135,7 @@ class DeepgramSTT(FrameProcessor):
             on_lost=self._on_lost,
             on_reconnected=self._on_reconnected,
             on_failed=self._on_failed,
+            on_bad_message=self._on_bad_message,
             keepalive_message=lambda: json.dumps({"type": "KeepAlive"}),
         )
         await self.task_group.start(self._stream.run)
@@ -160,6 +163,7 @@ class DeepgramSTT(FrameProcessor):
             query["utterance_end_ms"] = opts.utterance_end_ms
         query = {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
         query.update(opts.extra_query)
+        self._stream_rate = self.sample_rate
         scheme = "Bearer" if key.count(".") == 2 else "Token"  # a JWT is a temporary token
         return Endpoint(f"{base}/v1/listen?{urlencode(query)}", {"Authorization": f"{scheme} {key}"})
 
@@ -169,7 +173,9 @@ class DeepgramSTT(FrameProcessor):
         if direction is DOWN and isinstance(frame, InputAudioFrame):
             await self._send_audio(frame)
             return
-        if isinstance(frame, UserStartedSpeakingFrame) and direction is DOWN:
+        if isinstance(frame, StartFrame):
+            await self._on_start()
+        elif isinstance(frame, UserStartedSpeakingFrame) and direction is DOWN:
             self._awaiting_final = False
             self._heard = False
         elif isinstance(frame, UserStoppedSpeakingFrame) and direction is DOWN:
@@ -177,6 +183,12 @@ class DeepgramSTT(FrameProcessor):
         elif isinstance(frame, EndFrame):
             await self._close_stream()
         await self.push(frame, direction)
+
+    async def _on_start(self) -> None:
+        """Setup connected before the pipeline's rates were known: reconnect if they differ."""
+        self._replay.limit = int(self.options.replay_limit_s * self.sample_rate)
+        if self._stream is not None and self._stream_rate != self.sample_rate:
+            await self._stream.restart()
 
     async def _send_audio(self, frame: InputAudioFrame) -> None:
         if frame.sample_rate != self.sample_rate or frame.num_channels != 1:
@@ -284,6 +296,9 @@ class DeepgramSTT(FrameProcessor):
 
     async def _on_failed(self, error: ProviderError) -> None:
         await self.push_error(f"{self.name}: {error}", fatal=True, exception=error)
+
+    async def _on_bad_message(self, error: Exception) -> None:
+        await self.push_error(f"{self.name}: unreadable message from the service: {error!r}", exception=error)
 
 
 __all__ = ["DeepgramOptions", "DeepgramSTT"]

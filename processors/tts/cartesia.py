@@ -92,6 +92,7 @@ class CartesiaTTS(TTSService):
             on_message=self._on_message,
             on_lost=self._on_lost,
             on_failed=self._on_failed,
+            on_bad_message=self._on_bad_message,
         )
         await self.task_group.start(self._stream.run)
 
@@ -227,6 +228,9 @@ class CartesiaTTS(TTSService):
 
     async def _on_failed(self, error: ProviderError) -> None:
         await self.push_error(f"{self.name}: {error}", fatal=True, exception=error)
+
+    async def _on_bad_message(self, error: Exception) -> None:
+        await self.push_error(f"{self.name}: unreadable message from the service: {error!r}", exception=error)
 
 
 def _word_timings(stamps: dict[str, Any]) -> list[WordTiming]:
