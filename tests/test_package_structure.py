@@ -1,0 +1,96 @@
+"""Structure rules the style guide promises: no import cycles, a small runtime core, small modules,
+and package `__init__`s that import no optional dependency."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("pipeline", "processors", "transports", "fakes")
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for root in PACKAGES:
+        for path in (ROOT / root).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found["voxframe." + ".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The voxframe modules `name` imports at import time (not under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in tree.body:  # module level only: imports inside functions are deliberate and lazy
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base]) if base else ".".join(anchor)
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        found.update(t for t in targets if t in modules and t != name)
+    return found
+
+
+def test_there_is_no_import_cycle() -> None:
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycle = [*stack[stack.index(nxt) :], nxt]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+
+
+def test_the_runtime_core_stays_small_enough_to_read_in_one_sitting() -> None:
+    lines = sum(len(p.read_text().splitlines()) for p in (ROOT / "pipeline").glob("*.py"))
+    assert lines < 2000, f"pipeline/ has grown to {lines} lines"
+
+
+def test_no_module_is_a_two_thousand_line_file() -> None:
+    sizes = {path: len(path.read_text().splitlines()) for path in _modules().values()}
+    too_big = {str(p.relative_to(ROOT)): n for p, n in sizes.items() if n > 600}
+    assert not too_big
+
+
+def test_package_inits_import_no_optional_dependency() -> None:
+    """A user who installs only one provider's extra can import every package of the core.
+
+    `transports.webrtc` and `fakes` are exempt: aiortc/aiohttp/websockets are their whole point.
+    """
+    optional = ["aiortc", "av", "websockets", "openai", "onnxruntime", "faster_whisper", "piper", "aiohttp"]
+    inits = [
+        name
+        for name, path in _modules().items()
+        if path.name == "__init__.py" and not name.startswith(("voxframe.transports.webrtc", "voxframe.fakes"))
+    ]
+    code = "import sys\n" + "".join(f"import {name}\n" for name in inits)
+    code += f"print(sorted(m for m in {optional!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
