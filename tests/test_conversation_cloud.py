@@ -125,9 +125,10 @@ async def test_two_turns_with_a_tool_call_leave_exactly_those_turns_in_the_conte
     assert len(finalizes) == 2  # one per end of speech
     played_s = len(bot.output.audio(1)) / 2 / 24000
     assert played_s == pytest.approx(len("It is sunny in Paris. ") / 25.0, abs=0.021)
-    points = bot.task.tracer.turn(2)
-    for point in ("stt_final", "llm_first_token", "tts_first_text", "tts_first_audio", "first_audio_out"):
-        assert point in points
+    for turn in (1, 2):  # every stage of each reply is on its waterfall, in order
+        points = bot.task.tracer.turn(turn)
+        stages = ("stt_final", "llm_first_token", "tts_first_text", "tts_first_audio", "first_audio_out")
+        assert [points[p] for p in stages] == sorted(points[p] for p in stages)
 
 
 async def test_a_barge_in_keeps_only_what_was_heard_and_cancels_synthesis() -> None:

@@ -209,7 +209,9 @@ class DeepgramSTT(FrameProcessor):
     async def _on_user_stopped(self, frame: UserStoppedSpeakingFrame) -> None:
         self._user_stopped_ns = frame.speech_end_ns or self.clock.now_ns()
         if self._heard and not self._open_interim:
-            await self._final_ready()  # everything heard is already final
+            metric = self._trace_final()  # everything heard is already final
+            if metric is not None:
+                await self.push(metric)
         else:
             self._awaiting_final = True
         if self._stream is not None:
@@ -245,24 +247,27 @@ class DeepgramSTT(FrameProcessor):
         end_s = float(data.get("start", 0.0)) + float(data.get("duration", 0.0))
         self._replay.release_before(self._conn_base + round(end_s * self.sample_rate))
         self._open_interim = False
-        if text:
-            self._heard = True
-            await self.push(TranscriptionFrame(text=text, language=language))
-        if self._awaiting_final and (text or data.get("from_finalize")):
-            # Complete. An empty answer to Finalize with nothing heard was noise: no turn, no trace.
+        self._heard = self._heard or bool(text)
+        complete = self._awaiting_final and bool(text or data.get("from_finalize"))
+        if complete:
+            # An empty answer to Finalize with nothing heard was noise: no turn, no trace.
             self._awaiting_final = False
-            if self._heard:
-                await self._final_ready()
+            metric = self._trace_final() if self._heard else None
+        if text:  # after the trace: this frame may start the reply (a new turn)
+            await self.push(TranscriptionFrame(text=text, language=language))
+        if complete and metric is not None:
+            await self.push(metric)
 
-    async def _final_ready(self) -> None:
-        """The user's transcript is complete: trace it, and report end of speech -> final."""
+    def _trace_final(self) -> MetricsFrame | None:
+        """The user's transcript is complete: trace it for the coming reply; end of speech -> final."""
         now = self.clock.now_ns()
         self._heard = False
         self.trace("stt_final", t_ns=now)
-        if self._user_stopped_ns is not None:
-            value = (now - self._user_stopped_ns) / NS_PER_S
-            self._user_stopped_ns = None
-            await self.push(MetricsFrame(processor=self.name, metric="stt_final_s", value=value))
+        if self._user_stopped_ns is None:
+            return None
+        value = (now - self._user_stopped_ns) / NS_PER_S
+        self._user_stopped_ns = None
+        return MetricsFrame(processor=self.name, metric="stt_final_s", value=value)
 
     # --- drops ---------------------------------------------------------------------------------
 
