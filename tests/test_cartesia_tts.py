@@ -147,3 +147,17 @@ async def test_a_rejected_key_fails_setup() -> None:
         task = PipelineTask(Pipeline([tts]), quiet_params())
         with pytest.raises(PipelineError, match="401"), anyio.fail_after(5):
             await task.run()
+
+
+async def test_a_stalled_server_fails_the_utterance_instead_of_hanging() -> None:
+    async with fake() as f:
+        f.faults.append(Fault.stall_after(after_received=1))
+        options = CartesiaOptions(url=f.url, api_key="key", reply_timeout_s=0.3)
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params())
+        async with running(task):
+            await task.queue_frames(reply(1, "Anyone there?"))
+            await tail.wait_for(lambda: stopped(tail, 1))
+    (error,) = head.of(ErrorFrame, UP)
+    assert "no answer for 0.3 s" in error.error and not error.fatal
+    assert audio_bytes(tail, 1) == 0
