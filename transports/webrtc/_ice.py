@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
@@ -99,6 +99,32 @@ class IceOptions:
         lines = sdp.splitlines()
         kept = [line for line in lines if not line.startswith("a=candidate:") or self.accepts_candidate(line[2:])]
         return "\r\n".join(kept) + "\r\n"
+
+
+def ignore_checks_from_other_hosts(pc: RTCPeerConnection, hosts: Sequence[str]) -> None:
+    """Answer ICE checks only from `hosts`.
+
+    A peer with several interfaces (a browser) also sends checks from its other addresses;
+    answering one would make it a peer-reflexive candidate and send media there. Unanswered,
+    that pair simply fails and the allowed one is used.
+    """
+    allowed = frozenset(hosts)
+    seen: set[int] = set()
+    transports = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    for dtls in transports:
+        connection = dtls.transport._connection
+        if id(connection) in seen:
+            continue
+        seen.add(id(connection))
+        original = connection.request_received
+
+        def request_received(message: Any, addr: tuple[str, int], protocol: Any, _original: Any = original) -> None:
+            if addr[0] in allowed:
+                _original(message, addr, protocol)
+
+        connection.request_received = request_received
 
 
 def candidate_host(candidate_sdp: str) -> str | None:

@@ -28,7 +28,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from voxframe.pipeline import PipelineTask
 
-from ._ice import IceOptions, gather_on
+from ._ice import IceOptions, gather_on, ignore_checks_from_other_hosts
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
 from ._signal import Signal
 from .events import ClientEventsObserver, Message
@@ -109,6 +109,8 @@ class Session:
         for transceiver in audio:
             self._stages.append(install_receive_path(transceiver.receiver, self.options.receive))
         self.pc.addTrack(self.output.track)
+        if self.options.ice.host_addresses is not None:
+            ignore_checks_from_other_hosts(self.pc, self.options.ice.host_addresses)
         with gather_on(self.options.ice.host_addresses):
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         return self.pc.localDescription
@@ -199,6 +201,7 @@ class Session:
             self.end_reason = f"error: {exc!r}"
             logger.exception("session %s failed", self.id)
         finally:
+            self.end_reason = self.end_reason or "server stopped"
             with anyio.CancelScope(shield=True):
                 await self.close()
             logger.info("session %s ended: %s", self.id, self.end_reason)
