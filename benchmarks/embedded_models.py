@@ -1,0 +1,284 @@
+"""The embedded stack on this machine: VAD cost, STT final delay, TTS first audio.
+
+* VAD: CPU time per 32 ms window, Silero through the VAD processor (windows batched per worker
+  thread hop, thread hops included) and the model call alone; webrtcvad for comparison.
+* STT: utterances of about 1, 3 and 8 s (Piper's voice) played in real time into
+  VAD -> Whisper; the delay from the VAD's stop to the final transcript, with the incremental
+  passes (as shipped) and with the final pass only (passes while speaking switched off).
+* TTS: Piper through the TTS base: text handed over -> first audio out (`tts_first_text` ->
+  `tts_first_audio`) for first clauses of a reply, and the real-time factor of synthesis.
+
+Prints a table, writes benchmarks/results/embedded_models.json, and ends with one line:
+`vad_ms=<per window> stt_final_ms=<p50, 3 s utterance> tts_first_audio_ms=<p50>`.
+
+    python3 dev.py bench embedded_models [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import anyio
+import numpy as np
+
+from voxframe.pipeline import (
+    Direction,
+    Frame,
+    FrameProcessor,
+    InputAudioFrame,
+    Pipeline,
+    PipelineParams,
+    PipelineTask,
+    TranscriptionFrame,
+    TTSAudioFrame,
+    TTSSpeakFrame,
+    TTSStoppedFrame,
+    UserStoppedSpeakingFrame,
+)
+from voxframe.processors.stt.whisper import WhisperOptions, WhisperSTTService, load_whisper
+from voxframe.processors.tts.piper import PiperOptions, PiperTTSService, load_piper_voice
+from voxframe.processors.vad import SileroVADAnalyzer, VADOptions, VADProcessor, WebRTCVADAnalyzer
+from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport
+
+RATE = 16_000
+NS_PER_S = 1_000_000_000
+UTTERANCES = {
+    1: "What time is it?",
+    3: "I would like to book a table for two people tomorrow evening.",
+    8: "Tell me a long story about a dragon who lived high in the mountains and collected shiny stones "
+    "from all the travellers who passed by his cave on their way to the sea.",
+}
+FIRST_CLAUSES = [
+    "Hello there.",
+    "Sure, I can help with that.",
+    "It is a quarter past three.",
+    "The weather in Paris is mild today.",
+]
+RESULTS = Path(__file__).parent / "results" / "embedded_models.json"
+
+
+def spoken_16k(text: str) -> np.ndarray:
+    """Piper's voice at 16 kHz, int16 (the input rate of the pipeline)."""
+    import av
+
+    voice = load_piper_voice()
+    service = PiperTTSService(PiperOptions(noise_scale=0.0, noise_w_scale=0.0))
+    service._voice = voice
+    pcm, _ = service._synthesize_clause(text)
+    frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, np.int16).reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = voice.config.sample_rate
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+    parts = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(parts).astype(np.int16)
+
+
+class Stamps(FrameProcessor):
+    """Stamps when each user stop and each final transcript passes; sets `done` at `expect` finals."""
+
+    def __init__(self, expect: int) -> None:
+        super().__init__(name="stamps")
+        self.stops: list[int] = []
+        self.finals: list[int] = []
+        self.expect = expect
+        self.done = anyio.Event()
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        if isinstance(frame, UserStoppedSpeakingFrame):
+            self.stops.append(time.monotonic_ns())
+        elif isinstance(frame, TranscriptionFrame):
+            self.finals.append(time.monotonic_ns())
+            if len(self.finals) >= self.expect:
+                self.done.set()
+        await self.push(frame, direction)
+
+
+# --- VAD ------------------------------------------------------------------------------------------
+
+
+async def vad_processor_cost(seconds: float) -> float:
+    """CPU ms per window for Silero through the processor, fed as fast as it goes."""
+    speech = spoken_16k(UTTERANCES[8])
+    audio = np.resize(np.concatenate([speech, np.zeros(RATE // 2, np.int16)]), round(seconds * RATE))
+    vad = VADProcessor(VADOptions(analyzer=SileroVADAnalyzer()))
+    task = PipelineTask(Pipeline([vad]), PipelineParams(idle_timeout_s=None))
+    chunk = RATE // 50
+    t0 = time.monotonic_ns() - len(audio) * NS_PER_S // RATE
+    frames = [
+        InputAudioFrame(audio=audio[i : i + chunk].tobytes(), sample_rate=RATE, created_ns=t0 + i * NS_PER_S // RATE)
+        for i in range(0, len(audio) - chunk + 1, chunk)
+    ]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(task.run)
+        await task.wait_started()
+        cpu0 = time.process_time()
+        for frame in frames:
+            await task.queue_frame(frame)
+        with anyio.fail_after(120):
+            await vad.wait_scored(len(frames) * chunk)
+        cpu = time.process_time() - cpu0
+        await task.cancel()
+    return 1000 * cpu / vad.windows_scored
+
+
+def model_cost(analyzer: SileroVADAnalyzer | WebRTCVADAnalyzer, batch: int, repeats: int = 2000) -> float:
+    """Wall ms per window for the model call alone, `batch` windows per call."""
+    analyzer.load()
+    analyzer.reset(RATE)
+    size = analyzer.window_samples(RATE)
+    windows = (np.random.default_rng(0).standard_normal((batch, size)) * 3000).astype(np.int16)
+    analyzer.confidences(windows)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        analyzer.confidences(windows)
+    return 1000 * (time.perf_counter() - t0) / (repeats * batch)
+
+
+# --- STT ------------------------------------------------------------------------------------------
+
+
+async def stt_final_delays(text: str, runs: int, incremental: bool) -> list[float]:
+    """ms from the VAD's stop to the final transcript, per turn, audio played in real time."""
+    speech = spoken_16k(text)
+    options = WhisperOptions() if incremental else WhisperOptions(pass_interval_s=1e9, quiet_s=1e9)
+    stamps = Stamps(expect=runs)
+    mic = MemoryInputTransport(options=MemoryInputOptions(silence_when_idle=True))
+    pipeline = Pipeline([mic, VADProcessor(), WhisperSTTService(options), stamps])
+    task = PipelineTask(pipeline, PipelineParams(idle_timeout_s=None))
+    gap = np.zeros(round(1.2 * RATE), np.int16)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(task.run)
+        await task.wait_started()
+        for _ in range(runs):
+            mic.feed(np.concatenate([speech, gap]))
+        with anyio.fail_after(runs * (len(speech) / RATE + 10)):
+            await stamps.done.wait()
+        await task.cancel()
+    return [(final - stop) / 1e6 for stop, final in zip(stamps.stops, stamps.finals, strict=False)]
+
+
+# --- TTS ------------------------------------------------------------------------------------------
+
+
+async def tts_first_audio(runs: int) -> tuple[list[float], list[float]]:
+    """(ms from text to first audio per clause, real-time factor per clause)."""
+    done = _StopCounter()
+    task = PipelineTask(Pipeline([PiperTTSService(), done]), PipelineParams(idle_timeout_s=None))
+    first_audio: list[float] = []
+    rtf: list[float] = []
+    rate = load_piper_voice().config.sample_rate
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(task.run)
+        await task.wait_started()
+        for _ in range(runs):
+            for text in FIRST_CLAUSES:
+                turn = task.turns.begin()
+                t0 = time.perf_counter()
+                await task.queue_frame(TTSSpeakFrame(text=text, turn=turn))
+                with anyio.fail_after(30):
+                    await done.wait_for(turn)
+                elapsed = time.perf_counter() - t0
+                points = task.tracer.turn(turn)
+                first_audio.append((points["tts_first_audio"] - points["tts_first_text"]) / 1e6)
+                rtf.append(elapsed / (done.samples[turn] / rate))
+        await task.cancel()
+    return first_audio, rtf
+
+
+class _StopCounter(FrameProcessor):
+    """Counts each turn's audio samples and signals its TTSStoppedFrame."""
+
+    def __init__(self) -> None:
+        super().__init__(name="stop-counter")
+        self.samples: dict[int, int] = {}
+        self._stopped: dict[int, anyio.Event] = {}
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        if isinstance(frame, TTSAudioFrame):
+            self.samples[frame.turn] = self.samples.get(frame.turn, 0) + len(frame.audio) // 2
+        if isinstance(frame, TTSStoppedFrame):
+            self._event(frame.turn).set()
+        await self.push(frame, direction)
+
+    def _event(self, turn: int) -> anyio.Event:
+        return self._stopped.setdefault(turn, anyio.Event())
+
+    async def wait_for(self, turn: int) -> None:
+        await self._event(turn).wait()
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def p50(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+async def measure(runs: int) -> dict[str, object]:
+    vad = {  # the model calls first, before any other model has started threads
+        "silero_model_ms_per_window_batch1": model_cost(SileroVADAnalyzer(), 1),
+        "silero_model_ms_per_window_batch2": model_cost(SileroVADAnalyzer(), 2),
+        "webrtcvad_ms_per_window": model_cost(WebRTCVADAnalyzer(), 1),
+        "silero_processor_cpu_ms_per_window": await vad_processor_cost(60.0),
+    }
+    load_whisper().transcribe(np.zeros(RATE, np.float32), WhisperOptions())  # load and warm up
+    spoken_16k(FIRST_CLAUSES[0])
+    results: dict[str, object] = {"vad": vad}
+    stt: dict[str, dict[str, object]] = {}
+    for seconds, text in UTTERANCES.items():
+        duration = len(spoken_16k(text)) / RATE
+        incremental = await stt_final_delays(text, runs, incremental=True)
+        final_only = await stt_final_delays(text, runs, incremental=False)
+        stt[f"{seconds}s"] = {"duration_s": duration, "incremental_ms": incremental, "final_pass_only_ms": final_only}
+    results["stt"] = stt
+    first_audio, rtf = await tts_first_audio(runs)
+    results["tts"] = {"first_audio_ms": first_audio, "rtf": rtf}
+    return results
+
+
+def report(results: dict) -> None:
+    vad, stt, tts = results["vad"], results["stt"], results["tts"]
+    print("VAD cost per 32 ms window")
+    processor_ms = vad["silero_processor_cpu_ms_per_window"]
+    print(f"  Silero through the processor (2 windows per thread hop, CPU): {processor_ms:.3f} ms")
+    print(f"  Silero model call, 1 window per call:  {vad['silero_model_ms_per_window_batch1']:.3f} ms")
+    print(f"  Silero model call, 2 windows per call: {vad['silero_model_ms_per_window_batch2']:.3f} ms")
+    print(f"  webrtcvad (30 ms window):              {vad['webrtcvad_ms_per_window']:.4f} ms")
+    print()
+    print("STT: VAD stop -> final transcript (ms)")
+    print(f"  {'utterance':<10}{'length':>8}{'p50':>8}{'p95':>8}   {'final pass only p50':>20}{'p95':>8}")
+    for name, r in stt.items():
+        inc, only = r["incremental_ms"], r["final_pass_only_ms"]
+        row = f"  {name:<10}{r['duration_s']:>7.1f}s{p50(inc):>8.1f}{p95(inc):>8.1f}"
+        print(f"{row}   {p50(only):>20.1f}{p95(only):>8.1f}")
+    print()
+    print("TTS (Piper, first clause of a reply)")
+    print(f"  text -> first audio: p50 {p50(tts['first_audio_ms']):.0f} ms, p95 {p95(tts['first_audio_ms']):.0f} ms")
+    print(f"  real-time factor:    p50 {p50(tts['rtf']):.3f}")
+    print(
+        f"vad_ms={vad['silero_processor_cpu_ms_per_window']:.3f} "
+        f"stt_final_ms={p50(stt['3s']['incremental_ms']):.1f} "
+        f"tts_first_audio_ms={p50(tts['first_audio_ms']):.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5, help="turns per utterance length, passes over the clauses")
+    args = parser.parse_args()
+    results = anyio.run(measure, args.runs)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
