@@ -55,6 +55,8 @@ class ProcessorContext:
     turns: Turns
     tracer: Tracer | None = None
     observers: tuple[Observer, ...] = ()
+    #: The start frame the task will send, known before `setup` so sample rates are too.
+    start_frame: StartFrame | None = None
 
 
 _processor_ids = itertools.count(1)
@@ -90,7 +92,10 @@ class FrameProcessor:
     # --- hooks for subclasses ----------------------------------------------------------------
 
     async def setup(self) -> None:
-        """Open sockets, load models. Runs concurrently with the other processors' setup."""
+        """Open sockets, load models. Runs concurrently with the other processors' setup.
+
+        `self.start_frame` already holds the run's settings (sample rates) here.
+        """
 
     async def cleanup(self) -> None:
         """Release what `setup` opened. Runs once when the task ends, however it ends."""
@@ -226,6 +231,8 @@ class FrameProcessor:
         self._turns = ctx.turns
         self._tracer = ctx.tracer
         self._observers = ctx.observers
+        if ctx.start_frame is not None:
+            self.start_frame = ctx.start_frame
 
     async def _run_worker(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Process queued frames in order until the end frame has gone through."""

@@ -154,11 +154,17 @@ class PipelineTask:
         with use_clock(self.clock):
             try:
                 async with anyio.create_task_group() as tg:
-                    ctx = ProcessorContext(tg, self.clock, self.turns, self.tracer, tuple(self.params.observers))
+                    start = StartFrame(
+                        audio_in_sample_rate=self.params.audio_in_sample_rate,
+                        audio_out_sample_rate=self.params.audio_out_sample_rate,
+                        allow_interruptions=self.params.allow_interruptions,
+                    )
+                    observers = tuple(self.params.observers)
+                    ctx = ProcessorContext(tg, self.clock, self.turns, self.tracer, observers, start)
                     for proc in (self._source, *procs, self._sink):
                         proc._install(ctx)
                     if await self._setup(procs):
-                        tg.start_soon(self._drive, tg, procs)
+                        tg.start_soon(self._drive, tg, procs, start)
                         await self._done.wait()
                     tg.cancel_scope.cancel()
             finally:
@@ -191,7 +197,7 @@ class PipelineTask:
         except Exception:
             logger.exception("cleanup of %s failed", proc.name)
 
-    async def _drive(self, tg: anyio.abc.TaskGroup, procs: list[FrameProcessor]) -> None:
+    async def _drive(self, tg: anyio.abc.TaskGroup, procs: list[FrameProcessor], start: StartFrame) -> None:
         """Start the workers, announce the start, then release frames queued before it."""
         for proc in procs:
             if proc.concurrent:
@@ -199,11 +205,6 @@ class PipelineTask:
         if self.params.idle_timeout_s is not None:
             tg.start_soon(self._watch_idle)
         self._last_activity_ns = self.clock.now_ns()
-        start = StartFrame(
-            audio_in_sample_rate=self.params.audio_in_sample_rate,
-            audio_out_sample_rate=self.params.audio_out_sample_rate,
-            allow_interruptions=self.params.allow_interruptions,
-        )
         await self._source.push(start, DOWN)
         while self._pending:
             frame, direction = self._pending.pop(0)

@@ -332,3 +332,16 @@ async def test_work_that_interrupts_its_own_turn_still_delivers_the_interruption
         await task.queue_frame(LLMTextFrame(text="x", turn=task.turns.begin()))
         await head.wait_for(lambda: bool(head.of(InterruptionFrame, UP)))
         await tail.wait_for(lambda: bool(tail.of(InterruptionFrame)))
+
+
+async def test_setup_already_knows_the_runs_sample_rates() -> None:
+    class NeedsRate(FrameProcessor):
+        async def setup(self) -> None:
+            self.rate_at_setup = self.start_frame.audio_in_sample_rate
+
+    proc = NeedsRate()
+    task = PipelineTask(Pipeline([proc]), quiet_params(audio_in_sample_rate=8_000))
+    await task.stop_when_done()
+    with anyio.fail_after(5):
+        await task.run()
+    assert proc.rate_at_setup == 8_000
