@@ -15,6 +15,7 @@ from voxframe.pipeline import (
     LLMContextFrame,
     LLMResponseEndFrame,
     LLMTextFrame,
+    Tool,
     VirtualClock,
 )
 from voxframe.pipeline.clock import wait_all_tasks_blocked
@@ -111,6 +112,17 @@ async def test_an_interruption_stops_the_stream_mid_reply() -> None:
         await wait_all_tasks_blocked()
         assert len(below.of(LLMTextFrame)) == 3 and below.of(LLMResponseEndFrame) == []
         assert clock.sleepers == 0  # nothing of the reply is left waiting
+
+
+async def test_the_example_bots_capital_tool_is_used_when_registered() -> None:
+    async def capital_of(args: dict) -> str:
+        return {"france": "Paris"}.get(args["country"].lower(), "unknown")
+
+    context = context_for("What is the capital of France?")
+    context.tools.append(Tool("capital_of", "The capital of a country.", {"type": "object"}, capital_of))
+    text, below = await reply_to(context)
+    assert text == "It is Paris."
+    assert [f.arguments for f in below.of(FunctionCallFrame)] == [{"country": "France"}]
 
 
 def test_arithmetic_is_parsed_from_speech_and_evaluated_without_eval() -> None:

@@ -2,9 +2,10 @@
 
 No assistant-quality model installs from the package registries, so a bot with no key and no
 network answers with this: deterministic rules that stream their words like an LLM would.
-It knows three intents (the time, the date, arithmetic) and answers them through the same
-tool-calling path as a real model: it emits a tool call, the `LLMService` base runs the
-registered `Tool` (see `offline_tools`), and the next run turns the result into a sentence.
+It knows a few intents (the time, the date, arithmetic, and the example bot's capitals) and
+answers them through the same tool-calling path as a real model: it emits a tool call, the
+`LLMService` base runs the registered `Tool` (see `offline_tools`), and the next run turns the
+result into a sentence. An intent whose tool is not registered is not claimed.
 Anything else gets what it heard back, and how to plug in a real model.
 """
 
@@ -83,6 +84,7 @@ def _last_user_text(messages: list[dict[str, Any]]) -> str:
 
 _TIME = re.compile(r"\b(what time|the time|time is it)\b", re.I)
 _DATE = re.compile(r"\b(what day|the date|today's date|date today|which day)\b", re.I)
+_CAPITAL = re.compile(r"\bcapital of ([a-z][a-z ]*?)\s*[?.!]*$", re.I)
 
 
 def _intent_call(text: str, context: LLMContext, turn: int) -> ToolCall | None:
@@ -94,6 +96,9 @@ def _intent_call(text: str, context: LLMContext, turn: int) -> ToolCall | None:
         return ToolCall(call_id, "get_time", "{}")
     if _DATE.search(text) and context.tool("get_date"):
         return ToolCall(call_id, "get_date", "{}")
+    capital = _CAPITAL.search(text)
+    if capital and context.tool("capital_of"):  # the example bot's tool
+        return ToolCall(call_id, "capital_of", json.dumps({"country": capital.group(1).strip()}))
     return None
 
 
@@ -152,6 +157,9 @@ def _say_result(name: str, arguments: str, result: str) -> str:
         return f"It is {result}."
     if name == "get_date":
         return f"Today is {result}."
+    if name == "capital_of":
+        country = json.loads(arguments or "{}").get("country", "")
+        return f"I do not know the capital of {country}." if result == "unknown" else f"It is {result}."
     if name == "calculate":
         expression = json.loads(arguments or "{}").get("expression", "")
         return f"{_spoken_expression(expression)} is {result}."

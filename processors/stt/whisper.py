@@ -269,10 +269,13 @@ class WhisperSTTService(FrameProcessor):
 
     async def _interim_pass(self) -> None:
         start = self._utterance_from
-        last = self._last = await self._run_pass(start, self._timeline.samples)
+        last = await self._run_pass(start, self._timeline.samples)
+        if start != self._utterance_from:
+            return  # a new turn began meanwhile: this pass is of no use to it
+        self._last = last
         if not last.text:
             return
-        if last.end - start < self.options.max_segment_s * SAMPLE_RATE or not self._speaking:
+        if last.end - start < self.options.max_segment_s * SAMPLE_RATE:
             await self.push(InterimTranscriptionFrame(text=last.text, user_id=self.options.user_id, language="en"))
         else:  # a very long turn: finalise what we have and go on from there
             await self._emit_final(last)
