@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import shutil
+import socket
+import subprocess
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
 from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
+from anyio.streams.text import TextReceiveStream
 
 from voxframe.pipeline import (
     DOWN,
@@ -161,3 +166,48 @@ def aiortc_state() -> dict[str, int]:
         "peer_connections": sum(1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection)),
         "tracks": sum(1 for o in gc.get_objects() if isinstance(o, MediaStreamTrack)),
     }
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@asynccontextmanager
+async def coturn(tmp_dir: Path, user: str, password: str) -> AsyncIterator[str]:
+    """A real coturn on 127.0.0.1 with one long-term credential; yields its `turn:` URL."""
+    if shutil.which("turnserver") is None:
+        raise AssertionError("coturn is needed (`python3 dev.py test` installs it; or apt-get install coturn)")
+    port = free_udp_port()
+    relay_low = 50_000 + (port % 500) * 20
+    command = [
+        "turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
+        f"--min-port={relay_low}", f"--max-port={relay_low + 19}", "--lt-cred-mech", f"--user={user}:{password}",
+        "--realm=voxframe.test", "--no-tls", "--no-dtls", "--no-tcp-relay", "--no-cli", "--allow-loopback-peers",
+        "--log-file=stdout", "--simple-log", f"--pidfile={tmp_dir / 'turnserver.pid'}",
+        f"--userdb={tmp_dir / 'turndb'}",
+    ]  # fmt: skip
+    ready = anyio.Event()
+    log: list[str] = []
+
+    async def read_log(stream: TextReceiveStream) -> None:
+        async for piece in stream:  # keep draining so coturn never blocks on a full pipe
+            log.append(piece)
+            if "Total General servers" in "".join(log[-3:]):
+                ready.set()
+
+    async with await anyio.open_process(command, stderr=subprocess.STDOUT) as process, anyio.create_task_group() as tg:
+        assert process.stdout is not None
+        tg.start_soon(read_log, TextReceiveStream(process.stdout))
+        try:
+            with anyio.fail_after(10):
+                await ready.wait()
+            yield f"turn:127.0.0.1:{port}?transport=udp"
+        finally:
+            process.terminate()
+            with anyio.move_on_after(5):
+                await process.wait()
+            if process.returncode is None:
+                process.kill()
+            tg.cancel_scope.cancel()

@@ -1,0 +1,41 @@
+"""Relay-only calls through a real coturn on 127.0.0.1 with long-term credentials."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from webrtc_helpers import client_options, coturn, serving, tone
+
+from voxframe.transports.webrtc import ClientError, HeadlessClient, IceOptions, IceServer
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+def relay_only(url: str, password: str) -> IceOptions:
+    return IceOptions(servers=[IceServer(urls=[url], username="alice", credential=password)], relay_only=True)
+
+
+async def test_a_relay_only_call_goes_through_the_turn_server(tmp_path: Path) -> None:
+    async with coturn(tmp_path, "alice", "s3cret") as turn_url, serving() as (server, url):
+        async with HeadlessClient.connect(url, client_options(ice=relay_only(turn_url, "s3cret"))) as client:
+            offered = [line for line in client.pc.localDescription.sdp.splitlines() if line.startswith("a=candidate:")]
+            assert offered and all(" typ relay " in line for line in offered)
+            connection = client.pc.getTransceivers()[0].sender.transport.transport._connection
+            assert [pair.local_candidate.type for pair in connection._nominated.values()] == ["relay"]
+            played = await client.play(tone(700.0, 0.2, 16_000), 16_000)
+            await client.wait_for_onset(played.start_ns, timeout_s=5)
+        await server.wait_sessions(lambda sessions: not sessions)
+
+
+async def test_wrong_turn_credentials_fail_quickly_with_a_clear_error(tmp_path: Path) -> None:
+    async with coturn(tmp_path, "alice", "s3cret") as turn_url, serving() as (server, url):
+        started = time.monotonic()
+        with pytest.raises(ClientError, match="TURN"):
+            async with HeadlessClient.connect(url, client_options(ice=relay_only(turn_url, "wrong"))):
+                pass
+        assert time.monotonic() - started < 5.0
+        assert server.sessions_started == 0  # it failed before bothering the server
+        async with HeadlessClient.connect(url, client_options(ice=relay_only(turn_url, "s3cret"))) as client:
+            assert client.pc.connectionState == "connected"  # the TURN server and bot are fine
