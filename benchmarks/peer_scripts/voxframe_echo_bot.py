@@ -1,0 +1,108 @@
+"""voxframe's WebRTC transport with an echo pipeline: the counterpart of pipecat_echo_bot.py.
+
+    python voxframe_echo_bot.py --port 0 [--aiortc-prefetch N] [--reorder-window N]
+
+Prints "ready <port>" once listening. GET /stats returns, per session, what the receive path
+and the playout counted (frames received and dropped, pacer underruns), for the capacity
+benchmark's "no growing backlog" check, and the event loop's lateness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import anyio
+from aiohttp import web
+
+from voxframe.pipeline import (
+    DOWN,
+    Direction,
+    Frame,
+    FrameProcessor,
+    InputAudioFrame,
+    OutputAudioFrame,
+    Pipeline,
+    PipelineParams,
+    PipelineTask,
+)
+from voxframe.transports.webrtc import IceOptions, ReceiveOptions, ServerOptions, Session, SessionOptions, WebRTCServer
+
+
+class Echo(FrameProcessor):
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        if isinstance(frame, InputAudioFrame) and direction is DOWN:
+            await self.push(OutputAudioFrame(audio=frame.audio, sample_rate=frame.sample_rate))
+            return
+        await self.push(frame, direction)
+
+
+async def echo_task(session: Session) -> PipelineTask:
+    return PipelineTask(Pipeline([session.input, Echo(), session.output]), PipelineParams(idle_timeout_s=None))
+
+
+class LoopLag:
+    """How late a 20 ms timer fires: the event loop's backlog, seen from inside."""
+
+    def __init__(self) -> None:
+        self.max_ms = 0.0
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        period = 0.02
+        deadline = time.monotonic()
+        while True:
+            deadline += period
+            await anyio.sleep(max(0.0, deadline - time.monotonic()))
+            late_ms = (time.monotonic() - deadline) * 1000
+            self.samples.append(late_ms)
+            del self.samples[:-500]
+            self.max_ms = max(self.max_ms, late_ms)
+            if late_ms > 200:
+                deadline = time.monotonic()
+
+
+def stats(server: WebRTCServer, lag: LoopLag) -> dict:
+    sessions = {}
+    for sid, session in list(server.sessions.items()):
+        sessions[sid] = {
+            "state": session.state,
+            "received": session.input.received_frames,
+            "dropped": session.input.dropped_frames,
+            "underruns": session.output.underruns,
+            "track_dropped": session.output.track.dropped,
+        }
+    recent = sorted(lag.samples)
+    p99 = recent[int(len(recent) * 0.99) - 1] if recent else 0.0
+    return {"sessions": sessions, "loop_lag_max_ms": lag.max_ms, "loop_lag_p99_ms": p99}
+
+
+async def main(args: argparse.Namespace) -> None:
+    receive = ReceiveOptions(reorder_window=args.reorder_window, aiortc_prefetch=args.aiortc_prefetch)
+    ice = IceOptions(host_addresses=("127.0.0.1",))
+    options = ServerOptions(port=args.port, max_sessions=1000, session=SessionOptions(ice=ice, receive=receive))
+    server = WebRTCServer(echo_task, options)
+    lag = LoopLag()
+
+    async def stats_handler(request: web.Request) -> web.Response:
+        return web.json_response(stats(server, lag))
+
+    app_runner = None
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.serve)
+        stats_app = web.Application()
+        stats_app.router.add_get("/stats", stats_handler)
+        app_runner = web.AppRunner(stats_app, access_log=None)
+        await app_runner.setup()
+        await web.TCPSite(app_runner, "127.0.0.1", args.stats_port).start()
+        tg.start_soon(lag.run)
+        print(f"ready {server.port} {app_runner.addresses[0][1]}", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--stats-port", type=int, default=0)
+    parser.add_argument("--reorder-window", type=int, default=2)
+    parser.add_argument("--aiortc-prefetch", type=int, default=None)
+    anyio.run(main, parser.parse_args())
