@@ -40,7 +40,7 @@ from voxframe.pipeline import (
     UserStoppedSpeakingFrame,
 )
 from voxframe.processors.stt.whisper import WhisperOptions, WhisperSTTService, load_whisper
-from voxframe.processors.tts.piper import PiperOptions, PiperTTSService, load_piper_voice
+from voxframe.processors.tts.piper import PiperOptions, PiperTTSService, load_piper_voice, speak
 from voxframe.processors.vad import SileroVADAnalyzer, VADOptions, VADProcessor, WebRTCVADAnalyzer
 from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport
 
@@ -63,17 +63,7 @@ RESULTS = Path(__file__).parent / "results" / "embedded_models.json"
 
 def spoken_16k(text: str) -> np.ndarray:
     """Piper's voice at 16 kHz, int16 (the input rate of the pipeline)."""
-    import av
-
-    voice = load_piper_voice()
-    service = PiperTTSService(PiperOptions(noise_scale=0.0, noise_w_scale=0.0))
-    service._voice = voice
-    pcm, _ = service._synthesize_clause(text)
-    frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, np.int16).reshape(1, -1), format="s16", layout="mono")
-    frame.sample_rate = voice.config.sample_rate
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
-    parts = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
-    return np.concatenate(parts).astype(np.int16)
+    return speak(text, PiperOptions(noise_scale=0.0, noise_w_scale=0.0), sample_rate=RATE)
 
 
 class Stamps(FrameProcessor):

@@ -32,7 +32,8 @@ from voxframe.processors.llm import ToolCall
 from voxframe.processors.llm.offline import OfflineOptions, OfflineResponder, offline_tools
 from voxframe.processors.stt.whisper import WhisperSTTService
 from voxframe.processors.tts import TTSChunk
-from voxframe.processors.tts.piper import PiperOptions, PiperTTSService, load_piper_voice
+from voxframe.processors.tts.piper import PiperOptions, PiperTTSService
+from voxframe.processors.tts.piper import speak as piper_speak
 from voxframe.processors.vad import ReplyRecovery, VADOptions, VADProcessor
 from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport, MemoryOutputTransport
 
@@ -44,31 +45,14 @@ NS_PER_S = 1_000_000_000
 # --- audio ------------------------------------------------------------------------------------
 
 
-def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    """int16 mono audio at another rate (libswresample through PyAV, a faster-whisper dependency)."""
-    import av
-
-    if src_rate == dst_rate:
-        return samples
-    frame = av.AudioFrame.from_ndarray(samples.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
-    frame.sample_rate = src_rate
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=dst_rate)
-    out = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
-    return np.concatenate(out).astype(np.int16)
+def speak(text: str, rate: int = RATE) -> np.ndarray:
+    """`text` in the Piper joe voice, int16 mono at `rate` (deterministic, cached per process)."""
+    return _spoken(text, rate).copy()
 
 
 @functools.cache
-def _spoken(text: str) -> bytes:
-    service = PiperTTSService(PiperOptions(noise_scale=0.0, noise_w_scale=0.0))  # deterministic
-    service._voice = load_piper_voice()
-    audio, _ = service._synthesize_clause(text)
-    return audio
-
-
-def speak(text: str, rate: int = RATE) -> np.ndarray:
-    """`text` in the Piper joe voice, int16 mono at `rate` (deterministic, cached per process)."""
-    samples = np.frombuffer(_spoken(text), np.int16)
-    return resample(samples, load_piper_voice().config.sample_rate, rate)
+def _spoken(text: str, rate: int) -> np.ndarray:
+    return piper_speak(text, PiperOptions(noise_scale=0.0, noise_w_scale=0.0), sample_rate=rate)
 
 
 def silence(seconds: float, rate: int = RATE) -> np.ndarray:
@@ -110,6 +94,26 @@ def frames_of(samples: np.ndarray, start_ns: int, rate: int = RATE, chunk_ms: in
 
 def normalise_words(text: str) -> list[str]:
     return "".join(c.lower() if c.isalnum() or c in " '" else " " for c in text).split()
+
+
+class LoudIsSpeech:
+    """A VAD analyzer that takes any sound above -30 dBFS for speech: no model, no surprises
+    (tests of turn-taking rules, and a cough that does interrupt the bot)."""
+
+    sample_rates = (16_000,)
+
+    def window_samples(self, sample_rate: int) -> int:
+        return 512
+
+    def load(self) -> None:
+        pass
+
+    def reset(self, sample_rate: int) -> None:
+        pass
+
+    def confidences(self, windows: np.ndarray) -> np.ndarray:
+        rms = np.sqrt(np.mean((windows.astype(np.float32) / 32768) ** 2, axis=1))
+        return (rms > 10 ** (-30 / 20)).astype(np.float32)
 
 
 # --- recording and running ----------------------------------------------------------------------
@@ -242,6 +246,7 @@ __all__ = [
     "NS_PER_S",
     "RATE",
     "EmbeddedBot",
+    "LoudIsSpeech",
     "Recorder",
     "Seen",
     "WatchedPiper",
@@ -250,7 +255,6 @@ __all__ = [
     "frames_of",
     "noise_burst",
     "normalise_words",
-    "resample",
     "running",
     "silence",
     "speak",

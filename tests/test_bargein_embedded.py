@@ -13,6 +13,7 @@ import pytest
 from tests.embedded_helpers import (
     MS,
     EmbeddedBot,
+    LoudIsSpeech,
     embedded_bot,
     noise_burst,
     running,
@@ -109,25 +110,6 @@ async def test_a_short_noise_during_the_answer_does_not_stop_the_bot() -> None:
         assert end.played_s == pytest.approx(bot.speaker.played_s(turn=1), abs=0.03)
         (message,) = assistant_messages(bot.context)
         assert message["content"].startswith("Today is") and not message.get("interrupted")
-
-
-class LoudIsSpeech:
-    """A VAD analyzer that takes any loud sound for speech (so a cough does interrupt the bot)."""
-
-    sample_rates = (16_000,)
-
-    def window_samples(self, sample_rate: int) -> int:
-        return 512
-
-    def load(self) -> None:
-        pass
-
-    def reset(self, sample_rate: int) -> None:
-        pass
-
-    def confidences(self, windows: np.ndarray) -> np.ndarray:
-        rms = np.sqrt(np.mean((windows.astype(np.float32) / 32768) ** 2, axis=1))
-        return (rms > 10 ** (-30 / 20)).astype(np.float32)
 
 
 async def test_a_cough_that_stops_the_bot_does_not_leave_it_silent() -> None:

@@ -1,6 +1,6 @@
 """Turn-taking in the VAD processor: barge-in both ways, and no silent bot after a false one.
 
-A level-based analyzer stands in for the model (the rules under test are the processor's), and
+A level-based analyzer (`LoudIsSpeech`) stands in for the model (the rules under test are the processor's), and
 a virtual clock drives the false-interruption timer, so the deadline is exact.
 """
 
@@ -10,7 +10,7 @@ import anyio
 import numpy as np
 import pytest
 
-from tests.embedded_helpers import MS, NS_PER_S, RATE, Recorder, frames_of, running, silence
+from tests.embedded_helpers import MS, NS_PER_S, RATE, LoudIsSpeech, Recorder, frames_of, running, silence
 from voxframe.pipeline import (
     DOWN,
     UP,
@@ -34,25 +34,6 @@ pytestmark = pytest.mark.anyio
 PARAMS = VADParams(start_s=0.2, stop_s=0.4)
 
 
-class LevelAnalyzer:
-    """Speech is anything louder than -30 dBFS: a stand-in with no model and no surprises."""
-
-    sample_rates = (16_000,)
-
-    def window_samples(self, sample_rate: int) -> int:
-        return 512
-
-    def load(self) -> None:
-        pass
-
-    def reset(self, sample_rate: int) -> None:
-        pass
-
-    def confidences(self, windows: np.ndarray) -> np.ndarray:
-        rms = np.sqrt(np.mean((windows.astype(np.float32) / 32768) ** 2, axis=1))
-        return (rms > 10 ** (-30 / 20)).astype(np.float32)
-
-
 def tone(seconds: float) -> np.ndarray:
     t = np.arange(round(seconds * RATE)) / RATE
     return np.round(0.3 * 32767 * np.sin(2 * np.pi * 220 * t)).astype(np.int16)
@@ -64,7 +45,7 @@ class Harness:
     def __init__(self, **options: object) -> None:
         self.clock = VirtualClock()
         self.above, self.below = Recorder("above"), Recorder("below")
-        self.vad = VADProcessor(VADOptions(analyzer=LevelAnalyzer(), params=PARAMS, **options))  # type: ignore[arg-type]
+        self.vad = VADProcessor(VADOptions(analyzer=LoudIsSpeech(), params=PARAMS, **options))  # type: ignore[arg-type]
         self.position_ns = 0  # clock time up to which audio has been fed
 
     async def feed(self, task: PipelineTask, samples: np.ndarray) -> None:

@@ -88,38 +88,58 @@ class PiperTTSService(TTSService):
         self._voice = await anyio.to_thread.run_sync(load_piper_voice, self.piper.voice)
 
     async def synthesize(self, text: str, turn: int) -> AsyncIterator[TTSChunk]:
-        audio, words = await anyio.to_thread.run_sync(self._synthesize_clause, text)
+        assert self._voice is not None, "setup() loads the voice"
+        audio, words = await anyio.to_thread.run_sync(_synthesize, self._voice, self.piper, text)
         if words:
             yield words
-        if audio:
-            yield audio
+        if len(audio):
+            yield audio.tobytes()
 
-    def _synthesize_clause(self, text: str) -> tuple[bytes, list[WordTiming]]:
-        """Blocking: the clause's s16 audio and its word timings (seconds from its first sample)."""
-        from piper.config import SynthesisConfig
 
-        assert self._voice is not None, "setup() loads the voice"
-        rate = self._voice.config.sample_rate
-        piper = self.piper
-        config = SynthesisConfig(
-            length_scale=piper.length_scale, noise_scale=piper.noise_scale, noise_w_scale=piper.noise_w_scale
-        )
-        pieces: list[np.ndarray] = []
-        spans: list[tuple[float, float]] = []  # per phoneme word, in seconds
-        offset = 0
-        for chunk in self._voice.synthesize(text, syn_config=config):
-            samples = chunk.audio_int16_array
-            spans += _phoneme_word_spans(chunk.phonemes, samples, offset, rate)
-            pieces.append(samples)
-            offset += len(samples)
-        if not pieces:
-            return b"", []
-        words = text.split()
-        if len(spans) == len(words):
-            timings = [WordTiming(w, start, end) for w, (start, end) in zip(words, spans, strict=True)]
-        else:  # numbers, abbreviations: espeak said more (or fewer) words than were written
-            timings = estimate_word_timings(text, spans[0][0], spans[-1][1] - spans[0][0]) if spans else []
-        return np.concatenate(pieces).tobytes(), timings
+def speak(text: str, options: PiperOptions | None = None, sample_rate: int | None = None) -> np.ndarray:
+    """Blocking: `text` as int16 mono audio at `sample_rate` (default the voice's own rate).
+
+    For making test and demo audio; converting the rate needs PyAV (a faster-whisper dependency).
+    """
+    options = options or PiperOptions()
+    voice = load_piper_voice(options.voice)
+    audio, _ = _synthesize(voice, options, text)
+    rate = voice.config.sample_rate
+    if sample_rate is None or sample_rate == rate or not len(audio):
+        return audio
+    import av
+
+    frame = av.AudioFrame.from_ndarray(audio.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = rate
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
+    parts = [f.to_ndarray().reshape(-1) for f in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(parts).astype(np.int16)
+
+
+def _synthesize(voice: PiperVoice, options: PiperOptions, text: str) -> tuple[np.ndarray, list[WordTiming]]:
+    """Blocking: the text's int16 audio and its word timings (seconds from its first sample)."""
+    from piper.config import SynthesisConfig
+
+    rate = voice.config.sample_rate
+    config = SynthesisConfig(
+        length_scale=options.length_scale, noise_scale=options.noise_scale, noise_w_scale=options.noise_w_scale
+    )
+    pieces: list[np.ndarray] = []
+    spans: list[tuple[float, float]] = []  # per phoneme word, in seconds
+    offset = 0
+    for chunk in voice.synthesize(text, syn_config=config):
+        samples = chunk.audio_int16_array
+        spans += _phoneme_word_spans(chunk.phonemes, samples, offset, rate)
+        pieces.append(samples)
+        offset += len(samples)
+    if not pieces:
+        return np.zeros(0, np.int16), []
+    words = text.split()
+    if len(spans) == len(words):
+        timings = [WordTiming(w, start, end) for w, (start, end) in zip(words, spans, strict=True)]
+    else:  # numbers, abbreviations: espeak said more (or fewer) words than were written
+        timings = estimate_word_timings(text, spans[0][0], spans[-1][1] - spans[0][0]) if spans else []
+    return np.concatenate(pieces), timings
 
 
 def _phoneme_word_spans(phonemes: list[str], samples: np.ndarray, offset: int, rate: int) -> list[tuple[float, float]]:
@@ -186,4 +206,4 @@ def _weight(word: list[str]) -> int:
     return max(1, sum(p not in _MARKS and p not in _PAUSES for p in word))
 
 
-__all__ = ["PiperOptions", "PiperTTSService", "load_piper_voice"]
+__all__ = ["PiperOptions", "PiperTTSService", "load_piper_voice", "speak"]
