@@ -47,7 +47,7 @@ TEXTS: tuple[str, ...] = (
 )
 
 #: What the user says over the bot's answer to start a barge-in.
-BARGE_IN_TEXT = "Wait, stop, what is two plus two?"
+BARGE_IN_TEXT = "Hold on a second, what is two plus two?"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,15 +19,17 @@ from typing import Any
 #: The stages of a reply, in the order they happen, with the label a reader sees.
 POINTS: tuple[tuple[str, str], ...] = (
     ("mic_speech_end", "user stops speaking (mic)"),
+    ("speech_end", "speech end reaches the bot"),
     ("vad_stop", "VAD stop"),
     ("stt_final", "STT final"),
     ("llm_first_token", "LLM first token"),
     ("tts_first_text", "first text to TTS"),
     ("tts_first_audio", "TTS first audio"),
-    ("first_audio_out", "first packet out"),
+    ("first_audio_out", "paced to the transport"),
+    ("first_packet_out", "first packet out"),
     ("ear_first_audio", "first audio at the ear"),
 )
-STAGE_COLOURS = ("#9ecae1", "#6baed6", "#fd8d3c", "#fdd0a2", "#74c476", "#bcbddc", "#969696")
+STAGE_COLOURS = ("#c6dbef", "#9ecae1", "#6baed6", "#fd8d3c", "#fdd0a2", "#74c476", "#bcbddc", "#807dba", "#969696")
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -24,6 +24,9 @@ SYSTEM_PROMPT = (
     "two short sentences, without lists or symbols. Use the tools for the time and for capitals."
 )
 
+#: How long the user must be quiet before the bot answers (the VAD's stop time).
+VAD_STOP_S = 0.5
+
 CAPITALS = {"france": "Paris", "germany": "Berlin", "italy": "Rome", "japan": "Tokyo", "spain": "Madrid"}
 
 
@@ -53,7 +56,7 @@ def create_pipeline(bot: BotSession) -> Pipeline:
     return Pipeline(
         [
             bot.input,  # the caller's microphone, over WebRTC
-            VADProcessor(VADOptions(params=VADParams(stop_s=0.5))),  # who speaks when; barge-in
+            VADProcessor(VADOptions(params=VADParams(stop_s=VAD_STOP_S))),  # who speaks when; barge-in
             bot.services.stt(),  # speech to text: Deepgram, or Whisper
             user,  # the user's words join the context and start a reply
             ReplyRecovery(),  # a cough that cut the bot off: it answers again

@@ -10,6 +10,8 @@ no key and no network, or against the real providers, or against the local fakes
 | TTS | Cartesia: `CARTESIA_API_KEY` | `CARTESIA_URL` (or `CARTESIA_BASE_URL`) | Piper (joe voice) |
 
 `python -m voxframe.fakes` prints exactly these variables for its fake servers.
+`DEEPGRAM_ENDPOINTING_MS` tunes Deepgram's own end-of-speech pause (`false`: off, so the final
+comes only when the VAD's stop sends Finalize); `OPENAI_MODEL` picks the model (gpt-4o).
 """
 
 from __future__ import annotations
@@ -81,12 +83,13 @@ class Services:
         if self.stt_choice == "deepgram":
             from voxframe.processors.stt.deepgram import DeepgramOptions, DeepgramSTT
 
-            return DeepgramSTT(
-                DeepgramOptions(
-                    api_key=self.env.get("DEEPGRAM_API_KEY"),
-                    url=_first(self.env, "DEEPGRAM_URL", "DEEPGRAM_BASE_URL"),
-                )
+            options = DeepgramOptions(
+                api_key=self.env.get("DEEPGRAM_API_KEY"), url=_first(self.env, "DEEPGRAM_URL", "DEEPGRAM_BASE_URL")
             )
+            endpointing = self.env.get("DEEPGRAM_ENDPOINTING_MS", "").strip().lower()
+            if endpointing:
+                options.endpointing_ms = None if endpointing == "false" else int(endpointing)
+            return DeepgramSTT(options)
         from voxframe.processors.stt.whisper import WhisperSTTService
 
         return WhisperSTTService()

@@ -58,7 +58,13 @@ def build_task(connection: SmallWebRTCConnection, args: argparse.Namespace) -> P
         webrtc_connection=connection,
         params=TransportParams(audio_in_enabled=True, audio_out_enabled=True),
     )
-    stt = DeepgramSTTService(api_key="fake-deepgram-key", base_url=args.deepgram_url)
+    # Deepgram's own endpointing off, as on voxframe's side: the final answers the Finalize sent on
+    # the VAD stop, so both sides wait for the same configured Finalize -> final latency.
+    stt = DeepgramSTTService(
+        api_key="fake-deepgram-key",
+        base_url=args.deepgram_url,
+        settings=DeepgramSTTService.Settings(endpointing=False),
+    )
     llm = OpenAILLMService(api_key="fake-openai-key", base_url=args.openai_url, model="gpt-4o")
     tts = CartesiaTTSService(
         api_key="fake-cartesia-key",

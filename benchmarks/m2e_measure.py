@@ -1,0 +1,180 @@
+"""Measuring a voice bot from the caller's side: mouth-to-ear, barge-in reaction, the waterfall.
+
+A `Caller` drives the headless WebRTC client like a person: it says an utterance, waits for the
+reply, waits until the bot has been quiet for a moment, says the next. Everything is on the
+monotonic clock the bot's process shares:
+
+* mouth-to-ear: the last speech sample of the utterance entered the microphone
+  (`PlayedUtterance.speech_end_ns`) -> the first audible sample of the reply at the ear (the
+  client's first onset after it);
+* barge-in reaction: the first speech sample of an utterance said over the bot's reply entered
+  the microphone -> the last audible sample of that reply at the ear (the end of the ear's
+  speech segment that was playing then).
+
+The bot's own trace (`TurnRecord`s from the runner's `--trace-out`) is joined turn by turn by
+the speech end its VAD saw, which follows the microphone's by the uplink delay.
+
+When a sample is "at the ear": LATENCY.md counts the first audible sample *leaving the client's
+jitter buffer*. A received 20 ms frame leaves it whole, at its arrival, and plays from then on,
+so a sample at offset `o` in the frame is heard at arrival + o. (The client's own detector dates
+it as if the frame's last sample had been heard at arrival, one frame earlier; `EarOnsets`
+shifts what it is fed by the frame's length to count as defined.)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import numpy as np
+
+from voxframe.transports.webrtc import HeadlessClient, OnsetDetector, SpeechSegment
+
+NS_PER_S = 1_000_000_000
+NS_PER_MS = 1_000_000
+#: A record's VAD speech end may precede the microphone's by rounding, and follows it by the uplink.
+_MATCH_BEFORE_NS = 100 * NS_PER_MS
+_MATCH_AFTER_NS = 1_500 * NS_PER_MS
+
+
+def first_loud_sample(samples: np.ndarray, rate: int, threshold_dbfs: float = -40.0) -> int | None:
+    """Index of the first sample of the first 10 ms window above the threshold (None: all quiet)."""
+    window = rate // 100
+    whole = len(samples) - len(samples) % window
+    if not whole:
+        return None
+    data = samples[:whole].astype(np.float64).reshape(-1, window)
+    loud = np.flatnonzero(np.sqrt(np.mean(data * data, axis=1)) >= 32768.0 * 10 ** (threshold_dbfs / 20))
+    return int(loud[0]) * window if len(loud) else None
+
+
+@dataclass(slots=True)
+class Turn:
+    """One utterance said into the microphone, and what the ear heard after it (monotonic ns)."""
+
+    text: str
+    start_ns: int
+    speech_start_ns: int
+    speech_end_ns: int
+    reply_ns: int | None  # the first audible sample of the reply at the ear
+
+    @property
+    def mouth_to_ear_ms(self) -> float | None:
+        return None if self.reply_ns is None else (self.reply_ns - self.speech_end_ns) / NS_PER_MS
+
+
+def bargein_reaction_ms(speech_start_ns: int, ear_segments: Sequence[SpeechSegment]) -> float | None:
+    """From user speech starting over the bot to the last bot sample heard (None: bot was quiet)."""
+    for segment in ear_segments:
+        ended = segment.offset_ns
+        if segment.onset_ns <= speech_start_ns and ended is not None and ended >= speech_start_ns:
+            return (ended - speech_start_ns) / NS_PER_MS
+    return None
+
+
+class EarOnsets(OnsetDetector):
+    """The client's onset detector, with each received frame heard from its arrival on."""
+
+    def feed(self, samples: np.ndarray, arrival_ns: int) -> None:
+        super().feed(samples, arrival_ns + len(samples) * NS_PER_S // self.sample_rate)
+
+
+class Caller:
+    """A person on a call, scripted: says utterances, listens, barges in."""
+
+    def __init__(self, client: HeadlessClient, *, reply_timeout_s: float = 20.0, quiet_s: float = 1.0) -> None:
+        self.client = client
+        client.detector = EarOnsets(client.detector.sample_rate, client.detector.options)
+        self.reply_timeout_s = reply_timeout_s
+        self.quiet_s = quiet_s
+
+    async def say(self, text: str, pcm: np.ndarray, rate: int) -> Turn:
+        """Say `pcm` and wait for the first sound of the reply (None after `reply_timeout_s`)."""
+        played = await self.client.play(pcm, rate)
+        first = first_loud_sample(pcm, rate)
+        speech_start_ns = played.start_ns + (first or 0) * NS_PER_S // rate
+        try:
+            reply_ns: int | None = await self.client.wait_for_onset(
+                after_ns=played.speech_end_ns, timeout_s=self.reply_timeout_s
+            )
+        except TimeoutError:
+            reply_ns = None
+        return Turn(text, played.start_ns, speech_start_ns, played.speech_end_ns, reply_ns)
+
+    async def wait_quiet(self, timeout_s: float = 120.0) -> None:
+        """Wait until the bot has said nothing for `quiet_s` (it finished its reply)."""
+        gap_ns = int(self.client.options.onsets.min_gap_s * NS_PER_S)
+        with anyio.fail_after(timeout_s):
+            while True:
+                await self.client.wait_for_silence(after_ns=time.monotonic_ns(), timeout_s=timeout_s)
+                try:
+                    await self.client.wait_for_onset(after_ns=time.monotonic_ns() - gap_ns, timeout_s=self.quiet_s)
+                except TimeoutError:
+                    return
+
+    async def barge_in(
+        self, question: tuple[str, np.ndarray], interruption: tuple[str, np.ndarray], rate: int, into_reply_s: float
+    ) -> tuple[Turn, Turn, float | None]:
+        """Ask `question`, then say `interruption` `into_reply_s` after its reply started.
+
+        Returns both turns and the barge-in reaction (None when the reply had already ended).
+        """
+        asked = await self.say(*question, rate)
+        if asked.reply_ns is not None:
+            delay_ns = asked.reply_ns + int(into_reply_s * NS_PER_S) - time.monotonic_ns()
+            await anyio.sleep(max(0, delay_ns) / NS_PER_S)
+        cut_in = await self.say(*interruption, rate)
+        await self.wait_quiet()
+        reaction = None if asked.reply_ns is None else bargein_reaction_ms(cut_in.speech_start_ns, self.segments())
+        return asked, cut_in, reaction
+
+    def segments(self) -> list[SpeechSegment]:
+        self.client.detector.close_gaps(time.monotonic_ns())
+        return list(self.client.detector.segments)
+
+
+# --- joining the bot's trace -------------------------------------------------------------------------
+
+
+def match_record(turn: Turn, records: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The bot's record of the reply to `turn`: the first whose VAD speech end follows the mic's."""
+    lo, hi = turn.speech_end_ns - _MATCH_BEFORE_NS, turn.speech_end_ns + _MATCH_AFTER_NS
+    candidates = [r for r in records if r.get("speech_end_ns") is not None and lo <= r["speech_end_ns"] <= hi]
+    return min(candidates, key=lambda r: r["speech_end_ns"]) if candidates else None
+
+
+def waterfall_points(turn: Turn, record: Mapping[str, Any] | None) -> dict[str, float]:
+    """The turn's points in ms from the end of the user's speech at the microphone."""
+    points_ns: dict[str, int] = {"mic_speech_end": turn.speech_end_ns}
+    if record is not None:
+        points_ns["speech_end"] = record["speech_end_ns"]  # the VAD's (also traced by it)
+        points_ns.update(record.get("points_ns", {}))
+    if turn.reply_ns is not None:
+        points_ns["ear_first_audio"] = turn.reply_ns
+    ordered = sorted(points_ns.items(), key=lambda kv: kv[1])
+    return {name: round((t - turn.speech_end_ns) / NS_PER_MS, 2) for name, t in ordered}
+
+
+def turn_result(turn: Turn, record: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        "text": turn.text,
+        "m2e_ms": None if turn.mouth_to_ear_ms is None else round(turn.mouth_to_ear_ms, 2),
+        "heard": record.get("heard") if record else None,
+        "said": record.get("said") if record else None,
+        "points_ms": waterfall_points(turn, record),
+    }
+
+
+__all__ = [
+    "Caller",
+    "EarOnsets",
+    "Turn",
+    "bargein_reaction_ms",
+    "first_loud_sample",
+    "match_record",
+    "turn_result",
+    "waterfall_points",
+]
