@@ -6,6 +6,10 @@ pacer in the task's task group hands one chunk per period to the wire (`write_au
 injected clock. Because only the pacer's current chunk is ever "on the wire", an interruption
 that clears the buffer silences the bot within one chunk.
 
+Audio that arrives when the wire had nothing to play at the last tick (the bot was quiet, or
+the source fell behind) is played at once and the pacer re-anchors on it, instead of waiting up
+to a period for the next tick: a reply's first chunk costs no pacing delay.
+
 Speaking state is derived from what was actually handed to the wire:
 
 * `BotStartedSpeakingFrame(turn=N)` when the first chunk of a reply goes out (and the tracer
