@@ -31,6 +31,7 @@ import dataclasses
 import json
 import os
 import platform
+import signal
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,6 +201,22 @@ def figures_line(results: dict[str, StackResult]) -> str:
 
 
 async def main(args: argparse.Namespace) -> None:
+    """Run the stacks; Ctrl-C (or SIGTERM) stops them cleanly, bots included."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cancel_on_signal, tg.cancel_scope)
+        await run_benchmark(args)
+        tg.cancel_scope.cancel()
+
+
+async def cancel_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            print("interrupted: stopping the bots", flush=True)
+            scope.cancel()
+            return
+
+
+async def run_benchmark(args: argparse.Namespace) -> None:
     plan = Plan(turns=args.turns, bargeins=args.bargeins, vad_stop_s=example_vad_stop_s())
     RESULTS.mkdir(parents=True, exist_ok=True)
     utterances = speech.utterances(plan.turns)

@@ -14,6 +14,7 @@ environment, see `services.py`). Options:
         [--reply-out reply.wav]                 where to save what the bot answered
     --trace-out turns.jsonl                     append every turn's record (benchmarks read it)
 
+Each caller gets the data channel event `{"type": "bot_ready"}` once its pipeline is running.
 While serving, every reply prints one line: what the bot heard, what it said, and where the
 time went (tracer points after the end of the user's speech). Ctrl-C ends every session and
 stops cleanly.
@@ -38,7 +39,7 @@ import numpy as np
 from services import Services
 from turns import TurnRecord, TurnReporter
 
-from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask
+from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, TransportMessageFrame
 from voxframe.transports.webrtc import (
     ClientOptions,
     HeadlessClient,
@@ -53,6 +54,8 @@ from voxframe.transports.webrtc import (
 
 NS_PER_S = 1_000_000_000
 EAR_RATE = 48_000
+#: The client event that says the caller's pipeline is running.
+READY_EVENT = {"type": "bot_ready"}
 
 
 @dataclass(slots=True)
@@ -115,6 +118,9 @@ class BotServer:
         reporter = TurnReporter(self._on_turn)
         task = PipelineTask(pipeline, PipelineParams(observers=[reporter]))
         reporter.tracer = task.tracer
+        # Goes out once the pipeline has started: the caller may speak now (audio sent before
+        # that finds no VAD listening and is dropped).
+        await task.queue_frame(TransportMessageFrame(message=READY_EVENT))
         self.reporters.append(reporter)
         self.tasks.append(task)
         self._task_made.set()
@@ -272,4 +278,13 @@ def run_bot(create_pipeline: PipelineFactory, argv: list[str] | None = None) -> 
     anyio.run(serve_until_signal, BotServer(create_pipeline, services, options))
 
 
-__all__ = ["BotServer", "BotSession", "CallResult", "PipelineFactory", "RunnerOptions", "call_once", "run_bot"]
+__all__ = [
+    "READY_EVENT",
+    "BotServer",
+    "BotSession",
+    "CallResult",
+    "PipelineFactory",
+    "RunnerOptions",
+    "call_once",
+    "run_bot",
+]

@@ -1,0 +1,60 @@
+"""Shared pieces for the example-bot and mouth-to-ear tests: paths, a clean environment, audio checks."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BOTS = ROOT / "bots"
+BENCHMARKS = ROOT / "benchmarks"
+EXAMPLE = BOTS / "example.py"
+QUESTION_WAV = BOTS / "assets" / "what_time_is_it.wav"
+_PROVIDER_PREFIXES = ("DEEPGRAM_", "OPENAI_", "CARTESIA_")
+
+# The runner and the benchmark helpers are scripts' modules, imported from their folders.
+for folder in (BOTS, BENCHMARKS):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any provider variable, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_PROVIDER_PREFIXES)}
+    env.update(extra)
+    return env
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words without punctuation, to compare transcripts."""
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def output_line(stdout: str, label: str) -> str:
+    """The value of a `label: value` line of the runner's --call output."""
+    for line in stdout.splitlines():
+        if line.startswith(f"{label}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {label!r} line in:\n{stdout}")
+
+
+def read_wav(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path), "rb") as wav:
+        assert wav.getnchannels() == 1 and wav.getsampwidth() == 2
+        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2"), wav.getframerate()
+
+
+def loud_seconds(samples: np.ndarray, rate: int, threshold_dbfs: float = -40.0) -> float:
+    """How much of `samples` (10 ms windows) is above the threshold: audible audio."""
+    window = rate // 100
+    usable = len(samples) - len(samples) % window
+    if not usable:
+        return 0.0
+    data = samples[:usable].astype(np.float64).reshape(-1, window)
+    rms = np.sqrt(np.mean(data * data, axis=1))
+    return float(np.count_nonzero(rms >= 32768 * 10 ** (threshold_dbfs / 20)) * 0.01)
