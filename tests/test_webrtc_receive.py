@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
-from webrtc_helpers import Recorder
+from webrtc_helpers import Recorder, dominant_hz, tone
 
 from voxframe.pipeline import InputAudioFrame, Pipeline, PipelineParams, PipelineTask
 from voxframe.transports.webrtc import InputOptions, PacedAudioTrack, WebRTCInputTransport
+from voxframe.transports.webrtc._decode import DecodedAudioTrack
 from voxframe.transports.webrtc._receive import ReorderStage
 
 pytestmark = pytest.mark.anyio
@@ -76,7 +77,7 @@ async def test_a_restarted_stream_resynchronises_instead_of_dropping_everything(
 
 
 async def test_paced_track_stamps_continuous_pts_and_drops_the_oldest_when_full() -> None:
-    track = PacedAudioTrack(sample_rate=48_000, num_channels=1, max_queued=2)
+    track = PacedAudioTrack(sample_rate=48_000, num_channels=1, max_queued=2, opus=None)
     for value in (1, 2, 3):
         track.put(np.full(960, value, dtype=np.int16).tobytes())
     assert track.dropped == 1
@@ -87,6 +88,21 @@ async def test_paced_track_stamps_continuous_pts_and_drops_the_oldest_when_full(
     track.stop()
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+async def test_paced_track_hands_aiortc_opus_packets_that_decode_to_the_same_audio() -> None:
+    track = PacedAudioTrack(sample_rate=48_000, num_channels=1, max_queued=10)
+    audio = tone(1000.0, 0.2, 48_000)
+    for start in range(0, len(audio), 960):
+        track.put(audio[start : start + 960].tobytes())
+    packets = [await track.recv() for _ in range(10)]
+    assert all(isinstance(p, av.Packet) for p in packets)
+    assert [p.pts for p in packets] == [i * 960 for i in range(10)]  # RTP timestamps follow
+    decoder = av.CodecContext.create("libopus", "r")
+    decoder.sample_rate, decoder.layout, decoder.format = 48_000, "mono", "s16"
+    decoded = b"".join(f.to_ndarray().tobytes() for p in packets for f in decoder.decode(av.Packet(bytes(p))))
+    assert dominant_hz(decoded, 48_000) == pytest.approx(1000.0, abs=10.0)
+    track.stop()
 
 
 class _QueuedTrack(MediaStreamTrack):
@@ -136,3 +152,27 @@ async def test_input_drops_old_audio_when_the_pipeline_falls_behind_and_keeps_po
     assert webrtc_in.dropped_frames == 7
     assert [f.pts for f in frames] == [0, *(i * 320 for i in range(8, 12))]
     assert all(f.sample_rate == 16_000 and f.num_channels == 1 for f in frames)
+
+
+async def test_inline_decoding_gives_mono_audio_at_rtp_positions() -> None:
+    encoder = PacedAudioTrack(sample_rate=48_000, num_channels=1, max_queued=10)
+    audio = tone(500.0, 0.2, 48_000)
+    for start in range(0, len(audio), 960):
+        encoder.put(audio[start : start + 960].tobytes())
+    decoded = DecodedAudioTrack(num_channels=1)
+    for index in range(10):
+        if index == 4:
+            continue  # a lost packet: positions must show the gap
+        coded = await encoder.recv()
+        rtp = RtpPacket(payload_type=111, sequence_number=index, timestamp=1_000 + index * 960)
+        rtp._data = bytes(coded)  # type: ignore[attr-defined]
+        decoded.deliver(rtp)
+    encoder.stop()
+    frames = [await decoded.recv() for _ in range(9)]
+    assert all(f.sample_rate == 48_000 and f.layout.nb_channels == 1 and f.samples == 960 for f in frames)
+    assert [f.pts for f in frames] == [i * 960 for i in range(10) if i != 4]
+    pcm = b"".join(f.to_ndarray().tobytes() for f in frames[5:])
+    assert dominant_hz(pcm, 48_000) == pytest.approx(500.0, abs=10.0)
+    decoded.stop()
+    with pytest.raises(MediaStreamError):
+        await decoded.recv()

@@ -12,6 +12,10 @@ packets for the gap to fill, after which the gap is declared lost and playback m
 packets (behind what was already released) are dropped and counted. The receiver's own jitter
 buffer is replaced by a pass-through, so it adds nothing.
 
+By default (`decode_inline`) the released packet also skips aiortc's decoder thread: aiortc
+still does its bookkeeping (statistics, RTCP reports) but its jitter buffer swallows the packet,
+and a `DecodedAudioTrack` decodes it on the spot to the consumer's rate (see `_decode`).
+
 `ReceiveOptions(aiortc_prefetch=N)` restores aiortc's buffer with prefetch N, for comparison.
 """
 
@@ -25,6 +29,8 @@ from typing import Any
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
+
+from ._decode import DecodedAudioTrack
 
 _HALF_SEQ = 1 << 15
 #: A jump this far (either way) means a new stream (the sender restarted), not reordering.
@@ -42,6 +48,8 @@ class ReceiveOptions:
     reorder_window: int = 2
     #: Use aiortc's own jitter buffer with this prefetch instead (aiortc's default is 4).
     aiortc_prefetch: int | None = None
+    #: Decode on arrival into `ReorderStage.decoded` instead of aiortc's decoder thread.
+    decode_inline: bool = True
 
 
 @dataclass(slots=True)
@@ -70,6 +78,8 @@ class ReorderStage:
         self._held: dict[int, tuple[RtpPacket, int]] = {}
         self.stats = ReceiveStatistics()
         self.last_arrival_ns = 0
+        #: The caller's audio, when decoded inline; else read aiortc's remote track.
+        self.decoded: DecodedAudioTrack | None = None
 
     async def add(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         self.last_arrival_ns = time.monotonic_ns()
@@ -109,6 +119,16 @@ class ReorderStage:
             await self._deliver(*item)
 
 
+class _SwallowingJitterBuffer(JitterBuffer):
+    """Lets aiortc account for a packet but never hands it to aiortc's decoder."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=2)
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        return False, None
+
+
 class _PassThroughJitterBuffer(JitterBuffer):
     """Hands every (already ordered) audio packet to the decoder as its own frame."""
 
@@ -126,11 +146,24 @@ def install_receive_path(receiver: RTCRtpReceiver, options: ReceiveOptions) -> R
     if not hasattr(receiver, attr):
         raise RuntimeError("this aiortc version has no audio jitter buffer where expected")
     aiortc_buffer = options.aiortc_prefetch is not None
+    inline = options.decode_inline and not aiortc_buffer
     if aiortc_buffer:
         setattr(receiver, attr, JitterBuffer(capacity=16, prefetch=options.aiortc_prefetch or 0))
+    elif inline:
+        setattr(receiver, attr, _SwallowingJitterBuffer())
     else:
         setattr(receiver, attr, _PassThroughJitterBuffer())
     handle: Any = receiver._handle_rtp_packet
-    stage = ReorderStage(handle, options.reorder_window, ordered=not aiortc_buffer)
+    if inline:
+        decoded = DecodedAudioTrack()
+
+        async def handle_and_decode(packet: RtpPacket, arrival_time_ms: int) -> None:
+            await handle(packet, arrival_time_ms)  # statistics, RTCP, depayload into packet._data
+            decoded.deliver(packet)
+
+        stage = ReorderStage(handle_and_decode, options.reorder_window)
+        stage.decoded = decoded
+    else:
+        stage = ReorderStage(handle, options.reorder_window, ordered=not aiortc_buffer)
     receiver._handle_rtp_packet = stage.add  # type: ignore[method-assign]
     return stage

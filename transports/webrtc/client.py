@@ -136,6 +136,9 @@ class HeadlessClient:
     async def _call(self, base_url: str) -> None:
         transceiver = self.pc.addTransceiver(self.mic, direction="sendrecv")
         self.stage = install_receive_path(transceiver.receiver, self.options.receive)
+        if self.stage.decoded is not None:  # decoded inline: aiortc's own track stays silent
+            self._remote = self.stage.decoded
+            self._track_arrived.set()
         with gather_on(self.options.ice.host_addresses):
             await self.pc.setLocalDescription(await self.pc.createOffer())
         if not any(line.startswith("a=candidate:") for line in self.pc.localDescription.sdp.splitlines()):

@@ -84,8 +84,11 @@ class WebRTCInputTransport(FrameProcessor):
             self.received_frames += 1
             self._drop_backlog(track, max_backlog)
             pts = None if decoded.pts is None else decoded.pts * rate // decoded.sample_rate
-            decoded.pts = None  # positions are kept here; the resampler must not "fix" gaps
-            pcm = b"".join(f.to_ndarray().tobytes() for f in resampler.resample(decoded))
+            if decoded.sample_rate == rate and decoded.layout.nb_channels == 1:
+                pcm = decoded.to_ndarray().tobytes()
+            else:
+                decoded.pts = None  # positions are kept here; the resampler must not "fix" gaps
+                pcm = b"".join(f.to_ndarray().tobytes() for f in resampler.resample(decoded))
             if pcm:
                 await self.push(InputAudioFrame(audio=pcm, sample_rate=rate, num_channels=1, pts=pts))
 

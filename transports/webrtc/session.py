@@ -23,7 +23,6 @@ from typing import Any
 
 import anyio
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 from voxframe.pipeline import PipelineTask
@@ -87,7 +86,6 @@ class Session:
         self._hang_up = False
         self._closed = False
         self.pc.on("connectionstatechange", self._on_state_change)
-        self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._on_datachannel)
 
     # --- signalling --------------------------------------------------------------------------------
@@ -108,6 +106,9 @@ class Session:
             raise SessionError("no_audio", "the offer has no audio section")
         for transceiver in audio:
             self._stages.append(install_receive_path(transceiver.receiver, self.options.receive))
+        caller_audio = self._stages[0].decoded or audio[0].receiver.track
+        self._has_audio = True
+        self.input.attach(caller_audio)
         self.pc.addTrack(self.output.track)
         if self.options.ice.host_addresses is not None:
             ignore_checks_from_other_hosts(self.pc, self.options.ice.host_addresses)
@@ -173,11 +174,6 @@ class Session:
             channel.send(text)
 
     # --- lifecycle ------------------------------------------------------------------------------------
-
-    def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio" and not self._has_audio:
-            self._has_audio = True
-            self.input.attach(track)
 
     def _on_state_change(self) -> None:
         self._changed.fire()
@@ -264,6 +260,9 @@ class Session:
             return
         self._closed = True
         self.output.track.stop()
+        for stage in self._stages:
+            if stage.decoded is not None:
+                stage.decoded.stop()
         with anyio.move_on_after(self.options.close_timeout_s):
             await self.pc.close()
 
