@@ -3,8 +3,13 @@
 Used by the headless client to find when the bot's audio reached the ear. Each received chunk
 is split into 10 ms windows; a window is "loud" above `threshold_dbfs`. An onset is the first
 loud window after at least `min_gap_s` of quiet; the offset is the end of the last loud window
-before such a gap. Times are sample-accurate: a window's time is the arrival time of the chunk
-that carried it, minus how much later than the window the chunk's last sample was.
+before such a gap.
+
+Times are when the audio would leave the speaker of an ear with no jitter buffer: a chunk starts
+playing when it arrives, or when the chunk before it has finished playing if that is later (by
+at most `max_playout_lag_ms`; beyond that the ear drops the backlog and plays on arrival, as a
+real jitter buffer would catch up). A sample at offset `j` of a chunk plays at that chunk's start
+plus `j / rate`. This is the "first audible sample at the ear" of mouth-to-ear latency.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ class OnsetOptions:
     window_ms: int = 10
     #: Quiet this long ends a segment (and must precede the next onset).
     min_gap_s: float = 0.25
+    #: How far the ear's playout may fall behind arrivals before it skips ahead.
+    max_playout_lag_ms: int = 60
 
 
 class OnsetDetector:
@@ -39,24 +46,38 @@ class OnsetDetector:
         self._threshold = 32768.0 * 10 ** (self.options.threshold_dbfs / 20)
         self._gap_ns = int(self.options.min_gap_s * NS_PER_S)
         self._carry = np.zeros(0, dtype=np.float64)
+        self._carry_start_ns = 0
+        self._play_end_ns: int | None = None
+        self._max_lag_ns = self.options.max_playout_lag_ms * 1_000_000
         self._last_loud_end_ns: int | None = None
 
     def feed(self, samples: np.ndarray, arrival_ns: int) -> None:
-        """Mono int16 samples that arrived at `arrival_ns` (their last sample is 'now')."""
+        """Mono int16 samples of one received chunk that arrived at `arrival_ns`."""
+        start_ns = self._playout_start(arrival_ns, len(samples))
+        carried = len(self._carry)
         data = np.concatenate([self._carry, samples.astype(np.float64)])
         whole = len(data) - len(data) % self._window
-        self._carry = data[whole:]
-        if not whole:
-            return
-        windows = data[:whole].reshape(-1, self._window)
-        rms = np.sqrt(np.mean(windows * windows, axis=1))
-        end_of_data_ns = arrival_ns - len(self._carry) * NS_PER_S // self.sample_rate
-        window_ns = self._window * NS_PER_S // self.sample_rate
-        first_start_ns = end_of_data_ns - len(rms) * window_ns
-        for i in np.flatnonzero(rms >= self._threshold):
-            start = first_start_ns + int(i) * window_ns
-            self._loud(start, start + window_ns)
+
+        def time_of(index: int) -> int:
+            if index < carried:
+                return self._carry_start_ns + index * NS_PER_S // self.sample_rate
+            return start_ns + (index - carried) * NS_PER_S // self.sample_rate
+
+        self._carry, self._carry_start_ns = data[whole:], time_of(whole)
+        if whole:
+            windows = data[:whole].reshape(-1, self._window)
+            rms = np.sqrt(np.mean(windows * windows, axis=1))
+            window_ns = self._window * NS_PER_S // self.sample_rate
+            for i in np.flatnonzero(rms >= self._threshold):
+                begin = time_of(int(i) * self._window)
+                self._loud(begin, begin + window_ns)
         self.close_gaps(arrival_ns)
+
+    def _playout_start(self, arrival_ns: int, samples: int) -> int:
+        end = self._play_end_ns
+        start = arrival_ns if end is None or end <= arrival_ns or end - arrival_ns > self._max_lag_ns else end
+        self._play_end_ns = start + samples * NS_PER_S // self.sample_rate
+        return start
 
     def _loud(self, start_ns: int, end_ns: int) -> None:
         last = self._last_loud_end_ns
