@@ -41,13 +41,20 @@ def test_a_burst_of_chunks_plays_one_after_another() -> None:
     assert detector.last_loud_end_ns == 90 * MS
 
 
-def test_the_ear_skips_ahead_rather_than_lag_without_end() -> None:
+def test_the_ear_catches_up_on_quiet_audio_and_never_lags_without_end() -> None:
     detector = OnsetDetector(RATE, OnsetOptions(max_playout_lag_ms=60))
-    audio = chunks(speech_at(0.08, 0.1, 0.4))
-    for chunk in audio[:4]:  # 80 ms of silence arriving all at once at t=0
-        detector.feed(chunk, 0)
-    detector.feed(audio[4], 0)  # would play at 80 ms: more than 60 ms behind, so plays now
-    assert detector.segments[0].onset_ns == 0
+    loud = tone(440.0, 0.02, RATE)
+    for _ in range(4):  # 80 ms of speech arriving at once: queued behind each other
+        detector.feed(loud, 0)
+    assert detector.last_loud_end_ns == 80 * MS
+    detector.feed(loud, 0)  # would start 80 ms late: beyond the limit, so it plays on arrival
+    assert detector.last_loud_end_ns == 20 * MS
+
+    quiet_ear = OnsetDetector(RATE)
+    for _ in range(3):
+        quiet_ear.feed(np.zeros(CHUNK, dtype=np.int16), 100 * MS)  # silence in a burst: dropped
+    quiet_ear.feed(loud, 100 * MS)
+    assert quiet_ear.segments[0].onset_ns == 100 * MS
 
 
 def test_quiet_gaps_separate_segments_and_close_them() -> None:

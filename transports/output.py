@@ -6,9 +6,9 @@ pacer in the task's task group hands one chunk per period to the wire (`write_au
 injected clock. Because only the pacer's current chunk is ever "on the wire", an interruption
 that clears the buffer silences the bot within one chunk.
 
-Audio that arrives when the wire had nothing to play at the last tick (the bot was quiet, or
-the source fell behind) is played at once and the pacer re-anchors on it, instead of waiting up
-to a period for the next tick: a reply's first chunk costs no pacing delay.
+The first chunk of a reply that arrives while the wire idles is played at once and the pacer
+re-anchors on it, instead of waiting up to a period for the next tick: a reply's start costs no
+pacing delay. Within a reply the cadence is strict.
 
 Speaking state is derived from what was actually handed to the wire:
 
@@ -85,7 +85,6 @@ class OutputTransport(FrameProcessor):
         self._ended_turn: int | None = None
         self._ending = False
         self._pacer_started = False
-        self._starved = True
         self._sleep_scope: anyio.CancelScope | None = None
         self._waiting_for_audio: anyio.Event | None = None
         self._end_frame: EndFrame | None = None
@@ -133,8 +132,10 @@ class OutputTransport(FrameProcessor):
         waiting = self._waiting_for_audio
         if waiting is not None:
             waiting.set()
-        elif self._starved and self._sleep_scope is not None:
-            # The wire had nothing at the last tick: play this now rather than at the next one.
+        elif self._speaking is None and self._sleep_scope is not None:
+            # A reply starts while the wire idles: play it now rather than at the next tick.
+            # (Mid-reply the cadence is kept: an early chunk would put the stream ahead of real
+            # time and pile up in the listener's jitter buffer.)
             self._sleep_scope.cancel()
 
     async def handle_interruption(self, frame: InterruptionFrame, direction: Direction) -> None:
@@ -200,7 +201,6 @@ class OutputTransport(FrameProcessor):
         assert self.playout is not None
         chunk = self.playout.pop()
         speaking = self._speaking
-        self._starved = chunk is None
         if chunk is None:
             if self.options.emit_silence:
                 await self.write_audio(self.playout.silence, None)

@@ -5,11 +5,12 @@ is split into 10 ms windows; a window is "loud" above `threshold_dbfs`. An onset
 loud window after at least `min_gap_s` of quiet; the offset is the end of the last loud window
 before such a gap.
 
-Times are when the audio would leave the speaker of an ear with no jitter buffer: a chunk starts
-playing when it arrives, or when the chunk before it has finished playing if that is later (by
-at most `max_playout_lag_ms`; beyond that the ear drops the backlog and plays on arrival, as a
-real jitter buffer would catch up). A sample at offset `j` of a chunk plays at that chunk's start
-plus `j / rate`. This is the "first audible sample at the ear" of mouth-to-ear latency.
+Times are when the audio would leave the speaker of an ear with no jitter buffer: a chunk with
+sound in it starts playing when it arrives, or when the previous chunk with sound has finished
+playing if that is later (by at most `max_playout_lag_ms`; beyond that the ear skips ahead).
+Quiet chunks play on arrival and hold nothing up: a real jitter buffer (WebRTC's NetEq) drops
+low-energy audio first to catch up. A sample at offset `j` of a chunk plays at that chunk's
+start plus `j / rate`: the "first audible sample at the ear" of mouth-to-ear latency.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class OnsetDetector:
 
     def feed(self, samples: np.ndarray, arrival_ns: int) -> None:
         """Mono int16 samples of one received chunk that arrived at `arrival_ns`."""
-        start_ns = self._playout_start(arrival_ns, len(samples))
+        quiet = not len(samples) or float(np.max(np.abs(samples))) < self._threshold
+        start_ns = self._playout_start(arrival_ns, len(samples), catch_up=quiet)
         carried = len(self._carry)
         data = np.concatenate([self._carry, samples.astype(np.float64)])
         whole = len(data) - len(data) % self._window
@@ -73,9 +75,12 @@ class OnsetDetector:
                 self._loud(begin, begin + window_ns)
         self.close_gaps(arrival_ns)
 
-    def _playout_start(self, arrival_ns: int, samples: int) -> int:
+    def _playout_start(self, arrival_ns: int, samples: int, *, catch_up: bool) -> int:
+        """Quiet chunks play on arrival and delay nothing; loud ones queue behind loud ones."""
+        if catch_up:
+            return arrival_ns
         end = self._play_end_ns
-        start = arrival_ns if end is None or end <= arrival_ns or end - arrival_ns > self._max_lag_ns else end
+        start = end if end is not None and 0 < end - arrival_ns <= self._max_lag_ns else arrival_ns
         self._play_end_ns = start + samples * NS_PER_S // self.sample_rate
         return start
 
