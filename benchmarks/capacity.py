@@ -48,6 +48,8 @@ LOOPBACK = ("127.0.0.1",)
 FRAMES_PER_S = 50
 HOLD_SHARE = 0.97
 MAX_LOOP_LAG_MS = 40.0
+#: A light caller process handles this many calls before another one (on another core) is used.
+CALLS_PER_CALLER = 24
 
 
 # --- the light caller ----------------------------------------------------------------------------------
@@ -112,7 +114,8 @@ async def start_call(url: str, packets: list[av.Packet], http: aiohttp.ClientSes
 
 
 async def run_caller(url: str, calls: int, seconds: float) -> None:
-    """Start `calls` calls, report packets received over `seconds` (after 'go' on stdin)."""
+    """Start `calls` calls, report packets received over `seconds` (after a line on stdin),
+    hang up after another line."""
     packets = encoded_tone()
     async with aiohttp.ClientSession() as http:
         started = [await start_call(url, packets, http) for _ in range(calls)]
@@ -124,6 +127,7 @@ async def run_caller(url: str, calls: int, seconds: float) -> None:
         elapsed = time.monotonic() - t0
         received = [c.stage.stats.released - b for c, b in zip(started, before, strict=True)]
         print(json.dumps({"type": "result", "received": received, "elapsed": elapsed}), flush=True)
+        await anyio.to_thread.run_sync(sys.stdin.readline)  # hang up only once the server was read
         for call in started:
             await call.pc.close()
 
@@ -197,16 +201,29 @@ class Outcome:
         )
 
 
+def caller_plan(
+    started: list[tuple[anyio.abc.Process, str, str]], per_process: int, caller_cores: list[int]
+) -> list[tuple[str, int, int]]:
+    """(server url, core, calls) per caller process: each server's calls spread over its share
+    of the caller cores, at most `CALLS_PER_CALLER` calls per caller process."""
+    share = max(1, len(caller_cores) // len(started))
+    plan = []
+    for index, (_, url, _) in enumerate(started):
+        cores = [caller_cores[(index * share + i) % len(caller_cores)] for i in range(share)]
+        processes = min(len(cores), max(1, -(-per_process // CALLS_PER_CALLER)))
+        for i in range(processes):
+            calls = per_process // processes + (1 if i < per_process % processes else 0)
+            plan.append((url, cores[i], calls))
+    return plan
+
+
 async def trial(per_process: int, server_cores: list[int], caller_cores: list[int], seconds: float) -> Outcome:
     total = per_process * len(server_cores)
     async with servers(server_cores) as started, AsyncExitStack() as stack:
         callers = []
-        for index, (_, url, _) in enumerate(started):
-            core = caller_cores[index % len(caller_cores)] if caller_cores else None
-            command = [sys.executable, __file__, "--caller", url, str(per_process), str(seconds)]
-            process = await stack.enter_async_context(
-                await anyio.open_process(pinned(command, [core] if core is not None else []), stderr=subprocess.DEVNULL)
-            )
+        for url, core, calls in caller_plan(started, per_process, caller_cores):
+            command = pinned([sys.executable, __file__, "--caller", url, str(calls), str(seconds)], [core])
+            process = await stack.enter_async_context(await anyio.open_process(command, stderr=subprocess.DEVNULL))
             stack.push_async_callback(_stop, process)
             callers.append(process)
         with anyio.fail_after(60 + 2 * total):
@@ -227,6 +244,9 @@ async def trial(per_process: int, server_cores: list[int], caller_cores: list[in
             after = [await _stats(http, stats) for _, _, stats in started]
             cpu_after = [cpu_seconds(p.pid) for p, _, _ in started]
             callers_cpu = (sum(cpu_seconds(p.pid) for p in callers) - callers_before) / seconds
+            for process in callers:
+                assert process.stdin is not None
+                await process.stdin.send(b"bye\n")
     outcome = judge(len(server_cores), total, before, after, results, seconds, cpu_before, cpu_after)
     outcome.caller_cpu_pct = 100 * callers_cpu / max(1, len(callers))
     return outcome
