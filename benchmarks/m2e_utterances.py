@@ -17,32 +17,33 @@ import numpy as np
 RATE = 16_000
 CACHE = Path(__file__).resolve().parent / "results" / "utterances"
 
-#: What the user says, turn by turn: short and long, questions the offline responder answers
-#: (time, date, arithmetic) and ones it only repeats.
+#: What the user says, turn by turn: short and long; about half are questions the example bot
+#: answers through its tools (the time, capitals) even on the offline responder, the rest get
+#: its longer "what I heard" answer.
 TEXTS: tuple[str, ...] = (
     "Hello.",
     "What time is it?",
-    "What is seven times eight?",
+    "What is the capital of France?",
     "Can you tell me what the date is today?",
     "Thanks.",
-    "What is twelve plus thirty?",
+    "Could you please tell me the capital of Japan?",
     "I would like to know how you work and what you can do for me.",
-    "What day is it?",
-    "Okay, that sounds good.",
-    "What is one hundred minus forty two?",
-    "Tell me something interesting about the ocean and the animals that live in it.",
     "What time is it now?",
+    "Okay, that sounds good.",
+    "And what is the capital of Spain?",
+    "Tell me something interesting about the ocean and the animals that live in it.",
+    "Do you know what time it is?",
     "Yes.",
-    "What is nine times nine?",
+    "What is the capital of Italy?",
     "Could you please remind me what we were talking about a moment ago?",
-    "What is the date?",
+    "Sorry, what time is it again?",
     "Good morning, how are you doing today?",
-    "What is fifteen divided by three?",
+    "My friend wants to know, what is the capital of Germany?",
     "Please explain in a few words why the sky looks blue during the day.",
     "No, thank you.",
-    "What is six plus seven?",
-    "I am planning a trip next week and I wonder what I should pack for it.",
     "What time is it, please?",
+    "I am planning a trip next week and I wonder what I should pack for it.",
+    "Tell me the time.",
     "Goodbye for now.",
 )
 

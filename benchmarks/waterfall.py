@@ -64,13 +64,27 @@ def stage_bars(medians: Mapping[str, float]) -> list[tuple[str, float, float]]:
 
 
 def processor_rows(medians: Mapping[str, float]) -> list[tuple[str, float, float]]:
-    """(processor, first in, first out) from the `<name>:in` / `<name>:out` points."""
+    """(processor, first in, first out) of the processors on the reply's way out.
+
+    A processor that starts the reply emits before it receives anything of it (the user
+    aggregator): its row is the instant it emitted. Processors that only saw the reply's
+    speaking events travel back upstream (once its first audio went out) are left out.
+    """
+    last = medians.get("first_audio_out", math.inf)
     rows = []
-    for name, t_in in medians.items():
-        if name.endswith(":in"):
-            proc = name[: -len(":in")]
-            t_out = medians.get(f"{proc}:out", t_in)
-            rows.append((proc, t_in, t_out))
+    for name in medians:
+        if not name.endswith((":in", ":out")):
+            continue
+        proc = name.rsplit(":", 1)[0]
+        if proc.startswith("task.") or any(row[0] == proc for row in rows):
+            continue
+        t_in, t_out = medians.get(f"{proc}:in"), medians.get(f"{proc}:out")
+        if t_out is not None and (t_in is None or t_out < t_in):
+            t_in = t_out  # it started the reply
+        start = t_in if t_in is not None else t_out
+        assert start is not None
+        if start < last:
+            rows.append((proc, start, t_out if t_out is not None else start))
     return sorted(rows, key=lambda row: row[1])
 
 
@@ -95,7 +109,7 @@ def plot(stacks: Mapping[str, Sequence[Mapping[str, Any]]], path: Path, title: s
     for ax, (name, rows) in zip(axes[1:-1], with_processors.items(), strict=True):
         _plot_processors(ax, name, rows, traced[name])
     _plot_distribution(axes[-1], stacks)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

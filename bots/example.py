@@ -56,7 +56,8 @@ def create_pipeline(bot: BotSession) -> Pipeline:
     return Pipeline(
         [
             bot.input,  # the caller's microphone, over WebRTC
-            VADProcessor(VADOptions(params=VADParams(stop_s=VAD_STOP_S))),  # who speaks when; barge-in
+            # who speaks when, and barge-in; each 32 ms window is scored as it arrives
+            VADProcessor(VADOptions(params=VADParams(stop_s=VAD_STOP_S), windows_per_hop=1)),
             bot.services.stt(),  # speech to text: Deepgram, or Whisper
             user,  # the user's words join the context and start a reply
             ReplyRecovery(),  # a cough that cut the bot off: it answers again

@@ -29,6 +29,7 @@ import signal
 import sys
 import time
 import wave
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,9 +105,8 @@ class BotServer:
         self.create_pipeline = create_pipeline
         self.services = services
         self.options = options
-        self.reporters: list[TurnReporter] = []
-        self.tasks: list[PipelineTask] = []
-        self._task_made = anyio.Event()
+        #: The latest turns of every session (bounded: a server runs for days).
+        self.records: deque[TurnRecord] = deque(maxlen=1000)
         self._trace: TextIO | None = None
         session = SessionOptions(ice=ice_for(options.host))
         self.server = WebRTCServer(
@@ -121,25 +121,10 @@ class BotServer:
         # Goes out once the pipeline has started: the caller may speak now (audio sent before
         # that finds no VAD listening and is dropped).
         await task.queue_frame(TransportMessageFrame(message=READY_EVENT))
-        self.reporters.append(reporter)
-        self.tasks.append(task)
-        self._task_made.set()
-        return task
-
-    async def wait_running(self, index: int = 0) -> PipelineTask:
-        """The pipeline task of the `index`-th caller, once it has started (models loaded).
-
-        Audio a caller sends before that is dropped by the input transport (it keeps no
-        backlog), so a scripted caller waits for this before speaking.
-        """
-        while len(self.tasks) <= index:
-            await self._task_made.wait()
-            self._task_made = anyio.Event()
-        task = self.tasks[index]
-        await task.wait_started()
         return task
 
     def _on_turn(self, record: TurnRecord) -> None:
+        self.records.append(record)
         print(record.line(), flush=True)
         if self._trace is not None:
             self._trace.write(json.dumps(record.to_json()) + "\n")
@@ -159,9 +144,6 @@ class BotServer:
         finally:
             if self._trace is not None:
                 self._trace.close()
-
-    def records(self) -> list[TurnRecord]:
-        return [record for reporter in self.reporters for record in reporter.records]
 
 
 # --- serving -------------------------------------------------------------------------------------
@@ -198,8 +180,7 @@ async def call_once(bot: BotServer, wav: Path, timeout_s: float) -> CallResult:
         url = await tg.start(bot.serve)
         client_options = ClientOptions(ice=ice_for(bot.options.host))
         async with HeadlessClient.connect(url, client_options) as client:
-            with anyio.fail_after(timeout_s):
-                await bot.wait_running()
+            await client.wait_for_event(READY_EVENT["type"], timeout_s=timeout_s)
             played = await client.play(wav)
             with anyio.fail_after(timeout_s):
                 onset = await client.wait_for_onset(after_ns=played.speech_end_ns, timeout_s=timeout_s)
@@ -210,8 +191,7 @@ async def call_once(bot: BotServer, wav: Path, timeout_s: float) -> CallResult:
         with anyio.fail_after(10):
             await bot.server.wait_sessions(lambda sessions: not sessions)
         tg.cancel_scope.cancel()
-    records = bot.records()
-    record = records[0] if records else None
+    record = bot.records[0] if bot.records else None
     return CallResult(
         heard=record.heard if record else "",
         said=record.said if record else "",
