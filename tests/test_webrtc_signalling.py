@@ -84,10 +84,13 @@ async def test_bad_requests_get_json_errors_and_leave_no_session() -> None:
 async def test_a_call_in_progress_survives_bad_requests_to_its_session() -> None:
     async with serving() as (server, url), HeadlessClient.connect(url, client_options()) as client:
         session_url = f"{url}/api/voice/sessions/{client.session_id}"
+        good = "candidate:1 1 udp 2130706431 127.0.0.1 9 typ host"
         for body in (
             {"candidates": "nope"},
             {"candidates": [{"candidate": 5}]},
             {"candidates": [{"candidate": "junk"}]},
+            {"candidates": [{"candidate": good, "sdpMLineIndex": "zero"}]},
+            {"candidates": [{"candidate": good, "sdpMid": 0}]},
         ):
             status, payload = await request("PATCH", session_url, body=body)
             assert status == 400 and error_code(payload) in ("bad_request", "bad_candidate")

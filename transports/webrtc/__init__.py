@@ -16,7 +16,7 @@ from .onsets import OnsetDetector, OnsetOptions, SpeechSegment
 from .output import WebRTCOutputTransport
 from .server import ServerOptions, WebRTCServer
 from .session import Session, SessionError, SessionOptions, TaskFactory
-from .tracks import PacedAudioTrack
+from .tracks import OpusOptions, PacedAudioTrack
 
 __all__ = [
     "ClientError",
@@ -28,6 +28,7 @@ __all__ = [
     "InputOptions",
     "OnsetDetector",
     "OnsetOptions",
+    "OpusOptions",
     "PacedAudioTrack",
     "PlayedUtterance",
     "ReceiveOptions",

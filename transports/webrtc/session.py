@@ -133,11 +133,14 @@ class Session:
             raise SessionError("bad_candidate", f"unparseable candidate: {line[:80]!r}") from exc
         if not self.options.ice.accepts_candidate(line):
             return False
-        parsed.sdpMid = candidate.get("sdpMid")
-        parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
-        if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
-            parsed.sdpMLineIndex = 0
-        await self.pc.addIceCandidate(parsed)
+        mid, index = candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
+        if not isinstance(mid, str | None) or not (index is None or type(index) is int):
+            raise SessionError("bad_candidate", "'sdpMid' must be a string and 'sdpMLineIndex' an integer")
+        parsed.sdpMid, parsed.sdpMLineIndex = mid, index if mid is not None or index is not None else 0
+        try:
+            await self.pc.addIceCandidate(parsed)
+        except Exception as exc:  # e.g. the connection closed meanwhile
+            raise SessionError("candidate_rejected", f"the candidate could not be added: {exc!r}") from exc
         return True
 
     def hang_up(self) -> None:
