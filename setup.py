@@ -17,4 +17,9 @@ packages = sorted(
     for root in ROOTS
     for init in (HERE / root).rglob("__init__.py")
 )
-setup(packages=packages, package_dir={f"voxframe.{root}": root for root in ROOTS})
+setup(
+    packages=packages,
+    package_dir={f"voxframe.{root}": root for root in ROOTS},
+    # The browser client is served from the installed package.
+    package_data={"voxframe.transports.webrtc": ["static/*"]},
+)

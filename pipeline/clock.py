@@ -69,7 +69,12 @@ class VirtualClock:
             await self._sleeper_added.wait()
 
     async def advance(self, delta_ns: int) -> None:
-        """Move time forward, waking each sleeper at its own deadline, in order."""
+        """Move time forward, waking each sleeper at its own deadline, in order.
+
+        Tasks made runnable before the call get to run (and go to sleep) first, so a sleep they
+        are about to start is not skipped over.
+        """
+        await wait_all_tasks_blocked()
         target = self._now + delta_ns
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, event = heapq.heappop(self._sleepers)
