@@ -230,6 +230,14 @@ async def run_benchmark(args: argparse.Namespace) -> None:
     ordered = list(results.values())
     payload = {
         "what": "mouth-to-ear per turn, measured at a WebRTC caller on 127.0.0.1 (monotonic clock)",
+        "notes": {
+            "mouth": "the utterance's last sample above -40 dBFS entered the caller's microphone track",
+            "ear": "the reply's first 10 ms window above -40 dBFS left the caller's jitter buffer",
+            "points_ms": "ms from the mouth point; tracer points of the voxframe bot joined by its VAD speech end",
+            "overhead": "m2e - configured_service_ms - vad_stop_ms (cloud stacks only)",
+            "pipecat": "pipecat-ai 1.14.0 defaults except turn end on VAD stop + transcript "
+            "(SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0)) and Deepgram endpointing off, as voxframe's",
+        },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "plan": dataclasses.asdict(plan),
         "stacks": {r.name: {"summary": r.summary(), "turns": r.turns, "bargein_ms": r.bargein_ms} for r in ordered},
