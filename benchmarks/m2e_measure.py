@@ -14,11 +14,8 @@ monotonic clock the bot's process shares:
 The bot's own trace (`TurnRecord`s from the runner's `--trace-out`) is joined turn by turn by
 the speech end its VAD saw, which follows the microphone's by the uplink delay.
 
-When a sample is "at the ear": LATENCY.md counts the first audible sample *leaving the client's
-jitter buffer*. A received 20 ms frame leaves it whole, at its arrival, and plays from then on,
-so a sample at offset `o` in the frame is heard at arrival + o. (The client's own detector dates
-it as if the frame's last sample had been heard at arrival, one frame earlier; `EarOnsets`
-shifts what it is fed by the frame's length to count as defined.)
+When a sample is "at the ear" is the client's detector's business: a received frame plays from
+its arrival on (LATENCY.md: the first audible sample leaving the client's jitter buffer).
 """
 
 from __future__ import annotations
@@ -31,7 +28,7 @@ from typing import Any
 import anyio
 import numpy as np
 
-from voxframe.transports.webrtc import HeadlessClient, OnsetDetector, SpeechSegment
+from voxframe.transports.webrtc import HeadlessClient, SpeechSegment
 
 NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
@@ -75,19 +72,11 @@ def bargein_reaction_ms(speech_start_ns: int, ear_segments: Sequence[SpeechSegme
     return None
 
 
-class EarOnsets(OnsetDetector):
-    """The client's onset detector, with each received frame heard from its arrival on."""
-
-    def feed(self, samples: np.ndarray, arrival_ns: int) -> None:
-        super().feed(samples, arrival_ns + len(samples) * NS_PER_S // self.sample_rate)
-
-
 class Caller:
     """A person on a call, scripted: says utterances, listens, barges in."""
 
     def __init__(self, client: HeadlessClient, *, reply_timeout_s: float = 20.0, quiet_s: float = 1.0) -> None:
         self.client = client
-        client.detector = EarOnsets(client.detector.sample_rate, client.detector.options)
         self.reply_timeout_s = reply_timeout_s
         self.quiet_s = quiet_s
 
@@ -170,7 +159,6 @@ def turn_result(turn: Turn, record: Mapping[str, Any] | None) -> dict[str, Any]:
 
 __all__ = [
     "Caller",
-    "EarOnsets",
     "Turn",
     "bargein_reaction_ms",
     "first_loud_sample",
