@@ -72,17 +72,21 @@ def main(argv: list[str]) -> int:
     ensure_venv()
     os.chdir(ROOT)
     if command == "example":
-        return subprocess.call([str(PY), "bots/example.py", *args])
-    if command == "test":
+        cmd = [str(PY), "bots/example.py", *args]
+    elif command == "test":
         ensure_test_tools()
-        return subprocess.call([str(PY), "-m", "pytest", *args])
-    if command == "bench":
+        cmd = [str(PY), "-m", "pytest", *args]
+    elif command == "bench":
         if not args:
             sys.exit("usage: python3 dev.py bench NAME [ARGS]")
-        return subprocess.call([str(PY), f"benchmarks/{args[0]}.py", *args[1:]])
-    if command == "fakes":
-        return subprocess.call([str(PY), "-m", "voxframe.fakes", *args])
-    return subprocess.call([str(PY), "-m", "ruff", "check", "."])
+        cmd = [str(PY), f"benchmarks/{args[0]}.py", *args[1:]]
+    elif command == "fakes":
+        cmd = [str(PY), "-m", "voxframe.fakes", *args]
+    else:
+        cmd = [str(PY), "-m", "ruff", "check", "."]
+    sys.stdout.flush()
+    # Become the command: Ctrl-C and its exit status then belong to it alone.
+    os.execv(cmd[0], cmd)
 
 
 if __name__ == "__main__":
