@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from webrtc_helpers import (
-    Echo,
     client_options,
     dominant_hz,
     serving,
@@ -25,6 +24,7 @@ from voxframe.pipeline import (
     TranscriptionFrame,
     TransportMessageFrame,
 )
+from voxframe.processors.echo import AudioEcho
 from voxframe.transports.webrtc import HeadlessClient, Session
 
 pytestmark = pytest.mark.anyio
@@ -82,7 +82,7 @@ class _Chatty(FrameProcessor):
 
 async def test_data_channel_carries_transcripts_bot_text_and_app_messages() -> None:
     async def factory(session: Session) -> PipelineTask:
-        pipeline = Pipeline([session.input, _Chatty(), Echo(), session.output])
+        pipeline = Pipeline([session.input, _Chatty(), AudioEcho(), session.output])
         return PipelineTask(pipeline, PipelineParams(idle_timeout_s=None))
 
     async with serving(factory) as (_, url), HeadlessClient.connect(url, client_options()) as client:

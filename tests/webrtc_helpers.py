@@ -21,18 +21,16 @@ from aiortc.mediastreams import MediaStreamTrack
 from anyio.streams.text import TextReceiveStream
 
 from voxframe.pipeline import (
-    DOWN,
     Direction,
     Frame,
     FrameProcessor,
-    InputAudioFrame,
-    OutputAudioFrame,
     Pipeline,
     PipelineParams,
     PipelineTask,
     VirtualClock,
 )
 from voxframe.pipeline.clock import wait_all_tasks_blocked
+from voxframe.processors.echo import AudioEcho
 from voxframe.transports.webrtc import (
     ClientOptions,
     IceOptions,
@@ -107,18 +105,8 @@ async def running(processors: Sequence[FrameProcessor], clock: VirtualClock) -> 
 LOOPBACK = ("127.0.0.1",)
 
 
-class Echo(FrameProcessor):
-    """Sends the caller's audio straight back as bot audio."""
-
-    async def process(self, frame: Frame, direction: Direction) -> None:
-        if isinstance(frame, InputAudioFrame) and direction is DOWN:
-            await self.push(OutputAudioFrame(audio=frame.audio, sample_rate=frame.sample_rate))
-            return
-        await self.push(frame, direction)
-
-
 async def echo_factory(session: Session) -> PipelineTask:
-    return PipelineTask(Pipeline([session.input, Echo(), session.output]), PipelineParams(idle_timeout_s=None))
+    return PipelineTask(Pipeline([session.input, AudioEcho(), session.output]), PipelineParams(idle_timeout_s=None))
 
 
 def loopback_ice() -> IceOptions:

@@ -16,29 +16,16 @@ import anyio
 from aiohttp import web
 
 from voxframe.pipeline import (
-    DOWN,
-    Direction,
-    Frame,
-    FrameProcessor,
-    InputAudioFrame,
-    OutputAudioFrame,
     Pipeline,
     PipelineParams,
     PipelineTask,
 )
+from voxframe.processors.echo import AudioEcho
 from voxframe.transports.webrtc import IceOptions, ReceiveOptions, ServerOptions, Session, SessionOptions, WebRTCServer
 
 
-class Echo(FrameProcessor):
-    async def process(self, frame: Frame, direction: Direction) -> None:
-        if isinstance(frame, InputAudioFrame) and direction is DOWN:
-            await self.push(OutputAudioFrame(audio=frame.audio, sample_rate=frame.sample_rate))
-            return
-        await self.push(frame, direction)
-
-
 async def echo_task(session: Session) -> PipelineTask:
-    return PipelineTask(Pipeline([session.input, Echo(), session.output]), PipelineParams(idle_timeout_s=None))
+    return PipelineTask(Pipeline([session.input, AudioEcho(), session.output]), PipelineParams(idle_timeout_s=None))
 
 
 class LoopLag:
