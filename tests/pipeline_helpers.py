@@ -53,6 +53,12 @@ class Recorder(FrameProcessor):
             self._waiters.remove(entry)
 
 
+class Queued(FrameProcessor):
+    """A pass-through that declares itself concurrent: frames go through its queue and worker."""
+
+    concurrent = True
+
+
 class Gate(FrameProcessor):
     """A concurrent processor that holds each data frame until the test opens the gate.
 
@@ -127,4 +133,4 @@ def quiet_params(**kwargs: object) -> PipelineParams:
     return PipelineParams(idle_timeout_s=None, **kwargs)  # type: ignore[arg-type]
 
 
-__all__ = ["DOWN", "UP", "Gate", "Recorder", "Worker", "audio", "quiet_params", "running"]
+__all__ = ["DOWN", "UP", "Gate", "Queued", "Recorder", "Worker", "audio", "quiet_params", "running"]

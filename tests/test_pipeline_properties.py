@@ -8,7 +8,7 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.pipeline_helpers import Recorder, audio, quiet_params
+from tests.pipeline_helpers import Queued, Recorder, audio, quiet_params
 from voxframe.pipeline import (
     FrameProcessor,
     InputAudioFrame,
@@ -18,11 +18,6 @@ from voxframe.pipeline import (
     PipelineTask,
     UserStartedSpeakingFrame,
 )
-
-
-class Echo(FrameProcessor):
-    concurrent = True
-
 
 ops = st.lists(
     st.one_of(
@@ -39,7 +34,7 @@ ops = st.lists(
 
 async def _play(script: list[tuple]) -> None:
     head, tail = Recorder("head"), Recorder("tail")
-    procs = [head, Echo(), FrameProcessor(), Echo(), tail]
+    procs = [head, Queued(), FrameProcessor(), Queued(), tail]
     task = PipelineTask(Pipeline(procs), quiet_params())
     sent_audio: list[InputAudioFrame] = []
     sent_system: list[UserStartedSpeakingFrame] = []

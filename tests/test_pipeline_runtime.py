@@ -8,7 +8,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from tests.pipeline_helpers import Gate, Recorder, Worker, audio, quiet_params, running
+from tests.pipeline_helpers import Gate, Queued, Recorder, Worker, audio, quiet_params, running
 from voxframe.pipeline import (
     DOWN,
     UP,
@@ -32,15 +32,11 @@ from voxframe.pipeline import (
 pytestmark = pytest.mark.anyio
 
 
-class Echo(FrameProcessor):
-    """A concurrent pass-through: frames go through its queue and worker."""
-
-    concurrent = True
-
-
 async def test_order_is_kept_in_each_direction_through_direct_and_queued_hops() -> None:
     head, tail = Recorder("head"), Recorder("tail")
-    task = PipelineTask(Pipeline([head, Echo(), FrameProcessor(), Pipeline([Echo(), Echo()]), tail]), quiet_params())
+    task = PipelineTask(
+        Pipeline([head, Queued(), FrameProcessor(), Pipeline([Queued(), Queued()]), tail]), quiet_params()
+    )
     async with running(task):
         down = [audio(i) for i in range(200)]
         up = [audio(1000 + i) for i in range(200)]
@@ -122,7 +118,7 @@ async def test_queued_bot_output_of_the_interrupted_turn_is_dropped_but_user_aud
 
 async def test_frames_of_a_stale_turn_are_dropped_wherever_they_show_up_later() -> None:
     tail = Recorder()
-    task = PipelineTask(Pipeline([FrameProcessor(), Echo(), tail]), quiet_params())
+    task = PipelineTask(Pipeline([FrameProcessor(), Queued(), tail]), quiet_params())
     async with running(task):
         stale = task.turns.begin()
         await task.queue_frame(LLMTextFrame(text="before", turn=stale))
@@ -226,7 +222,7 @@ async def test_non_fatal_errors_reach_the_task_and_the_session_goes_on() -> None
 
 
 async def test_a_fatal_error_ends_the_task_and_is_reported() -> None:
-    task = PipelineTask(Pipeline([Echo(), Failing(fatal=True)]), quiet_params())
+    task = PipelineTask(Pipeline([Queued(), Failing(fatal=True)]), quiet_params())
     await task.queue_frame(audio(0))
     with anyio.fail_after(5), pytest.raises(PipelineError, match="device lost"):
         await task.run()
@@ -267,7 +263,7 @@ async def test_no_task_is_left_after_the_run(ending: str) -> None:
 
     before = asyncio.all_tasks()
     gate = Gate()
-    task = PipelineTask(Pipeline([Background(), Echo(), gate, Echo()]), quiet_params())
+    task = PipelineTask(Pipeline([Background(), Queued(), gate, Queued()]), quiet_params())
     async with anyio.create_task_group() as tg:
         tg.start_soon(_run_expecting_error if ending == "fatal" else _run, task)
         await task.wait_started()
