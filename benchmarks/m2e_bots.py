@@ -32,12 +32,13 @@ _PROVIDER_PREFIXES = ("DEEPGRAM_", "OPENAI_", "CARTESIA_")
 _READY = re.compile(r"open (http://\S+) in a browser|^READY (\d+)$")
 
 
-def example_vad_stop_s() -> float:
-    """The example bot's VAD stop time (Pipecat's bot is given the same)."""
+def example_vad_times_s() -> tuple[float, float | None]:
+    """The example bot's VAD stop time (Pipecat's bot is given the same) and pause time."""
     sys.path.insert(0, str(EXAMPLE.parent))
     import example  # bots/example.py
 
-    return float(example.VAD_STOP_S)
+    pause = getattr(example, "VAD_PAUSE_S", None)
+    return float(example.VAD_STOP_S), None if pause is None else float(pause)
 
 
 def voxframe_command(trace: Path) -> list[str]:
@@ -123,4 +124,4 @@ async def _stop(process: anyio.abc.Process) -> None:
         await process.wait()
 
 
-__all__ = ["bot_process", "example_vad_stop_s", "pipecat_command", "voxframe_command", "voxframe_env"]
+__all__ = ["bot_process", "example_vad_times_s", "pipecat_command", "voxframe_command", "voxframe_env"]

@@ -20,6 +20,7 @@ its arrival on (LATENCY.md: the first audible sample leaving the client's jitter
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -148,12 +149,15 @@ def waterfall_points(turn: Turn, record: Mapping[str, Any] | None) -> dict[str, 
 
 
 def turn_result(turn: Turn, record: Mapping[str, Any] | None) -> dict[str, Any]:
+    points = waterfall_points(turn, record)
     return {
         "text": turn.text,
         "m2e_ms": None if turn.mouth_to_ear_ms is None else round(turn.mouth_to_ear_ms, 2),
         "heard": record.get("heard") if record else None,
         "said": record.get("said") if record else None,
-        "points_ms": waterfall_points(turn, record),
+        # The reply was prepared at the user's pause: its transcript was final before the stop.
+        "prepared_at_pause": points.get("stt_final", math.inf) < points.get("vad_stop", -math.inf),
+        "points_ms": points,
     }
 
 

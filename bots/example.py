@@ -16,7 +16,7 @@ from typing import Any
 from runner import BotSession, run_bot
 
 from voxframe.pipeline import LLMContext, Pipeline, Tool
-from voxframe.processors.aggregators import context_aggregators
+from voxframe.processors.aggregators import UserAggregatorOptions, context_aggregators
 from voxframe.processors.vad import ReplyRecovery, VADOptions, VADParams, VADProcessor
 
 SYSTEM_PROMPT = (
@@ -26,6 +26,9 @@ SYSTEM_PROMPT = (
 
 #: How long the user must be quiet before the bot answers (the VAD's stop time).
 VAD_STOP_S = 0.5
+#: A shorter quiet at which the reply is already prepared (the STT finalizes, the LLM starts):
+#: the bot still speaks only after the stop, and drops the reply unheard if the user goes on.
+VAD_PAUSE_S = 0.2
 
 CAPITALS = {"france": "Paris", "germany": "Berlin", "italy": "Rome", "japan": "Tokyo", "spain": "Madrid"}
 
@@ -52,14 +55,14 @@ TOOLS = [
 def create_pipeline(bot: BotSession) -> Pipeline:
     """One caller's pipeline, built afresh for every call."""
     context = LLMContext(messages=[{"role": "system", "content": SYSTEM_PROMPT}], tools=TOOLS)
-    user, assistant = context_aggregators(context)
+    user, assistant = context_aggregators(context, UserAggregatorOptions(preemptive=True))
     return Pipeline(
         [
             bot.input,  # the caller's microphone, over WebRTC
             # who speaks when, and barge-in; each 32 ms window is scored as it arrives
-            VADProcessor(VADOptions(params=VADParams(stop_s=VAD_STOP_S), windows_per_hop=1)),
+            VADProcessor(VADOptions(params=VADParams(stop_s=VAD_STOP_S, pause_s=VAD_PAUSE_S), windows_per_hop=1)),
             bot.services.stt(),  # speech to text: Deepgram, or Whisper
-            user,  # the user's words join the context and start a reply
+            user,  # the user's words join the context and start a reply (at a pause, preemptively)
             ReplyRecovery(),  # a cough that cut the bot off: it answers again
             bot.services.llm(),  # OpenAI (runs the tools), or the offline responder
             bot.services.tts(),  # text to speech: Cartesia, or Piper

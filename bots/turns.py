@@ -1,7 +1,8 @@
 """`TurnReporter`: one record per bot reply — what the bot heard, what it said, where time went.
 
-An observer (no hop, no task): it sees every frame wherever it is pushed, so it catches final
-transcripts before the user aggregator consumes them and the reply's text as the LLM streams it.
+An observer (no hop, no task): it sees every frame wherever it is pushed, so it catches the
+user message a reply answers (the context's latest, as the user aggregator committed it) and the
+reply's text as the LLM streams it.
 When the output transport reports the reply over (`BotStoppedSpeakingFrame`, downstream), the
 turn's tracer points are read and the record is handed to `on_turn` (the runner prints one
 console line and, for benchmarks, appends a JSON line).
@@ -24,13 +25,21 @@ from voxframe.pipeline import (
     LLMTextFrame,
     Observer,
     Tracer,
-    TranscriptionFrame,
     TTSSpeakFrame,
+    UserPausedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
 
 #: The named points of the waterfall, in the order they happen.
-STAGES = ("vad_stop", "stt_final", "llm_first_token", "tts_first_text", "tts_first_audio", "first_audio_out")
+STAGES = (
+    "vad_pause",
+    "vad_stop",
+    "stt_final",
+    "llm_first_token",
+    "tts_first_text",
+    "tts_first_audio",
+    "first_audio_out",
+)
 _REMEMBERED_IDS = 512
 
 
@@ -56,7 +65,8 @@ class TurnRecord:
         origin = self.speech_end_ns
         if origin is None:
             return "no speech end to measure from"
-        parts = [f"{name} +{(self.points_ns[name] - origin) / 1e6:.0f}" for name in STAGES if name in self.points_ns]
+        points = sorted((self.points_ns[name], name) for name in STAGES if name in self.points_ns)
+        parts = [f"{name} +{(t_ns - origin) / 1e6:.0f}" for t_ns, name in points]
         return ", ".join(parts) + " ms after the end of speech" if parts else "no trace points"
 
     def line(self) -> str:
@@ -70,7 +80,6 @@ class TurnReporter(Observer):
         self.tracer = tracer
         self.records: list[TurnRecord] = []
         self._seen: OrderedDict[int, None] = OrderedDict()
-        self._heard: list[str] = []  # finals since the last reply began
         self._speech_end_ns: int | None = None
         self._turn_heard: dict[int, tuple[str, int | None]] = {}
         self._said: dict[int, list[str]] = {}
@@ -83,13 +92,13 @@ class TurnReporter(Observer):
         if len(self._seen) > _REMEMBERED_IDS:
             self._seen.popitem(last=False)
         match frame:
-            case TranscriptionFrame():
-                self._heard.append(frame.text.strip())
-            case UserStoppedSpeakingFrame():
+            # A pause ends the speech where the stop that may follow it does.
+            case UserStoppedSpeakingFrame() | UserPausedSpeakingFrame():
                 self._speech_end_ns = frame.speech_end_ns or t_ns
             case LLMContextFrame() if frame.turn not in self._turn_heard:
-                self._turn_heard[frame.turn] = (" ".join(t for t in self._heard if t), self._speech_end_ns)
-                self._heard.clear()
+                users = [m for m in frame.context.messages if m.get("role") == "user"]
+                heard = str(users[-1].get("content") or "") if users else ""
+                self._turn_heard[frame.turn] = (heard, self._speech_end_ns)
             case LLMTextFrame() | TTSSpeakFrame():
                 self._said.setdefault(frame.turn, []).append(frame.text)
             case BotStoppedSpeakingFrame() if direction is DOWN and frame.turn not in self._reported:

@@ -7,6 +7,11 @@ goes on, a final with `speech_final` after the endpointing pause, `UtteranceEnd`
 `Metadata` then close 1000 after `CloseStream`. No audio or KeepAlive for `idle_timeout_s`:
 close 1011 `NET-0001`.
 
+A Finalize answers with what was said before it. When speech resumes before that answer is
+due (the client finalized at a pause within a sentence), the answer is an empty final and the
+utterance's words all come with its last final: the real service would split them between the
+two, but the last words arrive when they would, and the client's joined text is the same.
+
 Transcripts are handed out in order of utterances whose final was *delivered*, across
 connections, so a client that reconnects and replays an unfinished utterance gets that
 utterance's transcript again.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +59,8 @@ class _Utterance:
     end_s: float | None = None
     finalized: bool = False
     last_interim_s: float = 0.0
+    #: A Finalize's answer is due: no interim may overtake it.
+    finalize_pending: bool = False
 
 
 class DeepgramFake(FakeServer):
@@ -161,7 +169,12 @@ class _Session(WebSocketSession):
             self._on_edge(edge)
         utterance = self.utterance
         pos = self.segmenter.position_s
-        open_utterance = utterance is not None and not utterance.finalized and utterance.end_s is None
+        open_utterance = (
+            utterance is not None
+            and not utterance.finalized
+            and utterance.end_s is None
+            and not utterance.finalize_pending
+        )
         if open_utterance and self.interims and pos - utterance.last_interim_s >= self.options.interim_every_s:
             utterance.last_interim_s = pos
             words = self._words(utterance, pos, interim=True)
@@ -192,22 +205,37 @@ class _Session(WebSocketSession):
 
     def _on_finalize(self) -> None:
         delay = self.options.final_latency.sample(self.fake.rng)
-        utterance = self.utterance
-        if utterance is not None and not utterance.finalized:
-            self._finalize(utterance, from_finalize=True, speech_final=False, delay=delay)
-        else:
-            end_s = self.segmenter.position_s
-            self._queue(self._result([], is_final=True, speech_final=False, end_s=end_s, from_finalize=True), delay)
+        utterance, cut_s = self.utterance, self.segmenter.position_s
+        if utterance is None or utterance.finalized:
+            self._queue(self._result([], is_final=True, speech_final=False, end_s=cut_s, from_finalize=True), delay)
+            return
+
+        def answer() -> tuple[dict[str, Any], int | None]:
+            """Decided when due: the utterance is over only if no speech came after the Finalize."""
+            utterance.finalize_pending = False
+            if not utterance.finalized and self.segmenter.last_loud_end_s <= cut_s:
+                result = self._final_result(utterance, from_finalize=True, speech_final=False, cut_s=cut_s)
+                return result, utterance.index
+            return self._result([], is_final=True, speech_final=False, end_s=cut_s, from_finalize=True), None
+
+        utterance.finalize_pending = True
+        self._queue_later(answer, delay)
 
     def _finalize(self, utterance: _Utterance, *, from_finalize: bool, speech_final: bool, delay: float) -> None:
+        result = self._final_result(utterance, from_finalize=from_finalize, speech_final=speech_final)
+        self._queue(result, delay, finalizes=utterance.index)
+
+    def _final_result(
+        self, utterance: _Utterance, *, from_finalize: bool, speech_final: bool, cut_s: float | None = None
+    ) -> dict[str, Any]:
+        """Close the utterance: its final, covering the audio up to `cut_s` (None: all so far)."""
         utterance.finalized = True
         self.segmenter.speaking = False  # whatever is loud next is a new utterance
-        end_s = utterance.end_s if utterance.end_s is not None else self.segmenter.position_s
+        position_s = self.segmenter.position_s if cut_s is None else cut_s
+        end_s = utterance.end_s if utterance.end_s is not None else position_s
         words = self._words(utterance, end_s, interim=False)
-        result_end = max(end_s, self.segmenter.position_s)
-        result = self._result(words, True, speech_final, end_s=result_end, from_finalize=from_finalize)
-        self._queue(result, delay, finalizes=utterance.index)
         self.words_since_utterance_end = end_s
+        return self._result(words, True, speech_final, end_s=max(end_s, position_s), from_finalize=from_finalize)
 
     # --- results -----------------------------------------------------------------------------
 
@@ -277,6 +305,10 @@ class _Session(WebSocketSession):
         """Send `payload` after `delay`; a final that `finalizes` an utterance counts once delivered."""
         self.outbox_in.send_nowait((time.monotonic() + delay, payload, finalizes))
 
+    def _queue_later(self, make: Callable[[], tuple[dict[str, Any], int | None]], delay: float) -> None:
+        """Send what `make()` returns when `delay` is up: a payload, and the utterance it finalizes."""
+        self.outbox_in.send_nowait((time.monotonic() + delay, make, None))
+
     def _queue_close(self, code: int, reason: str) -> None:
         self.outbox_in.send_nowait((time.monotonic(), ("close", code, reason), None))
 
@@ -287,6 +319,8 @@ class _Session(WebSocketSession):
             if isinstance(item, tuple):
                 await self.close(item[1], item[2])
                 return
+            if callable(item):
+                item, finalizes = item()
             delivered = not self.stalled and not self.ws.closed
             await self.send_json(item)
             if finalizes is not None and delivered:

@@ -119,6 +119,19 @@ class UserStoppedSpeakingFrame(SystemFrame):
 
 
 @frame
+class UserPausedSpeakingFrame(SystemFrame):
+    """The user has been quiet for the VAD's `pause_s`, short of its stop: the words so far can
+    be finalized and a reply prepared, but the turn may still go on (`UserResumedSpeakingFrame`)."""
+
+    speech_end_ns: int | None = None
+
+
+@frame
+class UserResumedSpeakingFrame(SystemFrame):
+    """Speech again after a pause, before the stop: the same user turn goes on."""
+
+
+@frame
 class BotStartedSpeakingFrame(SystemFrame):
     pass
 
@@ -334,6 +347,8 @@ __all__ = [
     "TextFrame",
     "TranscriptionFrame",
     "TransportMessageFrame",
+    "UserPausedSpeakingFrame",
+    "UserResumedSpeakingFrame",
     "UserStartedSpeakingFrame",
     "UserStoppedSpeakingFrame",
     "WordTiming",

@@ -20,6 +20,8 @@ from voxframe.pipeline import (
     PipelineTask,
     TranscriptionFrame,
     TTSWordsFrame,
+    UserPausedSpeakingFrame,
+    UserResumedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
     VirtualClock,
@@ -30,8 +32,10 @@ from voxframe.processors.aggregators import UserAggregatorOptions, context_aggre
 pytestmark = pytest.mark.anyio
 
 
-def user_pipeline(context: LLMContext, clock: VirtualClock | None = None) -> tuple[PipelineTask, Recorder]:
-    user, _ = context_aggregators(context, UserAggregatorOptions(final_timeout_s=1.0))
+def user_pipeline(
+    context: LLMContext, clock: VirtualClock | None = None, *, preemptive: bool = False
+) -> tuple[PipelineTask, Recorder]:
+    user, _ = context_aggregators(context, UserAggregatorOptions(final_timeout_s=1.0, preemptive=preemptive))
     tail = Recorder("llm")
     return PipelineTask(Pipeline([user, tail]), quiet_params(), clock=clock), tail
 
@@ -122,6 +126,75 @@ async def test_a_new_user_turn_interrupts_a_reply_that_has_not_been_spoken() -> 
     assert [f.stale_upto for f in llm.of(InterruptionFrame)] == [1]
     assert [f.turn for f in llm.of(LLMContextFrame)] == [1, 2, 3]
     assert [m["content"] for m in context.messages] == ["Hi.", "Are you there?", "Thanks."]
+
+
+async def test_a_preemptive_reply_starts_at_the_pause_and_the_stop_confirms_it() -> None:
+    context = LLMContext()
+    task, llm = user_pipeline(context, preemptive=True)
+    async with running(task):
+        await task.queue_frames(
+            [UserStartedSpeakingFrame(), TranscriptionFrame(text="What time is it?"), UserPausedSpeakingFrame()]
+        )
+        await llm.wait_for(lambda: bool(llm.of(LLMContextFrame)))  # before any stop
+        assert not llm.of(UserStoppedSpeakingFrame)
+        await task.queue_frames([UserStoppedSpeakingFrame(), TranscriptionFrame(text="")])  # Finalize's empty answer
+        await llm.wait_for(lambda: bool(llm.of(UserStoppedSpeakingFrame)))
+    assert [f.turn for f in llm.of(LLMContextFrame)] == [1]
+    assert llm.of(InterruptionFrame) == []
+    assert context.messages == [{"role": "user", "content": "What time is it?"}]
+
+
+async def test_speech_after_the_pause_drops_the_prepared_reply_and_answers_all_the_words() -> None:
+    context = LLMContext(messages=[{"role": "system", "content": "Be brief."}])
+    task, llm = user_pipeline(context, preemptive=True)
+    async with running(task):
+        await task.queue_frames(
+            [UserStartedSpeakingFrame(), TranscriptionFrame(text="Okay,"), UserPausedSpeakingFrame()]
+        )
+        await llm.wait_for(lambda: bool(llm.of(LLMContextFrame)))
+        # The prepared reply's tools already wrote to the context.
+        context.messages.append({"role": "assistant", "content": None, "tool_calls": [{"id": "c1"}]})
+        context.add("tool", "9:15", tool_call_id="c1")
+        await task.queue_frame(UserResumedSpeakingFrame())
+        await llm.wait_for(lambda: bool(llm.of(InterruptionFrame)))
+        assert task.turns.is_stale(1)
+        assert context.messages == [{"role": "system", "content": "Be brief."}]
+        await task.queue_frames([TranscriptionFrame(text="that sounds good."), UserStoppedSpeakingFrame()])
+        await llm.wait_for(lambda: len(llm.of(LLMContextFrame)) == 2)
+    assert [f.turn for f in llm.of(LLMContextFrame)] == [1, 2]
+    assert [f.stale_upto for f in llm.of(InterruptionFrame)] == [1]
+    assert context.messages[1:] == [{"role": "user", "content": "Okay, that sounds good."}]
+
+
+async def test_a_final_that_arrives_during_the_pause_starts_the_reply_and_more_finals_restart_it() -> None:
+    context = LLMContext()
+    task, llm = user_pipeline(context, preemptive=True)
+    async with running(task):
+        await task.queue_frames(
+            [UserStartedSpeakingFrame(), InterimTranscriptionFrame(text="book a"), UserPausedSpeakingFrame()]
+        )
+        await task.queue_frame(TranscriptionFrame(text="Book a table"))  # the answer to the pause's Finalize
+        await llm.wait_for(lambda: bool(llm.of(LLMContextFrame)))
+        await task.queue_frame(TranscriptionFrame(text="for two."))  # still quiet: answer all the words
+        await llm.wait_for(lambda: len(llm.of(LLMContextFrame)) == 2)
+        await task.queue_frame(UserStoppedSpeakingFrame())
+        await llm.wait_for(lambda: bool(llm.of(UserStoppedSpeakingFrame)))
+    assert [f.stale_upto for f in llm.of(InterruptionFrame)] == [1]
+    assert context.messages == [{"role": "user", "content": "Book a table for two."}]
+
+
+async def test_without_preemption_a_pause_starts_nothing() -> None:
+    context = LLMContext()
+    task, llm = user_pipeline(context)
+    async with running(task):
+        await task.queue_frames(
+            [UserStartedSpeakingFrame(), TranscriptionFrame(text="Hi."), UserPausedSpeakingFrame()]
+        )
+        await llm.wait_for(lambda: bool(llm.of(UserPausedSpeakingFrame)))
+        assert not llm.of(LLMContextFrame) and context.messages == []
+        await task.queue_frame(UserStoppedSpeakingFrame())
+        await llm.wait_for(lambda: bool(llm.of(LLMContextFrame)))
+    assert context.messages == [{"role": "user", "content": "Hi."}]
 
 
 def words(*spec: tuple[str, float]) -> list[WordTiming]:

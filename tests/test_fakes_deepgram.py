@@ -88,6 +88,22 @@ async def test_finalize_answers_with_a_from_finalize_final_after_the_final_laten
     assert transcript(empty[-1]) == ""
 
 
+async def test_speech_resuming_before_a_finalize_answer_is_due_continues_the_utterance() -> None:
+    latency = LatencyProfile(0.2)
+    async with DeepgramFake(options(transcripts=["Okay, that sounds good.", "Next."], final_latency=latency)) as fake:
+        ws = await open_listen(fake, query=QUERY.replace("endpointing=300", "endpointing=false"))
+        await send_audio(ws, speech(0.4) + silence(0.2))
+        await ws.send(json.dumps({"type": "Finalize"}))  # the client's VAD saw a pause
+        await send_audio(ws, speech(0.6) + silence(0.3))  # sent at once: the user went on
+        first = await receive_until(ws, lambda m: m.get("from_finalize"))
+        await ws.send(json.dumps({"type": "Finalize"}))  # the stop
+        last = await receive_until(ws, lambda m: m.get("from_finalize"))
+        await ws.close()
+    assert transcript(first[-1]) == "" and first[-1]["is_final"]
+    assert transcript(last[-1]) == "Okay, that sounds good."
+    assert not [m for m in first + last if m["type"] == "Results" and "Next" in transcript(m)]
+
+
 async def test_close_stream_flushes_sends_metadata_and_closes_normally() -> None:
     async with DeepgramFake(options(transcripts=["Bye."])) as fake:
         ws = await open_listen(fake, query=QUERY.replace("endpointing=300", "endpointing=false"))

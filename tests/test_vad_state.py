@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from voxframe.processors.vad import ScoredWindow, SpeechStarted, SpeechStateMachine, SpeechStopped, VADParams, VADState
+import pytest
+
+from voxframe.processors.vad import (
+    ScoredWindow,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechStateMachine,
+    SpeechStopped,
+    VADParams,
+    VADState,
+)
 
 W = 512  # samples per window (32 ms at 16 kHz)
 RATE = 16_000
@@ -100,3 +111,35 @@ def test_flush_stops_a_user_still_speaking() -> None:
     run(machine, [window(i, 0.9) for i in range(3)])
     assert machine.flush() == SpeechStopped(3 * W)
     assert machine.flush() is None
+
+
+def test_a_pause_short_of_the_stop_pauses_once_and_speech_resumes_it() -> None:
+    machine = SpeechStateMachine(VADParams(start_s=0.0, stop_s=0.5, pause_s=0.2), RATE)  # 3200 / 8000 samples
+    quiet = [window(i, 0.0, -90, None) for i in range(10, 20)]  # 5120 samples: a pause, not a stop
+    speech_again = [window(i, 0.9) for i in range(20, 25)]
+    tail = [window(i, 0.0, -90, None) for i in range(25, 42)]
+    events = run(machine, [*[window(i, 0.9) for i in range(10)], *quiet, *speech_again, *tail])
+    assert events == [
+        (0, SpeechStarted(0)),
+        (16, SpeechPaused(10 * W)),  # 7 quiet windows = 3584 samples >= 3200, once
+        (20, SpeechResumed(20 * W)),
+        (31, SpeechPaused(25 * W)),
+        (40, SpeechStopped(25 * W)),  # 16 quiet windows = 8192 >= 8000
+    ]
+
+
+def test_pause_must_be_shorter_than_the_stop() -> None:
+    with pytest.raises(ValueError, match="pause_s"):
+        VADParams(stop_s=0.5, pause_s=0.5)
+
+
+def test_quiet_audio_past_the_windows_decides_on_the_deadline_sample() -> None:
+    machine = SpeechStateMachine(VADParams(start_s=0.0, stop_s=0.5, pause_s=0.2), RATE)
+    run(machine, [window(i, 0.9) for i in range(10)] + [window(10, 0.9, loud=(0, 200))])
+    speech_end = 10 * W + 200
+    assert machine.next_deadline() == speech_end + 3200
+    assert machine.quiet_until(speech_end + 3199) is None  # one sample short
+    assert machine.quiet_until(speech_end + 3200) == SpeechPaused(speech_end)
+    assert machine.next_deadline() == speech_end + 8000
+    assert machine.quiet_until(speech_end + 8000) == SpeechStopped(speech_end)
+    assert machine.next_deadline() is None and machine.state is VADState.QUIET

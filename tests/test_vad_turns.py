@@ -21,6 +21,8 @@ from voxframe.pipeline import (
     LLMContext,
     LLMContextFrame,
     PipelineTask,
+    UserPausedSpeakingFrame,
+    UserResumedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
     VirtualClock,
@@ -45,7 +47,8 @@ class Harness:
     def __init__(self, **options: object) -> None:
         self.clock = VirtualClock()
         self.above, self.below = Recorder("above"), Recorder("below")
-        self.vad = VADProcessor(VADOptions(analyzer=LoudIsSpeech(), params=PARAMS, **options))  # type: ignore[arg-type]
+        options = {"analyzer": LoudIsSpeech(), "params": PARAMS, **options}
+        self.vad = VADProcessor(VADOptions(**options))  # type: ignore[arg-type]
         self.position_ns = 0  # clock time up to which audio has been fed
 
     async def feed(self, task: PipelineTask, samples: np.ndarray) -> None:
@@ -179,3 +182,39 @@ async def test_reply_recovery_begins_a_new_turn_on_the_same_context() -> None:
         await task.queue_frame(FalseInterruptionFrame(voided_turn=2))  # reply 3 exists: nothing to do
         await below.wait_for(lambda: len(below.of(FalseInterruptionFrame)) == 3)
         assert len(below.of(LLMContextFrame)) == 3 and recovery.recoveries == 2
+
+
+async def test_the_stop_is_decided_on_the_sample_stop_s_after_the_speech_not_at_its_window_end() -> None:
+    h = Harness()
+    async with running(h.processors(), h.clock) as task:
+        # The tone ends at sample 8000; the stop (0.4 s = 6400 samples later) is due at sample
+        # 14400, inside the window [14336, 14848) that the audio fed here never completes.
+        await h.feed(task, np.concatenate([tone(0.5), silence(0.4)]))
+        with anyio.fail_after(5):
+            await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
+    (stopped,) = h.below.of(UserStoppedSpeakingFrame)
+    assert abs(stopped.speech_end_ns - 500 * MS) <= 20 * MS
+    assert h.vad.windows_scored == 14336 // 512
+
+
+async def test_a_pause_is_announced_and_speech_after_it_resumes_the_same_user_turn() -> None:
+    h = Harness(params=VADParams(start_s=0.2, stop_s=0.4, pause_s=0.2))
+    async with running(h.processors(), h.clock) as task:
+        await h.feed(task, np.concatenate([tone(0.5), silence(0.25), tone(0.5), silence(0.45)]))
+        with anyio.fail_after(5):
+            await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
+    kinds = [type(s.frame).__name__ for s in h.below.seen if s.direction is DOWN and "User" in type(s.frame).__name__]
+    assert kinds == [
+        "UserStartedSpeakingFrame",
+        "UserPausedSpeakingFrame",
+        "UserResumedSpeakingFrame",
+        "UserPausedSpeakingFrame",
+        "UserStoppedSpeakingFrame",
+    ]
+    first, second = h.below.of(UserPausedSpeakingFrame)
+    (stopped,) = h.below.of(UserStoppedSpeakingFrame)
+    assert abs(first.speech_end_ns - 500 * MS) <= 20 * MS
+    assert second.speech_end_ns == stopped.speech_end_ns  # the pause and the stop end the same speech
+    assert abs(stopped.speech_end_ns - 1250 * MS) <= 20 * MS
+    assert h.below.of(InterruptionFrame) == []  # a pause is no barge-in
+    assert {"vad_pause", "vad_stop"} <= set(task.tracer.turn(1))

@@ -18,6 +18,11 @@ Speaking state is derived from what was actually handed to the wire:
   `TTSStoppedFrame` was seen, or no audio came for `stop_after_idle_s`, or the next reply began,
   or an interruption voided it.
 
+A reply begun while the user is mid-turn (between the VAD's `UserStartedSpeakingFrame` and
+`UserStoppedSpeakingFrame`: one prepared at a pause) is held, queued but silent, until the user's
+stop confirms it; an interruption drops it like any queued audio. Replies begun before the user
+started speaking play on as before.
+
 Both are pushed upstream (the VAD needs them for barge-in) and downstream (the assistant
 aggregator needs `played_s`). Every frame other than bot audio is forwarded downstream as is.
 """
@@ -44,6 +49,8 @@ from voxframe.pipeline import (
     OutputAudioFrame,
     StartFrame,
     TTSStoppedFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
 )
 
 from ._playout import AudioChunk, Playout
@@ -82,6 +89,7 @@ class OutputTransport(FrameProcessor):
         self.playout: Playout | None = None
         self.underruns = 0
         self._speaking: _Speaking | None = None
+        self._hold_from: int | None = None  # replies from this turn on wait for the user's stop
         self._ended_turn: int | None = None
         self._ending = False
         self._pacer_started = False
@@ -123,12 +131,29 @@ class OutputTransport(FrameProcessor):
             return
         elif isinstance(frame, CancelFrame):
             self._ending = True
+        elif isinstance(frame, UserStartedSpeakingFrame) and direction is DOWN:
+            self._hold_from = self.turns.current + 1
+        elif isinstance(frame, UserStoppedSpeakingFrame) and direction is DOWN:
+            self._hold_from = None
+            if self.playout:
+                self._wake_for_reply()
         await self.push(frame, direction)
+
+    def _held(self) -> bool:
+        """The next queued audio belongs to a reply the user's stop has not confirmed yet."""
+        if self._hold_from is None or self.playout is None:
+            return False
+        turn = self.playout.next_turn()
+        return turn is not None and turn >= self._hold_from
 
     def _queue_audio(self, frame: OutputAudioFrame) -> None:
         if self.playout is None:
             return  # no StartFrame yet: nothing can play
         self.playout.add(frame)
+        if not self._held():
+            self._wake_for_reply()
+
+    def _wake_for_reply(self) -> None:
         waiting = self._waiting_for_audio
         if waiting is not None:
             waiting.set()
@@ -173,7 +198,7 @@ class OutputTransport(FrameProcessor):
         clock = self.clock
         deadline = clock.now_ns()
         while True:
-            idle = not self.playout and self._speaking is None
+            idle = (not self.playout or self._held()) and self._speaking is None
             if idle and self._end_frame is not None:
                 await self.push(self._end_frame)
                 return
@@ -199,7 +224,7 @@ class OutputTransport(FrameProcessor):
 
     async def _tick(self, now: int) -> None:
         assert self.playout is not None
-        chunk = self.playout.pop()
+        chunk = None if self._held() else self.playout.pop()
         speaking = self._speaking
         if chunk is None:
             if self.options.emit_silence:

@@ -6,11 +6,19 @@ the text goes into the shared context as one user message, a new turn begins
 (`turns.begin()`) and an `LLMContextFrame(turn=N)` starts the reply. A final that arrives after
 the user stopped (Deepgram's answer to Finalize, a Whisper transcript) completes the turn on
 arrival; a pipeline without a VAD commits each final as it comes.
+
+Preemptive replies (`preemptive=True`, with a VAD that sends pauses): when the user pauses with
+every word final, the reply starts right away instead of at the VAD's stop, so the services'
+latency overlaps the stop's wait. The output transport holds the reply's audio until the stop
+confirms the turn. If the user goes on speaking, the reply is interrupted unheard, the context
+is rolled back to before its user message (with whatever the model's tools added), and those
+words open the turn again, to be answered with the rest.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
@@ -25,6 +33,8 @@ from voxframe.pipeline import (
     LLMContext,
     LLMContextFrame,
     TranscriptionFrame,
+    UserPausedSpeakingFrame,
+    UserResumedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
@@ -39,6 +49,19 @@ class UserAggregatorOptions:
     #: When the user finishes a new turn while the previous reply is still unfinished (thinking,
     #: not yet spoken), interrupt it: the model answers both messages at once.
     interrupt_unfinished_reply: bool = True
+    #: Start the reply when the user pauses with every word final, before the VAD's stop. The
+    #: stop still decides when the bot may speak; the price is an LLM request for each pause
+    #: after which the user goes on.
+    preemptive: bool = False
+
+
+@dataclass(slots=True)
+class _Committed:
+    """A user message in the context and the reply it started."""
+
+    turn: int
+    text: str
+    message: dict[str, Any]
 
 
 class UserContextAggregator(FrameProcessor):
@@ -49,6 +72,8 @@ class UserContextAggregator(FrameProcessor):
         self._finals: list[str] = []
         self._interim = ""  # the open interim (not yet covered by a final)
         self._speaking = False
+        self._paused = False
+        self._preempted: _Committed | None = None  # a reply started at a pause, not yet confirmed
         self._ignore_next_final = False
         self._timer: anyio.CancelScope | None = None
         self._replied_upto = 0  # highest turn whose audio finished (BotStopped seen upstream)
@@ -64,11 +89,22 @@ class UserContextAggregator(FrameProcessor):
             await self._on_final(frame.text)
         elif isinstance(frame, UserStartedSpeakingFrame):
             self._speaking = True
+            self._paused = False
             self._ignore_next_final = False
             self._stop_timer()
             await self.push(frame, direction)
+        elif isinstance(frame, UserPausedSpeakingFrame):
+            self._paused = True
+            await self.push(frame, direction)
+            if self._finals and not self._interim:
+                await self._preempt()
+        elif isinstance(frame, UserResumedSpeakingFrame):
+            self._paused = False
+            await self.push(frame, direction)
+            await self._withdraw()
         elif isinstance(frame, UserStoppedSpeakingFrame):
-            self._speaking = False
+            self._speaking = self._paused = False
+            self._preempted = None  # the stop confirms the reply prepared at the pause
             await self.push(frame, direction)
             await self._on_user_stopped()
         else:
@@ -83,6 +119,8 @@ class UserContextAggregator(FrameProcessor):
             self._finals.append(text.strip())
         if not self._speaking:
             await self._commit()
+        elif self._paused and not self._interim:
+            await self._preempt()
 
     async def _on_user_stopped(self) -> None:
         if self._finals and not self._interim:
@@ -112,20 +150,42 @@ class UserContextAggregator(FrameProcessor):
                 self._ignore_next_final = True
             await self._commit()
 
-    async def _commit(self) -> None:
+    async def _preempt(self) -> None:
+        """The user paused with every word final: start the reply now (the stop confirms it)."""
+        if not self.options.preemptive or not self._finals:
+            return
+        await self._withdraw()  # a reply prepared on fewer words: answer them all instead
+        self._preempted = await self._commit()
+
+    async def _withdraw(self) -> None:
+        """The user goes on: drop the reply prepared at the pause, unheard, and reopen its words."""
+        preempted, self._preempted = self._preempted, None
+        if preempted is None:
+            return
+        if not self.turns.is_stale(preempted.turn):
+            await self.interrupt("the user went on speaking")
+        messages = self.context.messages
+        for i in range(len(messages) - 1, -1, -1):
+            if messages[i] is preempted.message:
+                del messages[i:]  # and what the reply's tools added after it
+                break
+        self._finals.insert(0, preempted.text)
+
+    async def _commit(self) -> _Committed | None:
         """The user's turn is complete: one user message, a new turn, a reply."""
         self._stop_timer()
         text = " ".join(t for t in self._finals if t)
         self._finals.clear()
         if not text:
-            return
+            return None
         turns = self.turns
         unfinished = turns.current > max(turns.stale_upto, self._replied_upto)
         if unfinished and self.options.interrupt_unfinished_reply:
             await self.interrupt("user spoke again before the reply finished")
         self.context.add("user", text)
-        turn = turns.begin()
-        await self.push(LLMContextFrame(context=self.context, turn=turn), DOWN)
+        committed = _Committed(turns.begin(), text, self.context.messages[-1])
+        await self.push(LLMContextFrame(context=self.context, turn=committed.turn), DOWN)
+        return committed
 
 
 __all__ = ["UserAggregatorOptions", "UserContextAggregator"]

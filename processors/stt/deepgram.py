@@ -2,9 +2,10 @@
 
 Streams the pipeline's PCM as it arrives (and consumes it: nothing after the STT needs the
 user's audio); interim results become `InterimTranscriptionFrame`, finals `TranscriptionFrame`.
-When the VAD says the user stopped, `Finalize` makes Deepgram flush at once instead of waiting
-for its own endpointing; "stt_final" is traced when the user's transcript is complete. While no
-audio flows, KeepAlive holds the stream open.
+When the VAD says the user stopped (or paused: the reply may be prepared while the VAD waits
+for the stop), `Finalize` makes Deepgram flush at once instead of waiting for its own
+endpointing; "stt_final" is traced when the user's transcript is complete. While no audio
+flows, KeepAlive holds the stream open.
 
 No word lost, none twice: every chunk sent is kept until a final covers it (Deepgram's
 `start + duration` of each final, in the connection's own audio time). After a drop the stream
@@ -33,6 +34,7 @@ from voxframe.pipeline import (
     MetricsFrame,
     StartFrame,
     TranscriptionFrame,
+    UserPausedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
@@ -178,8 +180,8 @@ class DeepgramSTT(FrameProcessor):
         elif isinstance(frame, UserStartedSpeakingFrame) and direction is DOWN:
             self._awaiting_final = False
             self._heard = False
-        elif isinstance(frame, UserStoppedSpeakingFrame) and direction is DOWN:
-            await self._on_user_stopped(frame)
+        elif isinstance(frame, UserStoppedSpeakingFrame | UserPausedSpeakingFrame) and direction is DOWN:
+            await self._finalize(frame)
         elif isinstance(frame, EndFrame):
             await self._close_stream()
         await self.push(frame, direction)
@@ -206,7 +208,8 @@ class DeepgramSTT(FrameProcessor):
             return  # the replay in progress sends it, in order
         await self._stream.send(frame.audio)
 
-    async def _on_user_stopped(self, frame: UserStoppedSpeakingFrame) -> None:
+    async def _finalize(self, frame: UserStoppedSpeakingFrame | UserPausedSpeakingFrame) -> None:
+        """The words so far are all there will be for now: have them final at once."""
         self._user_stopped_ns = frame.speech_end_ns or self.clock.now_ns()
         if self._heard and not self._open_interim:
             metric = self._trace_final()  # everything heard is already final

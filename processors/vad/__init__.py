@@ -4,7 +4,16 @@ from .analyzer import VADAnalyzer, score_windows, volume_dbfs
 from .processor import VADOptions, VADProcessor
 from .recovery import ReplyRecovery
 from .silero import SileroVADAnalyzer
-from .state import ScoredWindow, SpeechStarted, SpeechStateMachine, SpeechStopped, VADParams, VADState
+from .state import (
+    ScoredWindow,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechStateMachine,
+    SpeechStopped,
+    VADParams,
+    VADState,
+)
 from .timeline import AudioTimeline
 from .webrtc import WebRTCVADAnalyzer
 
@@ -13,6 +22,8 @@ __all__ = [
     "ReplyRecovery",
     "ScoredWindow",
     "SileroVADAnalyzer",
+    "SpeechPaused",
+    "SpeechResumed",
     "SpeechStarted",
     "SpeechStateMachine",
     "SpeechStopped",

@@ -51,6 +51,17 @@ def volume_dbfs(windows: np.ndarray) -> np.ndarray:
     return _dbfs(windows, axis=1)
 
 
+def all_quiet(samples: np.ndarray, loud_dbfs: float, window_samples: int) -> bool:
+    """Whether every level block of int16 `samples` (as `score_windows` cuts a window of
+    `window_samples`; the last block may be short) is below `loud_dbfs`."""
+    block = max(1, window_samples // _BLOCKS)
+    whole = len(samples) - len(samples) % block
+    levels = _dbfs(samples[:whole].reshape(-1, block), axis=1).tolist() if whole else []
+    if whole < len(samples):
+        levels.append(float(_dbfs(samples[whole:], axis=0)))
+    return all(level < loud_dbfs for level in levels)
+
+
 def score_windows(
     analyzer: VADAnalyzer, windows: np.ndarray, first_sample: int, loud_dbfs: float
 ) -> list[ScoredWindow]:
@@ -83,4 +94,4 @@ def score_windows(
     return out
 
 
-__all__ = ["VADAnalyzer", "score_windows", "volume_dbfs"]
+__all__ = ["VADAnalyzer", "all_quiet", "score_windows", "volume_dbfs"]

@@ -5,6 +5,9 @@ into windows that a background loop scores in a worker thread, several windows p
 (a hop costs more than scoring a Silero window). The state machine turns scores into
 `UserStartedSpeakingFrame` / `UserStoppedSpeakingFrame(speech_end_ns=...)`, sent both ways;
 `speech_end_ns` is the clock time the last speech sample arrived, not the time of the decision.
+With `VADParams.pause_s` set, a shorter silence first sends `UserPausedSpeakingFrame` (the STT
+finalizes, a preemptive user aggregator prepares the reply) and speech before the stop sends
+`UserResumedSpeakingFrame`, both downstream.
 
 Barge-in: user speech that starts while the bot speaks (or while a reply is being prepared)
 interrupts it, both ways. False interruptions: if no new reply has begun `false_interruption_s`
@@ -31,14 +34,25 @@ from voxframe.pipeline import (
     FrameProcessor,
     InputAudioFrame,
     StartFrame,
+    UserPausedSpeakingFrame,
+    UserResumedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
 from voxframe.pipeline.clock import NS_PER_S
 
-from .analyzer import VADAnalyzer, score_windows
+from .analyzer import VADAnalyzer, all_quiet, score_windows
 from .silero import SileroVADAnalyzer
-from .state import ScoredWindow, SpeechEvent, SpeechStarted, SpeechStateMachine, VADParams
+from .state import (
+    ScoredWindow,
+    SpeechEvent,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    SpeechStateMachine,
+    SpeechStopped,
+    VADParams,
+)
 from .timeline import AudioTimeline
 
 
@@ -84,6 +98,7 @@ class VADProcessor(FrameProcessor):
         self._acted_upto = 0  # stream position up to which windows were scored and acted upon
         self._finished_turn = 0  # last turn whose audio played to the end
         self._voided_turn = 0  # turn our interruption voided, until words or a re-reply follow
+        self._turn_at_start = 0  # the latest turn when the user's speech started
         self._recheck = anyio.CancelScope()
         self._bad_input_reported = False
 
@@ -133,8 +148,13 @@ class VADProcessor(FrameProcessor):
             return
         self._timeline.append(frame.num_samples, frame.created_ns)
         self._unscored += frame.audio
-        if len(self._unscored) >= 2 * self._window * self.options.windows_per_hop:
+        if len(self._unscored) >= 2 * self._window * self.options.windows_per_hop or self._deadline_arrived():
             self._ready.set()
+
+    def _deadline_arrived(self) -> bool:
+        """The audio that decides a pause or stop has arrived, short of a whole window."""
+        deadline = self._machine.next_deadline() if self._machine is not None else None
+        return deadline is not None and self._position <= deadline <= self._position + len(self._unscored) // 2
 
     async def wait_scored(self, samples: int) -> None:
         """Wait until the first `samples` of the input have been scored and acted upon."""
@@ -148,7 +168,10 @@ class VADProcessor(FrameProcessor):
             await self._ready.wait()
             self._ready = anyio.Event()  # audio arriving while we score sets the new event
             count = len(self._unscored) // (2 * self._window)
-            if not count or self._machine is None:
+            if self._machine is None:
+                continue
+            if not count:
+                await self._decide_at_deadline()
                 continue
             take = 2 * self._window * count
             windows = np.frombuffer(bytes(self._unscored[:take]), np.int16).reshape(count, self._window)
@@ -160,9 +183,24 @@ class VADProcessor(FrameProcessor):
                 if event is not None:
                     await self._on_speech_event(event)
             self.windows_scored += count
+            await self._decide_at_deadline()
             self._acted_upto = self._position
             self._scored.set()
             self._scored = anyio.Event()
+
+    async def _decide_at_deadline(self) -> None:
+        """Pause or stop on the very sample the silence reaches its length, not at the end of the
+        window holding it (up to 32 ms later): unscored audio that is quiet by level cannot be
+        speech, so the model need not see it."""
+        if self._machine is None or not self._deadline_arrived():
+            return
+        deadline = self._machine.next_deadline()
+        assert deadline is not None
+        part = np.frombuffer(bytes(self._unscored[: 2 * (deadline - self._position)]), np.int16)
+        if all_quiet(part, self.options.params.min_volume_dbfs, self._window):
+            event = self._machine.quiet_until(deadline)
+            if event is not None:
+                await self._on_speech_event(event)
 
     def _score(self, windows: np.ndarray, first_sample: int) -> list[ScoredWindow]:
         return score_windows(self.analyzer, windows, first_sample, self.options.params.min_volume_dbfs)
@@ -173,8 +211,23 @@ class VADProcessor(FrameProcessor):
         now = self.clock.now_ns()
         if isinstance(event, SpeechStarted):
             await self._user_started(self._clock_time(event.start_sample, now))
-        else:
+        elif isinstance(event, SpeechStopped):
             await self._user_stopped(self._clock_time(event.end_sample, now))
+        elif isinstance(event, SpeechPaused):
+            speech_end_ns = self._clock_time(event.end_sample, now)
+            self.trace("speech_end", self._reply_turn(), t_ns=speech_end_ns)
+            self.trace("vad_pause", self._reply_turn())
+            await self.push(UserPausedSpeakingFrame(speech_end_ns=speech_end_ns), DOWN)
+        elif isinstance(event, SpeechResumed):
+            await self.push(UserResumedSpeakingFrame(), DOWN)
+
+    def _reply_turn(self) -> int:
+        """The turn that answers the user's current speech: one begun during it (prepared at a
+        pause) if it still stands, else the next."""
+        current = self.turns.current
+        if current > self._turn_at_start and not self.turns.is_stale(current):
+            return current
+        return current + 1
 
     def _clock_time(self, sample: int, now: int) -> int:
         t_ns = self._timeline.time_of(sample)
@@ -186,6 +239,7 @@ class VADProcessor(FrameProcessor):
         if self._should_interrupt():
             self._voided_turn = await self.interrupt("user started speaking")
             self.bot_speaking = False  # its output is void; the transport's BotStopped follows
+        self._turn_at_start = self.turns.current
         frame = UserStartedSpeakingFrame(speech_start_ns=speech_start_ns)
         await self.push(frame, DOWN)
         await self.push(UserStartedSpeakingFrame(speech_start_ns=speech_start_ns, created_ns=frame.created_ns), UP)
@@ -199,8 +253,9 @@ class VADProcessor(FrameProcessor):
 
     async def _user_stopped(self, speech_end_ns: int) -> None:
         self.user_speaking = False
-        self.trace("speech_end", t_ns=speech_end_ns)
-        self.trace("vad_stop")
+        turn = self._reply_turn()
+        self.trace("speech_end", turn, t_ns=speech_end_ns)
+        self.trace("vad_stop", turn)
         frame = UserStoppedSpeakingFrame(speech_end_ns=speech_end_ns)
         await self.push(frame, DOWN)
         await self.push(UserStoppedSpeakingFrame(speech_end_ns=speech_end_ns, created_ns=frame.created_ns), UP)

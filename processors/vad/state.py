@@ -9,7 +9,9 @@ turns them into clock times.
 stays speech down to the lower `stop_confidence` (hysteresis, so a soft syllable does not start
 the stop timer). Speaking starts once the speech has lasted `start_s` (a click or a cough
 shorter than that never counts; gaps under `start_gap_s` do not break it) and stops once
-silence has lasted `stop_s`.
+silence has lasted `stop_s`. With `pause_s` set, a silence of that length first *pauses* the
+speech (once per silence) and speech before the stop *resumes* it: a pause is the moment to
+finalize the words so far and prepare a reply that the stop may confirm.
 
 *Where* the speech begins and ends is refined with the level of 4 ms blocks: the model scores
 32 ms windows and reacts a little late to quiet onsets, so the start is moved back over the
@@ -31,6 +33,8 @@ class VADParams:
     stop_confidence: float | None = None
     start_s: float = 0.2
     stop_s: float = 0.6
+    #: Silence after which the user has paused, short of the stop (None: no pause events).
+    pause_s: float | None = None
     #: A gap in the speech shorter than this does not restart the `start_s` count.
     start_gap_s: float = 0.2
     min_volume_dbfs: float = -45.0
@@ -40,6 +44,8 @@ class VADParams:
             raise ValueError(f"confidence must be in (0, 1], got {self.confidence}")
         if self.start_s < 0 or self.stop_s <= 0:
             raise ValueError(f"start_s must be >= 0 and stop_s > 0, got {self.start_s}, {self.stop_s}")
+        if self.pause_s is not None and not 0.0 < self.pause_s < self.stop_s:
+            raise ValueError(f"pause_s must be in (0, stop_s={self.stop_s}), got {self.pause_s}")
 
     @property
     def effective_stop_confidence(self) -> float:
@@ -80,7 +86,19 @@ class SpeechStopped:
     end_sample: int
 
 
-SpeechEvent = SpeechStarted | SpeechStopped
+@dataclass(slots=True, frozen=True)
+class SpeechPaused:
+    #: One past the last sample of the speech so far.
+    end_sample: int
+
+
+@dataclass(slots=True, frozen=True)
+class SpeechResumed:
+    #: Where the speech that ended the pause was scored.
+    start_sample: int
+
+
+SpeechEvent = SpeechStarted | SpeechStopped | SpeechPaused | SpeechResumed
 
 _LOOKBACK_WINDOWS = 8  # how far back a quiet onset may begin (~0.25 s of Silero windows)
 
@@ -91,6 +109,8 @@ class SpeechStateMachine:
         self.state = VADState.QUIET
         self._start_samples = round(params.start_s * sample_rate)
         self._stop_samples = round(params.stop_s * sample_rate)
+        self._pause_samples = None if params.pause_s is None else round(params.pause_s * sample_rate)
+        self._paused = False
         self._gap_samples = round(params.start_gap_s * sample_rate)
         self._stop_confidence = params.effective_stop_confidence
         self._history: deque[ScoredWindow] = deque(maxlen=_LOOKBACK_WINDOWS)
@@ -128,12 +148,36 @@ class SpeechStateMachine:
         if is_speech:
             self._speech_end = w.end if w.last_loud is None else w.last_loud
             self.state = VADState.SPEAKING
+            if self._paused:
+                self._paused = False
+                return SpeechResumed(w.start)
             return None
+        return self._silent_until(w.end)
+
+    def _silent_until(self, end: int) -> SpeechEvent | None:
+        """While speaking: nothing but silence from the speech's end up to sample `end`."""
         self.state = VADState.STOPPING
-        if w.end - self._speech_end < self._stop_samples:
+        silence = end - self._speech_end
+        if silence >= self._stop_samples:
+            self.state = VADState.QUIET
+            self._paused = False
+            return SpeechStopped(self._speech_end)
+        if self._pause_samples is not None and silence >= self._pause_samples and not self._paused:
+            self._paused = True
+            return SpeechPaused(self._speech_end)
+        return None
+
+    def next_deadline(self) -> int | None:
+        """The sample at which silence since the speech pauses (or stops) it; None: not speaking."""
+        if not self.speaking:
             return None
-        self.state = VADState.QUIET
-        return SpeechStopped(self._speech_end)
+        pause = self._pause_samples
+        return self._speech_end + (pause if pause is not None and not self._paused else self._stop_samples)
+
+    def quiet_until(self, sample: int) -> SpeechEvent | None:
+        """The audio up to `sample`, past the scored windows, is quiet by level (so no window of it
+        could be speech): apply the silence rules at `sample` instead of at the end of its window."""
+        return self._silent_until(sample) if self.speaking else None
 
     def _count_start(self, w: ScoredWindow) -> SpeechEvent | None:
         self._speech_samples += w.end - w.start
@@ -162,12 +206,15 @@ class SpeechStateMachine:
         """End of stream: a user still speaking has stopped where the speech last was."""
         speaking = self.speaking
         self.state = VADState.QUIET
+        self._paused = False
         return SpeechStopped(self._speech_end) if speaking else None
 
 
 __all__ = [
     "ScoredWindow",
     "SpeechEvent",
+    "SpeechPaused",
+    "SpeechResumed",
     "SpeechStarted",
     "SpeechStateMachine",
     "SpeechStopped",
