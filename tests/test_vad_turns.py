@@ -22,7 +22,6 @@ from voxframe.pipeline import (
     LLMContextFrame,
     PipelineTask,
     UserPausedSpeakingFrame,
-    UserResumedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
     VirtualClock,
