@@ -12,6 +12,8 @@ from voxframe.pipeline import (
     Frame,
     FrameProcessor,
     InputAudioFrame,
+    UserPausedSpeakingFrame,
+    UserResumedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
@@ -59,14 +61,31 @@ class ScriptedUser(FrameProcessor):
         await self.push(frame, direction)
 
     async def say(self, pcm: bytes, *, trailing_silence_s: float = 0.4) -> None:
+        await self.start()
+        await self.audio(pcm)
+        await self.push(UserStoppedSpeakingFrame(speech_end_ns=self.clock.now_ns()))
+        await self.audio(silence(trailing_silence_s))
+
+    async def start(self) -> None:
         await self.push(UserStartedSpeakingFrame())
         if self.bot_speaking:
             await self.interrupt("the user spoke over the bot")
+
+    async def audio(self, pcm: bytes) -> None:
         for chunk in frames(pcm):
             await self.push(InputAudioFrame(audio=chunk, sample_rate=RATE))
+
+    async def pause(self, pcm_before: bytes) -> None:
+        """Say `pcm_before`, then pause as the VAD would announce it (the turn goes on)."""
+        await self.audio(pcm_before)
+        await self.push(UserPausedSpeakingFrame(speech_end_ns=self.clock.now_ns()))
+
+    async def resume(self, pcm: bytes, *, trailing_silence_s: float = 0.4) -> None:
+        """Go on after a pause, and end the turn."""
+        await self.push(UserResumedSpeakingFrame())
+        await self.audio(pcm)
         await self.push(UserStoppedSpeakingFrame(speech_end_ns=self.clock.now_ns()))
-        for chunk in frames(silence(trailing_silence_s)):
-            await self.push(InputAudioFrame(audio=chunk, sample_rate=RATE))
+        await self.audio(silence(trailing_silence_s))
 
 
 __all__ = ["FRAME_BYTES", "FRAME_S", "RATE", "ScriptedUser", "frames", "silence", "speech"]

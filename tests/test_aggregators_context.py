@@ -187,9 +187,7 @@ async def test_without_preemption_a_pause_starts_nothing() -> None:
     context = LLMContext()
     task, llm = user_pipeline(context)
     async with running(task):
-        await task.queue_frames(
-            [UserStartedSpeakingFrame(), TranscriptionFrame(text="Hi."), UserPausedSpeakingFrame()]
-        )
+        await task.queue_frames([UserStartedSpeakingFrame(), TranscriptionFrame(text="Hi."), UserPausedSpeakingFrame()])
         await llm.wait_for(lambda: bool(llm.of(UserPausedSpeakingFrame)))
         assert not llm.of(LLMContextFrame) and context.messages == []
         await task.queue_frame(UserStoppedSpeakingFrame())

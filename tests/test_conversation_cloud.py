@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from tests.pipeline_helpers import Recorder, quiet_params, running
-from tests.providers_helpers import ScriptedUser, speech
+from tests.providers_helpers import ScriptedUser, silence, speech
 from voxframe.fakes import (
     ZERO,
     CartesiaFake,
@@ -30,8 +30,17 @@ from voxframe.fakes import (
     OpenAIFakeOptions,
     Reply,
 )
-from voxframe.pipeline import BotStartedSpeakingFrame, BotStoppedSpeakingFrame, LLMContext, Pipeline, PipelineTask, Tool
-from voxframe.processors.aggregators import context_aggregators
+from voxframe.pipeline import (
+    BotStartedSpeakingFrame,
+    BotStoppedSpeakingFrame,
+    LLMContext,
+    Pipeline,
+    PipelineTask,
+    Tool,
+    TTSStoppedFrame,
+    UserStoppedSpeakingFrame,
+)
+from voxframe.processors.aggregators import UserAggregatorOptions, context_aggregators
 from voxframe.processors.llm.openai import OpenAILLM, OpenAIOptions
 from voxframe.processors.stt.deepgram import DeepgramOptions, DeepgramSTT
 from voxframe.processors.tts.cartesia import CartesiaOptions, CartesiaTTS
@@ -61,7 +70,12 @@ class Bot:
 
 @asynccontextmanager
 async def conversation(
-    transcripts: list[str], replies: list[Any], tools: list[Tool], *, realtime_factor: float = float("inf")
+    transcripts: list[str],
+    replies: list[Any],
+    tools: list[Tool],
+    *,
+    realtime_factor: float = float("inf"),
+    preemptive: bool = False,
 ) -> AsyncIterator[Bot]:
     fakes = FakeProviders(
         DeepgramFake(DeepgramFakeOptions(transcripts=transcripts, final_latency=ZERO)),
@@ -71,7 +85,7 @@ async def conversation(
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(fakes)
         context = LLMContext(messages=[dict(SYSTEM)], tools=tools)
-        user_agg, assistant_agg = context_aggregators(context)
+        user_agg, assistant_agg = context_aggregators(context, UserAggregatorOptions(preemptive=preemptive))
         user, output, tail = ScriptedUser(), MemoryOutputTransport(), Recorder("tail")
         processors = [
             user,
@@ -151,6 +165,37 @@ async def test_a_barge_in_keeps_only_what_was_heard_and_cancels_synthesis() -> N
     assert heard_chars / 25.0 == pytest.approx(cut.played_s, abs=0.5)  # words begun before the cut
     assert [m["content"] for m in bot.context.messages[3:]] == ["Wait, a question.", "Sure, what is it?"]
     assert bot.task.turns.stale_upto == 1
+
+
+async def test_a_reply_prepared_at_a_pause_plays_at_the_stop_or_is_dropped_unheard_when_the_user_goes_on() -> None:
+    replies = ["Great, glad to hear it.", "Great, glad to hear it.", "It is nine."]
+    # The fake answers each Finalize at once: "Okay," at the pause, the rest at the stop.
+    transcripts = ["Okay,", "that sounds good.", "What time is it?"]
+    async with conversation(transcripts, replies, [], preemptive=True) as bot:
+        await bot.user.start()
+        await bot.user.pause(speech(0.4))
+        # The reply to "Okay," is synthesized in full, and held: the user has not stopped.
+        await bot.tail.wait_for(lambda: any(f.turn == 1 for f in bot.tail.of(TTSStoppedFrame)))
+        assert bot.tail.of(BotStartedSpeakingFrame) == []
+        await bot.user.resume(speech(0.4))
+        await bot.wait_stopped(2)
+        await bot.user.start()
+        await bot.user.pause(speech(0.5))
+        await bot.tail.wait_for(lambda: any(f.turn == 3 for f in bot.tail.of(TTSStoppedFrame)))
+        await bot.user.audio(silence(0.3))
+        await bot.user.push(UserStoppedSpeakingFrame(speech_end_ns=bot.user.clock.now_ns()))
+        third = await bot.wait_stopped(3)
+        requests = [c.received[0]["messages"][-1]["content"] for c in bot.fakes.openai.connections]
+    assert [f.turn for f in bot.tail.of(BotStartedSpeakingFrame)] == [2, 3]  # turn 1 was never heard
+    assert bot.output.audio(1) == b"" and not third.interrupted
+    assert requests == ["Okay,", "Okay, that sounds good.", "What time is it?"]
+    assert bot.context.messages == [
+        SYSTEM,
+        {"role": "user", "content": "Okay, that sounds good."},
+        {"role": "assistant", "content": "Great, glad to hear it."},
+        {"role": "user", "content": "What time is it?"},
+        {"role": "assistant", "content": "It is nine."},
+    ]
 
 
 def open_sockets() -> int:

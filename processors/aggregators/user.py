@@ -73,6 +73,9 @@ class UserContextAggregator(FrameProcessor):
         self._interim = ""  # the open interim (not yet covered by a final)
         self._speaking = False
         self._paused = False
+        # Speech after a pause whose words no final has covered yet (a final that answers the
+        # Finalize of a later pause or of the stop covers them).
+        self._words_pending = False
         self._preempted: _Committed | None = None  # a reply started at a pause, not yet confirmed
         self._ignore_next_final = False
         self._timer: anyio.CancelScope | None = None
@@ -89,17 +92,17 @@ class UserContextAggregator(FrameProcessor):
             await self._on_final(frame.text)
         elif isinstance(frame, UserStartedSpeakingFrame):
             self._speaking = True
-            self._paused = False
+            self._paused = self._words_pending = False
             self._ignore_next_final = False
             self._stop_timer()
             await self.push(frame, direction)
         elif isinstance(frame, UserPausedSpeakingFrame):
             self._paused = True
             await self.push(frame, direction)
-            if self._finals and not self._interim:
-                await self._preempt()
+            await self._preempt()
         elif isinstance(frame, UserResumedSpeakingFrame):
             self._paused = False
+            self._words_pending = True
             await self.push(frame, direction)
             await self._withdraw()
         elif isinstance(frame, UserStoppedSpeakingFrame):
@@ -112,6 +115,8 @@ class UserContextAggregator(FrameProcessor):
 
     async def _on_final(self, text: str) -> None:
         self._interim = ""
+        if self._paused or not self._speaking:
+            self._words_pending = False
         if self._ignore_next_final and not self._speaking:
             self._ignore_next_final = False  # its interim was answered already
             return
@@ -119,14 +124,14 @@ class UserContextAggregator(FrameProcessor):
             self._finals.append(text.strip())
         if not self._speaking:
             await self._commit()
-        elif self._paused and not self._interim:
+        elif self._paused:
             await self._preempt()
 
     async def _on_user_stopped(self) -> None:
-        if self._finals and not self._interim:
+        if self._interim or self._words_pending:
+            self._start_timer()  # the final that covers them is on its way
+        elif self._finals:
             await self._commit()
-        elif self._interim:
-            self._start_timer()
         # Nothing heard yet: a final that arrives later commits on arrival.
 
     def _start_timer(self) -> None:
@@ -152,7 +157,7 @@ class UserContextAggregator(FrameProcessor):
 
     async def _preempt(self) -> None:
         """The user paused with every word final: start the reply now (the stop confirms it)."""
-        if not self.options.preemptive or not self._finals:
+        if not self.options.preemptive or not self._finals or self._interim or self._words_pending:
             return
         await self._withdraw()  # a reply prepared on fewer words: answer them all instead
         self._preempted = await self._commit()

@@ -167,11 +167,11 @@ class VADProcessor(FrameProcessor):
         while True:
             await self._ready.wait()
             self._ready = anyio.Event()  # audio arriving while we score sets the new event
-            count = len(self._unscored) // (2 * self._window)
             if self._machine is None:
                 continue
+            await self._decide_at_deadline()  # before the model: it need not see quiet audio
+            count = len(self._unscored) // (2 * self._window)
             if not count:
-                await self._decide_at_deadline()
                 continue
             take = 2 * self._window * count
             windows = np.frombuffer(bytes(self._unscored[:take]), np.int16).reshape(count, self._window)
