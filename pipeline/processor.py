@@ -150,10 +150,11 @@ class FrameProcessor:
             raise RuntimeError(f"{self.name} is not running in a pipeline task")
         return self._task_group
 
-    def trace(self, point: str, turn: int | None = None, t_ns: int | None = None) -> None:
-        """Record a named latency point; without a turn it belongs to the reply being prepared."""
+    def trace(self, point: str, turn: int | None = None, t_ns: int | None = None, *, latest: bool = False) -> None:
+        """Record a named latency point; without a turn it belongs to the reply being prepared.
+        `latest`: a later mark of the point replaces it (a pause the user spoke through)."""
         if self._tracer is not None:
-            self._tracer.mark(self._turns.current + 1 if turn is None else turn, point, t_ns)
+            self._tracer.mark(self._turns.current + 1 if turn is None else turn, point, t_ns, latest=latest)
 
     @contextmanager
     def interruptible(self, turn: int) -> Iterator[anyio.CancelScope]:

@@ -17,15 +17,18 @@ from tests.embedded_helpers import (
     running,
     silence,
     speak,
+    speech_bounds,
 )
 from voxframe.pipeline import (
     InterimTranscriptionFrame,
     TranscriptionFrame,
+    UserPausedSpeakingFrame,
+    UserResumedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
 from voxframe.processors.stt.whisper import WhisperEngine, WhisperOptions, WhisperSTTService, load_whisper
-from voxframe.processors.vad import VADProcessor
+from voxframe.processors.vad import VADOptions, VADParams, VADProcessor
 from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport
 
 SENTENCES = [
@@ -90,4 +93,32 @@ async def test_two_turns_give_two_finals_each_with_only_its_own_words() -> None:
     assert [normalise_words(f.text) for f in below.of(TranscriptionFrame)] == [
         normalise_words(first),
         normalise_words(second),
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_pause_finalises_the_words_so_far_and_the_words_after_it_come_as_the_next_final() -> None:
+    first, second, third = "What time is it?", "Could you tell me the date?", "Thanks."
+    (a, b), spoken = speech_bounds(speak(first)), speak(first)
+    first_words = spoken[a:b]  # without Piper's own silence around it: the pause is exactly 0.3 s
+    audio = np.concatenate(
+        [silence(0.3), first_words, silence(0.3), speak(second), silence(1.0), speak(third), silence(1.0)]
+    )
+    t0 = time.monotonic_ns() - len(audio) * NS_PER_S // RATE  # captured just now, delivered at once
+    below = Recorder()
+    vad = VADProcessor(VADOptions(params=VADParams(stop_s=0.5, pause_s=0.2)))
+    async with running([vad, WhisperSTTService(), below]) as task:
+        for frame in frames_of(audio, t0):
+            await task.queue_frame(frame)
+        # Finals come in order: once the third turn's is here, the first turn's are all in.
+        await below.wait_for(
+            lambda: len(below.of(UserStoppedSpeakingFrame)) == 2 and len(below.of(TranscriptionFrame)) >= 3
+        )
+    assert len(below.of(UserStartedSpeakingFrame)) == 2  # the first turn paused in the middle
+    assert len(below.of(UserResumedSpeakingFrame)) == 1 and len(below.of(UserPausedSpeakingFrame)) == 3
+    # One final per segment; the stops right after the pauses add none.
+    assert [normalise_words(f.text) for f in below.of(TranscriptionFrame)] == [
+        normalise_words(first),
+        normalise_words(second),
+        normalise_words(third),
     ]

@@ -265,7 +265,7 @@ class DeepgramSTT(FrameProcessor):
         """The user's transcript is complete: trace it for the coming reply; end of speech -> final."""
         now = self.clock.now_ns()
         self._heard = False
-        self.trace("stt_final", t_ns=now)
+        self.trace("stt_final", t_ns=now, latest=True)
         if self._user_stopped_ns is None:
             return None
         value = (now - self._user_stopped_ns) / NS_PER_S

@@ -14,6 +14,11 @@ the whole utterance. Two things make it ready about when the VAD says the user s
   stops after its own stop delay (hundreds of ms), so by then a pass that covers the end of the
   speech has usually finished and becomes the final at once; otherwise one more pass runs.
 
+A pause the VAD announces (`UserPausedSpeakingFrame`) ends a segment: its final comes at once,
+so a preemptive reply can start, and speech after it (`UserResumedSpeakingFrame`) is
+transcribed as the next segment of the same turn. A stop right after a pause adds nothing: the
+pause's final covered every word (and Whisper, given only silence, tends to invent some).
+
 Inference runs in a worker thread; a pass never blocks the event loop.
 """
 
@@ -36,6 +41,8 @@ from voxframe.pipeline import (
     InterimTranscriptionFrame,
     StartFrame,
     TranscriptionFrame,
+    UserPausedSpeakingFrame,
+    UserResumedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
@@ -171,6 +178,7 @@ class WhisperSTTService(FrameProcessor):
         self._buffer = bytearray()  # audio from stream position `_buffer_start` on
         self._buffer_start = 0
         self._speaking = False
+        self._segment_open = False  # speech since the turn's start or its last pause
         self._utterance_from = 0  # where the current utterance's audio starts (with pre-roll)
         self._quiet_from: int | None = None  # where the current quiet run of input began
         self._last: Transcript | None = None  # the latest pass over the current utterance
@@ -189,18 +197,30 @@ class WhisperSTTService(FrameProcessor):
             self._take_audio(frame)
         elif isinstance(frame, UserStartedSpeakingFrame) and not self._speaking:
             self._start_utterance(frame.speech_start_ns)
+        elif isinstance(frame, UserPausedSpeakingFrame) and self._segment_open:
+            end = self._end_segment(frame.speech_end_ns)
+            self._utterance_from = self._pass_from = end  # the turn may go on from here
+        elif isinstance(frame, UserResumedSpeakingFrame) and self._speaking:
+            self._segment_open = True
         elif isinstance(frame, UserStoppedSpeakingFrame) and self._speaking:
             self._speaking = False
-            now = self._timeline.samples
-            end = now if frame.speech_end_ns is None else self._timeline.position_at(frame.speech_end_ns)
-            self._finals.append((self._utterance_from, end))
-            self._wake.set()
+            if self._segment_open:
+                self._end_segment(frame.speech_end_ns)
         elif isinstance(frame, StartFrame) and frame.audio_in_sample_rate != SAMPLE_RATE:
             error = f"{self.name}: Whisper needs 16000 Hz input audio, got {frame.audio_in_sample_rate} Hz"
             await self.push_error(error, fatal=True)
 
+    def _end_segment(self, speech_end_ns: int | None) -> int:
+        """Queue the final pass of the open segment, up to the end of its speech; return that end."""
+        self._segment_open = False
+        now = self._timeline.samples
+        end = now if speech_end_ns is None else self._timeline.position_at(speech_end_ns)
+        self._finals.append((self._utterance_from, end))
+        self._wake.set()
+        return end
+
     def _start_utterance(self, speech_start_ns: int | None) -> None:
-        self._speaking = True
+        self._speaking = self._segment_open = True
         self._last = None
         if speech_start_ns is None:  # a VAD that does not say: assume it took half a second
             speech_start = self._timeline.samples - SAMPLE_RATE // 2
@@ -296,7 +316,7 @@ class WhisperSTTService(FrameProcessor):
 
     async def _emit_final(self, transcript: Transcript) -> None:
         if transcript.text:
-            self.trace("stt_final")
+            self.trace("stt_final", latest=True)
             await self.push(TranscriptionFrame(text=transcript.text, user_id=self.options.user_id, language="en"))
 
 

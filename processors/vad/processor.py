@@ -1,11 +1,13 @@
 """`VADProcessor`: voice activity, turn-taking and barge-in.
 
 Input audio passes straight through (the STT after it never waits for the VAD); a copy is cut
-into windows that a background loop scores in a worker thread, several windows per thread hop
-(a hop costs more than scoring a Silero window). The state machine turns scores into
+into windows that a background loop scores in a worker thread, several windows per thread hop (a
+hop costs more than scoring a Silero window). The state machine turns scores into
 `UserStartedSpeakingFrame` / `UserStoppedSpeakingFrame(speech_end_ns=...)`, sent both ways;
 `speech_end_ns` is the clock time the last speech sample arrived, not the time of the decision.
-With `VADParams.pause_s` set, a shorter silence first sends `UserPausedSpeakingFrame` (the STT
+A stop (or pause) is decided on the sample where the silence reaches its length, as soon as the
+audio up to it has arrived and is quiet by level, not at the end of the window holding it. With
+`VADParams.pause_s` set, a shorter silence first sends `UserPausedSpeakingFrame` (the STT
 finalizes, a preemptive user aggregator prepares the reply) and speech before the stop sends
 `UserResumedSpeakingFrame`, both downstream.
 
@@ -215,8 +217,8 @@ class VADProcessor(FrameProcessor):
             await self._user_stopped(self._clock_time(event.end_sample, now))
         elif isinstance(event, SpeechPaused):
             speech_end_ns = self._clock_time(event.end_sample, now)
-            self.trace("speech_end", self._reply_turn(), t_ns=speech_end_ns)
-            self.trace("vad_pause", self._reply_turn())
+            self.trace("speech_end", self._reply_turn(), t_ns=speech_end_ns, latest=True)
+            self.trace("vad_pause", self._reply_turn(), latest=True)
             await self.push(UserPausedSpeakingFrame(speech_end_ns=speech_end_ns), DOWN)
         elif isinstance(event, SpeechResumed):
             await self.push(UserResumedSpeakingFrame(), DOWN)
@@ -254,7 +256,7 @@ class VADProcessor(FrameProcessor):
     async def _user_stopped(self, speech_end_ns: int) -> None:
         self.user_speaking = False
         turn = self._reply_turn()
-        self.trace("speech_end", turn, t_ns=speech_end_ns)
+        self.trace("speech_end", turn, t_ns=speech_end_ns, latest=True)
         self.trace("vad_stop", turn)
         frame = UserStoppedSpeakingFrame(speech_end_ns=speech_end_ns)
         await self.push(frame, DOWN)
