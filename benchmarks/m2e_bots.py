@@ -23,13 +23,11 @@ import anyio.abc
 from anyio.streams.text import TextReceiveStream
 from peer import pipecat_python
 
-from voxframe.fakes import FakeProviders
-
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "bots" / "example.py"
 PIPECAT_BOT = Path(__file__).resolve().parent / "peer_scripts" / "pipecat_m2e_bot.py"
 _PROVIDER_PREFIXES = ("DEEPGRAM_", "OPENAI_", "CARTESIA_")
-_READY = re.compile(r"open (http://\S+) in a browser|^READY (\d+)$")
+_READY = re.compile(r"open (http://\S+) in a browser|^READY (\d+)$|^FAKES (\{.*\})$")
 
 
 def example_vad_times_s() -> tuple[float, float | None]:
@@ -55,18 +53,18 @@ def voxframe_env(fake_env: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
-def pipecat_command(fakes: FakeProviders, vad_stop_s: float) -> list[str]:
+def pipecat_command(fake_env: Mapping[str, str], vad_stop_s: float) -> list[str]:
     return [
         str(pipecat_python()),
         str(PIPECAT_BOT),
         "--port",
         "0",
         "--deepgram-url",
-        fakes.deepgram.url,
+        fake_env["DEEPGRAM_URL"],
         "--openai-url",
-        fakes.openai.url,
+        fake_env["OPENAI_BASE_URL"],
         "--cartesia-url",
-        fakes.cartesia.url,
+        fake_env["CARTESIA_URL"],
         "--vad-stop-s",
         str(vad_stop_s),
     ]
@@ -74,14 +72,21 @@ def pipecat_command(fakes: FakeProviders, vad_stop_s: float) -> list[str]:
 
 @asynccontextmanager
 async def bot_process(
-    command: list[str], env: dict[str, str], log: Path, *, start_timeout_s: float = 120.0
+    command: list[str], env: dict[str, str] | None, log: Path, *, start_timeout_s: float = 120.0
 ) -> AsyncIterator[str]:
-    """`async with bot_process(cmd, env, log) as url:` the bot serves at `url` inside the block."""
+    """`async with bot_process(cmd, env, log) as url:` the bot serves at `url` inside the block
+    (for the fakes' process: the JSON of their environment). `env` None: this process's."""
     log.parent.mkdir(parents=True, exist_ok=True)
     ready = anyio.Event()
     found: list[str] = []
     with log.open("w", encoding="utf-8") as out:
-        process = await anyio.open_process(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        process = await anyio.open_process(
+            command,
+            env=env if env is not None else dict(os.environ),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         async with process, anyio.create_task_group() as tg:
             tg.start_soon(_read_output, process, out, found, ready)
             try:
@@ -108,7 +113,8 @@ async def _read_output(process: anyio.abc.Process, out: IO[str], found: list[str
         for line in lines:
             match = _READY.search(line.strip())
             if match and not found:
-                found.append(match.group(1) or f"http://127.0.0.1:{match.group(2)}")
+                port = match.group(2)
+                found.append(match.group(1) or match.group(3) or f"http://127.0.0.1:{port}")
                 ready.set()
     ready.set()  # the process ended
 

@@ -1,5 +1,9 @@
 """What the simulated cloud says in the mouth-to-ear benchmark, and how long it is told to take.
 
+`fakes_process` serves the fakes in a process of their own (`python m2e_script.py TEXTS.json`),
+as remote services are: sharing the measuring caller's event loop, they would answer late
+whenever the caller is busy encoding or listening, and that lateness would pass for the bot's.
+
 The fakes get a transcript for every utterance the caller says (in order) and answer each user
 message with a reply that opens with a short sentence ("Sure."), as voice assistants prompted
 for brevity do; the question used for barge-in trials gets a long answer to talk over. Latency
@@ -9,14 +13,21 @@ is a known constant and the rest of mouth-to-ear is the framework's.
 
 from __future__ import annotations
 
+import json
+import signal
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import anyio
 import m2e_utterances as speech
+from m2e_bots import bot_process
 
 from voxframe.fakes import (
     CartesiaFake,
+    CartesiaFakeOptions,
     DeepgramFake,
     DeepgramFakeOptions,
     FakeProviders,
@@ -38,6 +49,7 @@ LONG_REPLY = (
     "tiny plankton make much of the oxygen we breathe, while many creatures of the deep sea "
     "make their own light to hunt and to hide."
 )
+_HERE = Path(__file__).resolve()
 #: Silence the fake Cartesia voice puts before the first word (its spans start 10 ms in).
 FAKE_AUDIO_LEAD_S = 0.010
 _SENTENCE_MARKS = ".!?"
@@ -57,9 +69,9 @@ def reply_for(long_question: str) -> Any:
 
 
 @asynccontextmanager
-async def cloud_fakes(utterances: Sequence[speech.Utterance], long_question: str) -> AsyncIterator[FakeProviders]:
+async def cloud_fakes(texts: Sequence[str], long_question: str) -> AsyncIterator[FakeProviders]:
     """Fresh fakes for one stack, scripted for the conversation the caller will hold."""
-    transcripts = ["Hello.", *(u.text for u in utterances), *[long_question, speech.BARGE_IN_TEXT] * 50]
+    transcripts = ["Hello.", *texts, *[long_question, speech.BARGE_IN_TEXT] * 50]
     replies = [reply_for(long_question)] * 1000
     fakes = FakeProviders(
         DeepgramFake(DeepgramFakeOptions(transcripts=transcripts)),
@@ -68,6 +80,27 @@ async def cloud_fakes(utterances: Sequence[speech.Utterance], long_question: str
     )
     async with fakes:
         yield fakes
+
+
+@asynccontextmanager
+async def fakes_process(texts: Sequence[str], long_question: str, workdir: Path) -> AsyncIterator[dict[str, str]]:
+    """`async with fakes_process(...) as env:` the scripted fakes serve, in their own process,
+    at the addresses in `env` (the variables `FakeProviders.env()` gives)."""
+    script = workdir / "mouth_to_ear_fakes.json"
+    await anyio.Path(script).write_text(json.dumps({"texts": list(texts), "long_question": long_question}))
+    command = [sys.executable, str(_HERE), str(script)]
+    async with bot_process(command, None, workdir / "mouth_to_ear_fakes.log") as ready:
+        yield json.loads(ready)
+
+
+async def _serve(script: Path) -> None:
+    """Serve the fakes until SIGINT; the line `FAKES {env}` says where."""
+    plan = json.loads(await anyio.Path(script).read_text())
+    async with cloud_fakes(plan["texts"], plan["long_question"]) as fakes:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            print(f"FAKES {json.dumps(fakes.env())}", flush=True)
+            async for _ in signals:
+                return
 
 
 def settle_tokens(text: str) -> int:
@@ -79,18 +112,31 @@ def settle_tokens(text: str) -> int:
     return len(parts)
 
 
-def service_time_s(fakes: FakeProviders) -> float:
-    """What the services of one turn are told to take before the reply can be heard."""
-    openai = fakes.openai.options
+def service_time_s() -> float:
+    """What the services of one turn are told to take before the reply can be heard (the
+    latency profiles `cloud_fakes` leaves at their defaults)."""
+    openai = OpenAIFakeOptions()
     per_reply = {settle_tokens(text) for text in SHORT_REPLIES}
     assert len(per_reply) == 1, "every short reply must settle its first sentence after as many tokens"
     return (
-        fakes.deepgram.options.final_latency.p50_s
+        DeepgramFakeOptions().final_latency.p50_s
         + openai.ttft.p50_s
         + openai.token_interval_s * per_reply.pop()
-        + fakes.cartesia.options.ttfa.p50_s
+        + CartesiaFakeOptions().ttfa.p50_s
         + FAKE_AUDIO_LEAD_S
     )
 
 
-__all__ = ["LONG_REPLY", "SHORT_REPLIES", "cloud_fakes", "reply_for", "service_time_s", "settle_tokens"]
+__all__ = [
+    "LONG_REPLY",
+    "SHORT_REPLIES",
+    "cloud_fakes",
+    "fakes_process",
+    "reply_for",
+    "service_time_s",
+    "settle_tokens",
+]
+
+
+if __name__ == "__main__":
+    anyio.run(_serve, Path(sys.argv[1]))

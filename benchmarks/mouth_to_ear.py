@@ -5,7 +5,8 @@ process), which says N utterances of varied length (Piper's voice) and listens:
 
 * voxframe embedded: `bots/example.py` with no keys (Silero VAD, Whisper, offline responder, Piper);
 * voxframe simulated cloud: `bots/example.py` with its real Deepgram/OpenAI/Cartesia clients
-  pointed at the fake servers (this process), which take LATENCY.md's reference latencies;
+  pointed at the fake servers (in a process of their own, like remote services), which take
+  LATENCY.md's reference latencies;
 * Pipecat simulated cloud: Pipecat 1.14.0 (its own venv) with its own Deepgram/OpenAI/Cartesia
   services at the same fakes, its SmallWebRTC transport, Silero with the same VAD stop time,
   the same caller and utterances (`peer_scripts/pipecat_m2e_bot.py`).
@@ -46,7 +47,7 @@ import m2e_utterances as speech
 import waterfall
 from m2e_bots import bot_process, example_vad_times_s, pipecat_command, voxframe_command, voxframe_env
 from m2e_measure import Caller, Turn, match_record, turn_result
-from m2e_script import cloud_fakes, service_time_s
+from m2e_script import fakes_process, service_time_s
 
 from voxframe.transports.webrtc import ClientOptions, HeadlessClient, IceOptions
 
@@ -156,9 +157,9 @@ async def run_voxframe(name: str, plan: Plan, utterances: Sequence[speech.Uttera
     trace.unlink(missing_ok=True)
     log = RESULTS / f"mouth_to_ear_{name}_bot.log"
     if cloud:
-        async with cloud_fakes(utterances, LONG_QUESTION) as fakes:
-            result.service_s = service_time_s(fakes)
-            async with bot_process(voxframe_command(trace), voxframe_env(fakes.env()), log) as url:
+        async with fakes_process([u.text for u in utterances], LONG_QUESTION, RESULTS) as fake_env:
+            result.service_s = service_time_s()
+            async with bot_process(voxframe_command(trace), voxframe_env(fake_env), log) as url:
                 turns, result.bargein_ms = await converse(url, plan, utterances)
     else:
         async with bot_process(voxframe_command(trace), voxframe_env(None), log) as url:
@@ -171,9 +172,9 @@ async def run_voxframe(name: str, plan: Plan, utterances: Sequence[speech.Uttera
 async def run_pipecat(plan: Plan, utterances: Sequence[speech.Utterance]) -> StackResult:
     result = StackResult(STACK_NAMES["pipecat"], vad_stop_s=plan.vad_stop_s)
     log = RESULTS / "mouth_to_ear_pipecat_bot.log"
-    async with cloud_fakes(utterances, LONG_QUESTION) as fakes:
-        result.service_s = service_time_s(fakes)
-        async with bot_process(pipecat_command(fakes, plan.vad_stop_s), dict(os.environ), log) as url:
+    async with fakes_process([u.text for u in utterances], LONG_QUESTION, RESULTS) as fake_env:
+        result.service_s = service_time_s()
+        async with bot_process(pipecat_command(fake_env, plan.vad_stop_s), None, log) as url:
             turns, result.bargein_ms = await converse(url, plan, utterances)
     result.turns = [turn_result(t, None) for t in turns]
     return result

@@ -156,18 +156,23 @@ class OpenAIFake(FakeServer):
         await response.prepare(request)
         conn.status = 200
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        # Times count from the request's arrival, as the service's do: the fake's own work
+        # (parsing, sending) must not add to the latency it was told to have.
+        due = conn.started + self.options.ttft.sample(self.rng)
         try:
-            await anyio.sleep(self.options.ttft.sample(self.rng))
             for i, chunk in enumerate(chunks.stream(include_usage)):
                 if i and chunk["choices"] and chunk["choices"][0]["delta"]:
-                    await anyio.sleep(self.options.token_interval_s)
+                    due += self.options.token_interval_s
+                await anyio.sleep(max(0.0, due - time.monotonic()))
                 if await self._fault_due(request, conn, response):
                     return response
                 await self._send(response, conn, chunk)
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
             conn.ended = "completed"
-        except (ConnectionError, anyio.get_cancelled_exc_class()):
+        except ConnectionError:  # the client went away mid-stream (an interrupted reply)
+            conn.ended = f"{conn.ended}, client closed" if conn.ended else "client closed"
+        except anyio.get_cancelled_exc_class():
             conn.ended = f"{conn.ended}, client closed" if conn.ended else "client closed"
             raise
         finally:
