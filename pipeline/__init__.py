@@ -9,7 +9,7 @@ from .pipeline import ParallelPipeline, Pipeline
 from .processor import DOWN, UP, Direction, FrameProcessor, ProcessorContext
 from .task import PipelineError, PipelineParams, PipelineRunner, PipelineTask
 from .tracing import Tracer
-from .turns import Turns
+from .turns import Turns, UserTurnGate
 
 __all__ = [
     *_frame_names,
@@ -31,6 +31,7 @@ __all__ = [
     "Tracer",
     "Turns",
     "UP",
+    "UserTurnGate",
     "VirtualClock",
     "now_ns",
     "use_clock",

@@ -7,6 +7,8 @@ them: whatever of a stale turn shows up later (a token, an audio chunk, a tool c
 
 from __future__ import annotations
 
+import anyio
+
 
 class Turns:
     __slots__ = ("current", "stale_upto")
@@ -28,3 +30,35 @@ class Turns:
     def is_stale(self, turn: int) -> bool:
         """Turn 0 (output not tied to a reply) is never stale after the fact, only flushed."""
         return 0 < turn <= self.stale_upto
+
+
+class UserTurnGate:
+    """Which replies wait for the user's turn to end: those begun while the user speaks.
+
+    A processor feeds it the `UserStartedSpeakingFrame` / `UserStoppedSpeakingFrame` it sees go
+    by. A reply begun in between was prepared at a pause (a preemptive user aggregator), and must
+    neither be heard nor cause side effects (tools) until the user's stop confirms it; if the user
+    goes on instead, an interruption voids it. Replies begun before the user started are not held.
+    """
+
+    __slots__ = ("_confirmed", "_held_from")
+
+    def __init__(self) -> None:
+        self._held_from: int | None = None
+        self._confirmed = anyio.Event()
+
+    def user_started(self, turns: Turns) -> None:
+        self._held_from = turns.current + 1
+        self._confirmed = anyio.Event()
+
+    def user_stopped(self) -> None:
+        self._held_from = None
+        self._confirmed.set()
+
+    def held(self, turn: int) -> bool:
+        return self._held_from is not None and turn >= self._held_from
+
+    async def wait_confirmed(self, turn: int) -> None:
+        """Return once `turn` is no longer held (at once if it is not)."""
+        while self.held(turn):
+            await self._confirmed.wait()

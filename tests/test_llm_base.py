@@ -24,7 +24,10 @@ from voxframe.pipeline import (
     PipelineTask,
     Tool,
     TTSSpeakFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
 )
+from voxframe.pipeline.clock import wait_all_tasks_blocked
 from voxframe.processors.llm import LLMService, ToolCall
 
 pytestmark = pytest.mark.anyio
@@ -170,6 +173,40 @@ async def test_no_tool_of_a_stale_turn_runs_and_the_stream_is_closed() -> None:
     assert llm.closed == 2
     assert [m["role"] for m in context.messages] == ["user"]  # no half-done tool exchange
     assert {f.turn for f in tail.of(LLMTextFrame)} == {turn2}
+
+
+@pytest.mark.parametrize("user", ["stops", "goes on"])
+async def test_tools_of_a_reply_begun_while_the_user_speaks_wait_for_the_users_stop(user: str) -> None:
+    ran: list[str] = []
+
+    async def clock(args: dict[str, Any]) -> str:
+        ran.append("get_time")
+        return "9:15"
+
+    context = LLMContext(messages=[{"role": "user", "content": "What time is it?"}])
+    context.tools = [Tool("get_time", "The time", {"type": "object"}, clock)]
+    llm = ScriptedLLM([ToolCall("call_1", "get_time", "{}")], ["It is 9:15."])
+    llm.stall = anyio.Event()
+    tail = Recorder("tail")
+    task = PipelineTask(Pipeline([llm, tail]), quiet_params())
+    async with running(task):
+        await task.queue_frame(UserStartedSpeakingFrame())
+        turn = task.turns.begin()  # prepared at the user's pause
+        await task.queue_frame(LLMContextFrame(context=context, turn=turn))
+        with anyio.fail_after(5):
+            await llm.stalled.wait()  # the model asked for the tool
+        llm.stall.set()
+        await wait_all_tasks_blocked()
+        assert ran == [] and tail.of(FunctionCallFrame) == []
+        if user == "stops":
+            await task.queue_frame(UserStoppedSpeakingFrame())
+            await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
+        else:
+            await task.queue_frame(InterruptionFrame(stale_upto=task.turns.interrupt()))
+            await tail.wait_for(lambda: bool(tail.of(InterruptionFrame)))
+            await task.queue_frame(UserStoppedSpeakingFrame())
+            await tail.wait_for(lambda: bool(tail.of(UserStoppedSpeakingFrame)))
+    assert ran == (["get_time"] if user == "stops" else [])
 
 
 async def test_a_broken_stream_is_apologised_for_reported_and_the_session_goes_on() -> None:

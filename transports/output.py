@@ -51,6 +51,7 @@ from voxframe.pipeline import (
     TTSStoppedFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
+    UserTurnGate,
 )
 
 from ._playout import AudioChunk, Playout
@@ -89,7 +90,7 @@ class OutputTransport(FrameProcessor):
         self.playout: Playout | None = None
         self.underruns = 0
         self._speaking: _Speaking | None = None
-        self._hold_from: int | None = None  # replies from this turn on wait for the user's stop
+        self._user_turn = UserTurnGate()  # replies prepared at a pause wait for the user's stop
         self._ended_turn: int | None = None
         self._ending = False
         self._pacer_started = False
@@ -132,19 +133,17 @@ class OutputTransport(FrameProcessor):
         elif isinstance(frame, CancelFrame):
             self._ending = True
         elif isinstance(frame, UserStartedSpeakingFrame) and direction is DOWN:
-            self._hold_from = self.turns.current + 1
+            self._user_turn.user_started(self.turns)
         elif isinstance(frame, UserStoppedSpeakingFrame) and direction is DOWN:
-            self._hold_from = None
+            self._user_turn.user_stopped()
             if self.playout:
                 self._wake_for_reply()
         await self.push(frame, direction)
 
     def _held(self) -> bool:
         """The next queued audio belongs to a reply the user's stop has not confirmed yet."""
-        if self._hold_from is None or self.playout is None:
-            return False
-        turn = self.playout.next_turn()
-        return turn is not None and turn >= self._hold_from
+        turn = self.playout.next_turn() if self.playout is not None else None
+        return turn is not None and self._user_turn.held(turn)
 
     def _queue_audio(self, frame: OutputAudioFrame) -> None:
         if self.playout is None:

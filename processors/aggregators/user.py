@@ -9,10 +9,10 @@ arrival; a pipeline without a VAD commits each final as it comes.
 
 Preemptive replies (`preemptive=True`, with a VAD that sends pauses): when the user pauses with
 every word final, the reply starts right away instead of at the VAD's stop, so the services'
-latency overlaps the stop's wait. The output transport holds the reply's audio until the stop
-confirms the turn. If the user goes on speaking, the reply is interrupted unheard, the context
-is rolled back to before its user message (with whatever the model's tools added), and those
-words open the turn again, to be answered with the rest.
+latency overlaps the stop's wait. The output transport holds the reply's audio, and the LLM its
+tool calls, until the stop confirms the turn. If the user goes on speaking, the reply is
+interrupted unheard, the context is rolled back to before its user message, and those words
+open the turn again, to be answered with the rest.
 """
 
 from __future__ import annotations

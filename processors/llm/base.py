@@ -6,7 +6,8 @@ rest of a reply for an `LLMContextFrame(turn=N)`:
 
 * emits `LLMResponseStartFrame`, an `LLMTextFrame(turn=N)` per delta, `LLMResponseEndFrame`;
   traces `llm_first_token` and sends a `ttfb` metric;
-* when the model asks for tools: unless turn N is stale by then, runs every handler at once in
+* when the model asks for tools: unless turn N is stale by then (and, for a reply prepared at
+  the user's pause, only once the user's stop has confirmed it), runs every handler at once in
   one task group (each bounded by `tool_timeout_s`), appends the assistant message holding the
   `tool_calls` and one `tool` message per result to the context, and runs the model again;
 * an interruption that voids turn N cancels the call (the worker's cancel scope); the subclass
@@ -40,6 +41,9 @@ from voxframe.pipeline import (
     LLMTextFrame,
     MetricsFrame,
     TTSSpeakFrame,
+    UserStartedSpeakingFrame,
+    UserStoppedSpeakingFrame,
+    UserTurnGate,
 )
 from voxframe.pipeline.clock import NS_PER_S
 
@@ -81,6 +85,7 @@ class LLMService(FrameProcessor):
     def __init__(self, options: LLMOptions | None = None, *, name: str | None = None) -> None:
         super().__init__(name=name)
         self.options = options or LLMOptions()
+        self._user_turn = UserTurnGate()
 
     async def stream_completion(self, context: LLMContext, turn: int) -> AsyncIterator[str | ToolCall]:
         """One model run on `context`: yield text deltas and completed tool calls."""
@@ -90,8 +95,12 @@ class LLMService(FrameProcessor):
     async def process(self, frame: Frame, direction: Direction) -> None:
         if isinstance(frame, LLMContextFrame) and direction is DOWN:
             await self._respond(frame.context, frame.turn)
-        else:
-            await self.push(frame, direction)
+            return
+        if isinstance(frame, UserStartedSpeakingFrame) and direction is DOWN:
+            self._user_turn.user_started(self.turns)
+        elif isinstance(frame, UserStoppedSpeakingFrame) and direction is DOWN:
+            self._user_turn.user_stopped()
+        await self.push(frame, direction)
 
     async def _respond(self, context: LLMContext, turn: int) -> None:
         reply = _Reply(turn=turn, started_ns=self.clock.now_ns())
@@ -101,6 +110,7 @@ class LLMService(FrameProcessor):
                 calls = await self._run_model(context, reply)
                 if not calls:
                     break
+                await self._user_turn.wait_confirmed(turn)  # a tool may act on the world
                 if self.turns.is_stale(turn):
                     return  # the worker's scope is cancelled too; never start a stale tool
                 await self._run_tools(context, reply, calls)

@@ -250,6 +250,8 @@ class WhisperSTTService(FrameProcessor):
             self._trim_to(self._timeline.samples - round(self.options.history_s * SAMPLE_RATE))
 
     def _pass_due(self) -> bool:
+        if not self._segment_open:
+            return False  # paused: nothing new to hear (and Whisper, given silence, invents words)
         now = self._timeline.samples
         if now - self._pass_from >= self.options.pass_interval_s * SAMPLE_RATE:
             return True
