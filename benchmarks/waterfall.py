@@ -20,6 +20,7 @@ from typing import Any
 POINTS: tuple[tuple[str, str], ...] = (
     ("mic_speech_end", "user stops speaking (mic)"),
     ("speech_end", "speech end reaches the bot"),
+    ("vad_pause", "VAD pause (reply prepared)"),
     ("vad_stop", "VAD stop"),
     ("stt_final", "STT final"),
     ("llm_first_token", "LLM first token"),
@@ -29,7 +30,18 @@ POINTS: tuple[tuple[str, str], ...] = (
     ("first_packet_out", "first packet out"),
     ("ear_first_audio", "first audio at the ear"),
 )
-STAGE_COLOURS = ("#c6dbef", "#9ecae1", "#6baed6", "#fd8d3c", "#fdd0a2", "#74c476", "#bcbddc", "#807dba", "#969696")
+STAGE_COLOURS = (
+    "#c6dbef",
+    "#deebf7",
+    "#9ecae1",
+    "#6baed6",
+    "#fd8d3c",
+    "#fdd0a2",
+    "#74c476",
+    "#bcbddc",
+    "#807dba",
+    "#969696",
+)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -54,8 +66,9 @@ def median_points(turns: Sequence[Mapping[str, Any]]) -> dict[str, float]:
 
 
 def stage_bars(medians: Mapping[str, float]) -> list[tuple[str, float, float]]:
-    """(label, start, length) of each known stage present, consecutive and never negative."""
-    present = [(key, label) for key, label in POINTS if key in medians]
+    """(label, start, length) of each known stage present, in the order they happened (a reply
+    prepared at the pause has its final and first token before or around the VAD stop)."""
+    present = sorted(((key, label) for key, label in POINTS if key in medians), key=lambda kl: medians[kl[0]])
     bars = []
     for (prev, _), (key, label) in itertools.pairwise(present):
         start = medians[prev]
