@@ -42,12 +42,14 @@ async def capital_of(args: dict[str, Any]) -> str:
 
 
 TOOLS = [
-    Tool("get_time", "The current local time.", {"type": "object", "properties": {}}, get_time),
+    # Read-only: they may run for a reply prepared at the user's pause, before the stop.
+    Tool("get_time", "The current local time.", {"type": "object", "properties": {}}, get_time, read_only=True),
     Tool(
         "capital_of",
         "The capital city of a country.",
         {"type": "object", "properties": {"country": {"type": "string"}}, "required": ["country"]},
         capital_of,
+        read_only=True,
     ),
 ]
 

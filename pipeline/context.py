@@ -21,6 +21,9 @@ class Tool:
     description: str
     parameters: dict[str, Any]
     handler: ToolHandler
+    #: It only looks something up: it may run for a reply prepared at the user's pause, before
+    #: the user's stop confirms it. Any other tool waits for the stop (it may act on the world).
+    read_only: bool = False
 
     def schema(self) -> dict[str, Any]:
         return {

@@ -175,6 +175,23 @@ async def test_no_tool_of_a_stale_turn_runs_and_the_stream_is_closed() -> None:
     assert {f.turn for f in tail.of(LLMTextFrame)} == {turn2}
 
 
+async def test_a_read_only_tool_of_a_reply_begun_while_the_user_speaks_runs_at_once() -> None:
+    async def clock(args: dict[str, Any]) -> str:
+        return "9:15"
+
+    context = LLMContext(messages=[{"role": "user", "content": "What time is it?"}])
+    context.tools = [Tool("get_time", "The time", {"type": "object"}, clock, read_only=True)]
+    llm = ScriptedLLM([ToolCall("call_1", "get_time", "{}")], ["It is 9:15."])
+    tail = Recorder("tail")
+    task = PipelineTask(Pipeline([llm, tail]), quiet_params())
+    async with running(task):
+        await task.queue_frame(UserStartedSpeakingFrame())
+        turn = task.turns.begin()  # prepared at the user's pause; the user has not stopped
+        await task.queue_frame(LLMContextFrame(context=context, turn=turn))
+        await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
+    assert [f.text for f in tail.of(LLMTextFrame)] == ["It is 9:15."]
+
+
 @pytest.mark.parametrize("user", ["stops", "goes on"])
 async def test_tools_of_a_reply_begun_while_the_user_speaks_wait_for_the_users_stop(user: str) -> None:
     ran: list[str] = []

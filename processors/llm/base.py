@@ -7,7 +7,8 @@ rest of a reply for an `LLMContextFrame(turn=N)`:
 * emits `LLMResponseStartFrame`, an `LLMTextFrame(turn=N)` per delta, `LLMResponseEndFrame`;
   traces `llm_first_token` and sends a `ttfb` metric;
 * when the model asks for tools: unless turn N is stale by then (and, for a reply prepared at
-  the user's pause, only once the user's stop has confirmed it), runs every handler at once in
+  the user's pause, only once the user's stop has confirmed it, unless every tool asked for is
+  `read_only`), runs every handler at once in
   one task group (each bounded by `tool_timeout_s`), appends the assistant message holding the
   `tool_calls` and one `tool` message per result to the context, and runs the model again;
 * an interruption that voids turn N cancels the call (the worker's cancel scope); the subclass
@@ -110,7 +111,8 @@ class LLMService(FrameProcessor):
                 calls = await self._run_model(context, reply)
                 if not calls:
                     break
-                await self._user_turn.wait_confirmed(turn)  # a tool may act on the world
+                if not all(t is None or t.read_only for t in map(context.tool, (c.name for c in calls))):
+                    await self._user_turn.wait_confirmed(turn)  # a tool may act on the world
                 if self.turns.is_stale(turn):
                     return  # the worker's scope is cancelled too; never start a stale tool
                 await self._run_tools(context, reply, calls)
