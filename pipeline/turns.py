@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import anyio
 
+from .frames import Frame, UserStartedSpeakingFrame, UserStoppedSpeakingFrame
+
 
 class Turns:
     __slots__ = ("current", "stale_upto")
@@ -35,10 +37,11 @@ class Turns:
 class UserTurnGate:
     """Which replies wait for the user's turn to end: those begun while the user speaks.
 
-    A processor feeds it the `UserStartedSpeakingFrame` / `UserStoppedSpeakingFrame` it sees go
-    by. A reply begun in between was prepared at a pause (a preemptive user aggregator), and must
-    neither be heard nor cause side effects (tools) until the user's stop confirms it; if the user
-    goes on instead, an interruption voids it. Replies begun before the user started are not held.
+    A processor after the VAD shows it every frame it sees go downstream (`observe`). A reply
+    begun between the user's start and stop was prepared at a pause (a preemptive user
+    aggregator): it must neither be heard nor cause side effects (tools) until the stop confirms
+    it; if the user goes on instead, an interruption voids it. Replies begun before the user
+    started are not held.
     """
 
     __slots__ = ("_confirmed", "_held_from")
@@ -47,13 +50,16 @@ class UserTurnGate:
         self._held_from: int | None = None
         self._confirmed = anyio.Event()
 
-    def user_started(self, turns: Turns) -> None:
-        self._held_from = turns.current + 1
-        self._confirmed = anyio.Event()
-
-    def user_stopped(self) -> None:
-        self._held_from = None
-        self._confirmed.set()
+    def observe(self, frame: Frame, turns: Turns) -> bool:
+        """Follow the user's turn; True when `frame` ends it (held replies may go on now)."""
+        if isinstance(frame, UserStartedSpeakingFrame):
+            self._held_from = turns.current + 1
+            self._confirmed = anyio.Event()
+        elif isinstance(frame, UserStoppedSpeakingFrame):
+            self._held_from = None
+            self._confirmed.set()
+            return True
+        return False
 
     def held(self, turn: int) -> bool:
         return self._held_from is not None and turn >= self._held_from

@@ -49,8 +49,6 @@ from voxframe.pipeline import (
     OutputAudioFrame,
     StartFrame,
     TTSStoppedFrame,
-    UserStartedSpeakingFrame,
-    UserStoppedSpeakingFrame,
     UserTurnGate,
 )
 
@@ -132,12 +130,8 @@ class OutputTransport(FrameProcessor):
             return
         elif isinstance(frame, CancelFrame):
             self._ending = True
-        elif isinstance(frame, UserStartedSpeakingFrame) and direction is DOWN:
-            self._user_turn.user_started(self.turns)
-        elif isinstance(frame, UserStoppedSpeakingFrame) and direction is DOWN:
-            self._user_turn.user_stopped()
-            if self.playout:
-                self._wake_for_reply()
+        elif direction is DOWN and self._user_turn.observe(frame, self.turns) and self.playout:
+            self._wake_for_reply()  # the user's stop releases a held reply
         await self.push(frame, direction)
 
     def _held(self) -> bool:

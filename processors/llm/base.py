@@ -42,8 +42,6 @@ from voxframe.pipeline import (
     LLMTextFrame,
     MetricsFrame,
     TTSSpeakFrame,
-    UserStartedSpeakingFrame,
-    UserStoppedSpeakingFrame,
     UserTurnGate,
 )
 from voxframe.pipeline.clock import NS_PER_S
@@ -97,10 +95,8 @@ class LLMService(FrameProcessor):
         if isinstance(frame, LLMContextFrame) and direction is DOWN:
             await self._respond(frame.context, frame.turn)
             return
-        if isinstance(frame, UserStartedSpeakingFrame) and direction is DOWN:
-            self._user_turn.user_started(self.turns)
-        elif isinstance(frame, UserStoppedSpeakingFrame) and direction is DOWN:
-            self._user_turn.user_stopped()
+        if direction is DOWN:
+            self._user_turn.observe(frame, self.turns)
         await self.push(frame, direction)
 
     async def _respond(self, context: LLMContext, turn: int) -> None:

@@ -216,9 +216,9 @@ class VADProcessor(FrameProcessor):
         elif isinstance(event, SpeechStopped):
             await self._user_stopped(self._clock_time(event.end_sample, now))
         elif isinstance(event, SpeechPaused):
-            speech_end_ns = self._clock_time(event.end_sample, now)
-            self.trace("speech_end", self._reply_turn(), t_ns=speech_end_ns, latest=True)
-            self.trace("vad_pause", self._reply_turn(), latest=True)
+            speech_end_ns, turn = self._clock_time(event.end_sample, now), self._reply_turn()
+            self.trace("speech_end", turn, t_ns=speech_end_ns, latest=True)
+            self.trace("vad_pause", turn, latest=True)
             await self.push(UserPausedSpeakingFrame(speech_end_ns=speech_end_ns), DOWN)
         elif isinstance(event, SpeechResumed):
             await self.push(UserResumedSpeakingFrame(), DOWN)
