@@ -20,6 +20,7 @@ from voxframe.pipeline import (
     LLMContextFrame,
     LLMResponseEndFrame,
     LLMTextFrame,
+    MetricsFrame,
     Pipeline,
     PipelineTask,
     Tool,
@@ -59,14 +60,18 @@ def user(text: str) -> LLMContext:
 async def test_a_streamed_reply_and_the_request_it_came_from() -> None:
     context = user("Hi")
     context.messages.insert(1, {"role": "assistant", "content": "Hello, I", "interrupted": True})
-    async with fake("Hello! How can I help today?") as f, llm_pipeline(f) as (task, _, tail):
+    options = {"temperature": 0.3, "max_completion_tokens": 60, "extra_body": {"top_k": 5}}
+    async with fake("Hello! How can I help today?") as f, llm_pipeline(f, **options) as (task, _, tail):
         await task.queue_frame(LLMContextFrame(context=context, turn=1))
         await tail.wait_for(lambda: ends(tail) == [1])
     assert text_of(tail, 1) == "Hello! How can I help today?"
     (body,) = f.requests
     assert body["model"] == "gpt-4o-mini" and body["stream"] is True
+    assert body["stream_options"] == {"include_usage": True}
     assert body["messages"][1] == {"role": "assistant", "content": "Hello, I"}  # our own keys stay home
-    assert "tools" not in body
+    assert (body["temperature"], body["max_completion_tokens"], body["top_k"]) == (0.3, 60, 5)
+    assert "tools" not in body and "extra_body" not in body
+    assert {"ttfb", "prompt_tokens", "completion_tokens"} <= {m.metric for m in tail.of(MetricsFrame)}
 
 
 async def test_parallel_tool_calls_run_together_then_the_model_answers_with_their_results() -> None:

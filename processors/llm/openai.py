@@ -1,10 +1,15 @@
 """OpenAI chat completions (and any compatible server: vLLM, llama.cpp, Ollama) via the official SDK.
 
 Streaming with parallel tool calls; the base `LLMService` runs the tools and the second model
-run. Retries and timeouts are set on purpose: the SDK's default (two retries honouring
-`retry-after`, ten-minute timeout) can leave a caller waiting far longer than a conversation
-allows. Here the SDK never retries; a rate limit gets one short retry of our own, anything else
-fails at once into the base's spoken apology.
+run. The request goes through the SDK's `post` (its auth, errors, timeouts, SSE decoding and typed
+chunks) with a body already in wire form: `chat.completions.create` first walks every message
+against the SDK's typed parameters, which costs about 0.15 ms per message, 7 ms on the path to
+the first token of a 50-message conversation.
+
+Retries and timeouts are set on purpose: the SDK's default (two retries honouring `retry-after`,
+ten-minute timeout) can leave a caller waiting far longer than a conversation allows. Here the
+SDK never retries; a rate limit gets one short retry of our own, anything else fails at once
+into the base's spoken apology.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import anyio
 import openai
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from voxframe.pipeline import LLMContext, MetricsFrame
 
@@ -89,21 +95,32 @@ class OpenAILLM(LLMService):
             call = calls[index]
             yield ToolCall(id=call["id"], name=call["name"], arguments=call["arguments"])
 
-    async def _create(self, context: LLMContext) -> openai.AsyncStream[Any]:
+    async def _create(self, context: LLMContext) -> openai.AsyncStream[ChatCompletionChunk]:
         """Open the stream; one short retry on a rate limit, none for anything else."""
         assert self._client is not None, "setup() has not run"
         request = self._request(context)
         try:
-            return await self._client.chat.completions.create(**request)
+            return await self._post(request)
         except openai.RateLimitError as exc:
             wait_s = min(_retry_after_s(exc), self.openai_options.rate_limit_retry_max_s)
             if self.openai_options.rate_limit_retry_max_s <= 0:
                 raise
             logger.info("%s: rate limited; one retry in %.2f s", self.name, wait_s)
             await anyio.sleep(wait_s)
-            return await self._client.chat.completions.create(**request)
+            return await self._post(request)
+
+    async def _post(self, request: dict[str, Any]) -> openai.AsyncStream[ChatCompletionChunk]:
+        assert self._client is not None, "setup() has not run"
+        return await self._client.post(
+            "/chat/completions",
+            body=request,
+            cast_to=ChatCompletion,
+            stream=True,
+            stream_cls=openai.AsyncStream[ChatCompletionChunk],
+        )
 
     def _request(self, context: LLMContext) -> dict[str, Any]:
+        """The request body as it goes on the wire."""
         opts = self.openai_options
         request: dict[str, Any] = {
             "model": opts.model,
@@ -118,9 +135,7 @@ class OpenAILLM(LLMService):
             request["temperature"] = opts.temperature
         if opts.max_completion_tokens is not None:
             request["max_completion_tokens"] = opts.max_completion_tokens
-        if opts.extra_body:
-            request["extra_body"] = opts.extra_body
-        return request
+        return request | opts.extra_body
 
     async def _report_usage(self, usage: Any) -> None:
         for metric in ("prompt_tokens", "completion_tokens"):
