@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import signal
-import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,7 +205,7 @@ def print_table(results: Sequence[StackResult]) -> None:
 
 def figures_line(results: dict[str, StackResult]) -> str:
     def p50(values: list[float]) -> float | None:
-        return statistics.median(values) if values else None
+        return waterfall.percentile(values, 50) if values else None
 
     cloud, local, peer = results.get("cloud"), results.get("embedded"), results.get("pipecat")
     cloud_p50 = p50(cloud.m2e()) if cloud else None

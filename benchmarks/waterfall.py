@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 #: The stages of a reply, in the order they happen, with the label a reader sees.
 POINTS: tuple[tuple[str, str], ...] = (
     ("mic_speech_end", "user stops speaking (mic)"),
@@ -45,10 +47,9 @@ STAGE_COLOURS = (
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
+    """Percentile (q in 0..100) of a non-empty sequence, interpolated between ranks as numpy's
+    default: p50 is the median, the same figure the last line reports."""
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
 def relative_points(points_ns: Mapping[str, int], origin_ns: int) -> dict[str, float]:

@@ -66,7 +66,7 @@ def detect(analyzer: VADAnalyzer, signal: np.ndarray, params: VADParams) -> list
     analyzer.reset(RATE)
     size = analyzer.window_samples(RATE)
     count = len(signal) // size
-    windows = score_windows(analyzer, signal[: count * size].reshape(count, size), 0, params.min_volume_dbfs)
+    windows = score_windows(analyzer, signal[: count * size].reshape(count, size), 0, params.edge_dbfs)
     machine = SpeechStateMachine(params, RATE)
     return [event for w in windows if (event := machine.feed(w)) is not None]
 

@@ -76,6 +76,21 @@ def test_speech_stops_after_stop_s_of_silence_dated_at_the_end_of_the_last_loud_
     assert events == [(0, SpeechStarted(0)), (stop_index, SpeechStopped(end))]
 
 
+def test_a_faint_tail_the_model_still_calls_speech_is_where_the_silence_starts() -> None:
+    machine = SpeechStateMachine(VADParams(start_s=0.0, stop_s=0.5, min_volume_dbfs=-45, edge_dbfs=-40), RATE)
+    speech = [window(i, 0.9) for i in range(10)]
+    tail = [window(i, 0.9, dbfs=-43, loud=None) for i in range(10, 13)]  # no 4 ms block reaches -40
+    quiet = [window(i, 0.0, -90, None) for i in range(13, 40)]
+    events = run(machine, [*speech, *tail, *quiet])
+    stop_index = next(i for i in range(10, 40) if (i + 1) * W - 10 * W >= 8000)
+    assert events == [(0, SpeechStarted(0)), (stop_index, SpeechStopped(10 * W))]
+
+
+def test_edges_cannot_be_quieter_than_speech() -> None:
+    with pytest.raises(ValueError, match="edge_dbfs"):
+        VADParams(min_volume_dbfs=-40, edge_dbfs=-45)
+
+
 def test_hysteresis_keeps_a_soft_syllable_in_the_speech() -> None:
     params = VADParams(confidence=0.5, start_s=0.0, stop_s=0.1)  # stop_confidence 0.35
     machine = SpeechStateMachine(params, RATE)

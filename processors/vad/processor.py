@@ -205,7 +205,7 @@ class VADProcessor(FrameProcessor):
                 await self._on_speech_event(event)
 
     def _score(self, windows: np.ndarray, first_sample: int) -> list[ScoredWindow]:
-        return score_windows(self.analyzer, windows, first_sample, self.options.params.min_volume_dbfs)
+        return score_windows(self.analyzer, windows, first_sample, self.options.params.edge_dbfs)
 
     # --- turn-taking --------------------------------------------------------------------------
 

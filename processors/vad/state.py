@@ -7,16 +7,17 @@ turns them into clock times.
 *Whether* the user speaks is the model's call: a window is speech when its confidence reaches
 `confidence` and its level reaches `min_volume_dbfs`; once speaking (or about to), a window
 stays speech down to the lower `stop_confidence` (hysteresis, so a soft syllable does not start
-the stop timer). Speaking starts once the speech has lasted `start_s` (a click or a cough
-shorter than that never counts; gaps under `start_gap_s` do not break it) and stops once
-silence has lasted `stop_s`. With `pause_s` set, a silence of that length first *pauses* the
-speech (once per silence) and speech before the stop *resumes* it: a pause is the moment to
-finalize the words so far and prepare a reply that the stop may confirm.
+the stop timer) as long as one of its 4 ms blocks reaches `edge_dbfs`. Speaking starts once the
+speech has lasted `start_s` (a click or a cough shorter than that never counts; gaps under
+`start_gap_s` do not break it) and stops once silence has lasted `stop_s`. With `pause_s` set, a
+silence of that length first *pauses* the speech (once per silence) and speech before the stop
+*resumes* it: a pause is the moment to finalize the words so far and prepare a reply that the
+stop may confirm.
 
-*Where* the speech begins and ends is refined with the level of 4 ms blocks: the model scores
-32 ms windows and reacts a little late to quiet onsets, so the start is moved back over the
-loud blocks that lead without a break into the first speech window, and the end is the last
-loud block of the last speech window.
+*Where* the speech begins and ends is refined with the level of 4 ms blocks (`edge_dbfs`): the
+model scores 32 ms windows and reacts a little late to quiet onsets, so the start is moved back
+over the loud blocks that lead without a break into the first speech window, and the end is the
+last loud block of the last speech window.
 """
 
 from __future__ import annotations
@@ -37,7 +38,13 @@ class VADParams:
     pause_s: float | None = None
     #: A gap in the speech shorter than this does not restart the `start_s` count.
     start_gap_s: float = 0.2
+    #: A window quieter than this (RMS, dBFS) is not speech, whatever the model says.
     min_volume_dbfs: float = -45.0
+    #: Level of the 4 ms blocks that place the speech's start and end. -40 is where the WebRTC
+    #: client's ear (its onset detector) and its microphone's speech end draw the line too: the
+    #: silence the stop waits for starts where a listener would say the speech ended, not at the
+    #: faint tail below that (up to 30 ms of it after some words).
+    edge_dbfs: float = -40.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.confidence <= 1.0:
@@ -46,6 +53,10 @@ class VADParams:
             raise ValueError(f"start_s must be >= 0 and stop_s > 0, got {self.start_s}, {self.stop_s}")
         if self.pause_s is not None and not 0.0 < self.pause_s < self.stop_s:
             raise ValueError(f"pause_s must be in (0, stop_s={self.stop_s}), got {self.pause_s}")
+        if self.edge_dbfs < self.min_volume_dbfs:
+            # Quiet-by-level audio past the scored windows may end a silence only if it cannot hold
+            # an edge either (see VADProcessor): edges must be at least as loud as speech windows.
+            raise ValueError(f"edge_dbfs must be >= min_volume_dbfs, got {self.edge_dbfs} < {self.min_volume_dbfs}")
 
     @property
     def effective_stop_confidence(self) -> float:
@@ -138,7 +149,9 @@ class SpeechStateMachine:
                 self._speech_samples = 0
                 return self._count_start(w)
             return None
-        is_speech = loud and w.confidence >= self._stop_confidence
+        # Speech goes on only through a window with a block at the edge level: a faint tail the
+        # model still scores as speech is where the silence starts, not where the speech ends.
+        is_speech = loud and w.confidence >= self._stop_confidence and w.last_loud is not None
         if state is VADState.STARTING:
             if is_speech:
                 return self._count_start(w)
