@@ -3,7 +3,8 @@
 Per context: inputs are concatenated verbatim (a word split across inputs waits for its end),
 each input is "spoken" at `chars_per_second` as audible tone bursts in the asked encoding and
 sample rate, cut into `chunk_s` chunks paced by an audio clock `realtime_factor` times faster
-than playback, after `ttfa` for the context's first audio. Word timestamps (seconds from the
+than playback, `ttfa` after the context's first text arrived (the fake's own work of making the
+audio is inside that time, not added to it, as a service's is). Word timestamps (seconds from the
 context's start) come just before the audio they describe. `continue: false` ends a context
 with `done`; `cancel` stops it at once; more than `max_contexts` generating at once is refused
 with a 429 `concurrency_limited` error, as the service does.
@@ -51,6 +52,16 @@ class _Context:
     position_s: float = 0.0
     done: bool = False
     cancel_scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
+
+@dataclass(slots=True)
+class _Speech:
+    """One input's audio, made before it is due."""
+
+    words: list[str]
+    spans: list[tuple[float, float]]
+    duration_s: float
+    data: bytes
 
 
 class CartesiaFake(FakeServer):
@@ -112,7 +123,7 @@ class _Session(WebSocketSession):
         elif context.done:
             await self._error(context_id, 400, "context_closed", "this context has ended")
             return
-        context.inputs_in.send_nowait(payload.get("transcript", ""))
+        context.inputs_in.send_nowait((payload.get("transcript", ""), time.monotonic()))
         self.cartesia.contexts[context.id]["texts"].append(payload.get("transcript", ""))
         if not payload.get("continue", False):
             context.last_input = True
@@ -129,7 +140,7 @@ class _Session(WebSocketSession):
         if active >= self.options.max_contexts:
             await self._error(context_id, 429, "concurrency_limited", "Too many concurrent generations.")
             return None
-        send, receive = anyio.create_memory_object_stream[str](math.inf)
+        send, receive = anyio.create_memory_object_stream[tuple[str, float]](math.inf)
         context = _Context(
             id=context_id,
             encoding=fmt["encoding"],
@@ -158,7 +169,7 @@ class _Session(WebSocketSession):
         with context.cancel_scope, context.inputs_out:
             first = True
             clock_start = 0.0
-            async for text in context.inputs_out:
+            async for text, arrived in context.inputs_out:
                 spoken = context.carry + text
                 context.carry = ""
                 if not context.last_input and not spoken.endswith((" ", "\n")) and " " in spoken:
@@ -166,25 +177,30 @@ class _Session(WebSocketSession):
                     spoken += " "
                 if not spoken.strip():
                     continue
+                audio = self._render(context, spoken)
                 if first:
                     first = False
-                    await anyio.sleep(self.options.ttfa.sample(self.cartesia.rng))
-                    clock_start = time.monotonic()
-                await self._speak(context, spoken, clock_start)
+                    clock_start = arrived + self.options.ttfa.sample(self.cartesia.rng)
+                    await anyio.sleep(max(0.0, clock_start - time.monotonic()))
+                await self._speak(context, audio, clock_start)
             if context.carry.strip():
-                await self._speak(context, context.carry, clock_start or time.monotonic())
+                await self._speak(context, self._render(context, context.carry), clock_start or time.monotonic())
             context.done = True
             self.cartesia.contexts[context.id]["done"] = True
             await self.send_json({"type": "done", "done": True, "status_code": 200, "context_id": context.id})
 
-    async def _speak(self, context: _Context, text: str, clock_start: float) -> None:
+    def _render(self, context: _Context, text: str) -> _Speech:
         words, spans, t = text.split(), [], 0.0
         for word in words:
             length = (len(word) + 1) / self.options.chars_per_second
             spans.append((t + 0.01, t + length - 0.02))
             t += length
+        data = encode(speech_like(spans, t, context.sample_rate), context.encoding)
+        return _Speech(words, spans, t, data)
+
+    async def _speak(self, context: _Context, speech: _Speech, clock_start: float) -> None:
+        words, spans, t, data = speech.words, speech.spans, speech.duration_s, speech.data
         rate = context.sample_rate
-        data = encode(speech_like(spans, t, rate), context.encoding)
         width = SAMPLE_BYTES[context.encoding]
         chunk_bytes = max(width, round(self.options.chunk_s * rate) * width)
         pending_words = list(zip(words, spans, strict=True))

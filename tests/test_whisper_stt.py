@@ -27,7 +27,7 @@ from voxframe.pipeline import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from voxframe.processors.stt.whisper import WhisperEngine, WhisperOptions, WhisperSTTService, load_whisper
+from voxframe.processors.stt.whisper import Transcript, WhisperEngine, WhisperOptions, WhisperSTTService, load_whisper
 from voxframe.processors.vad import VADOptions, VADParams, VADProcessor
 from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport
 
@@ -122,3 +122,43 @@ async def test_a_pause_finalises_the_words_so_far_and_the_words_after_it_come_as
         normalise_words(second),
         normalise_words(third),
     ]
+
+
+class PassRecordingWhisper(WhisperSTTService):
+    """Whisper that notes the stream range of every pass it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges: list[tuple[int, int]] = []
+
+    async def _run_pass(self, start: int, end: int) -> Transcript:
+        transcript = await super()._run_pass(start, end)
+        self.ranges.append((transcript.start, transcript.end))
+        return transcript
+
+
+@pytest.mark.anyio
+async def test_no_pass_runs_over_the_silence_of_a_pause() -> None:
+    # A long pause (1.3 s between the pause and the stop) is longer than the pass interval and
+    # the quiet rule: passes then would be over silence only, where Whisper invents words.
+    (a, b), spoken = speech_bounds(speak("What time is it?")), speak("What time is it?")
+    audio = np.concatenate([silence(0.3), spoken[a:b], silence(2.0), speak("Thanks."), silence(2.0)])
+    t0 = time.monotonic_ns() - len(audio) * NS_PER_S // RATE
+    frames = frames_of(audio, t0)
+    paused_by = (round(0.3 * RATE) + (b - a) + round(0.3 * RATE)) // frames[0].num_samples
+    below, stt = Recorder(), PassRecordingWhisper()
+    vad = VADProcessor(VADOptions(params=VADParams(stop_s=1.5, pause_s=0.2)))
+    async with running([vad, stt, below]) as task:
+        for frame in frames[:paused_by]:
+            await task.queue_frame(frame)
+        await below.wait_for(lambda: below.of(TranscriptionFrame))  # the pause's final: paused now
+        for frame in frames[paused_by:]:  # the rest of the pause's silence reaches a paused STT
+            await task.queue_frame(frame)
+        await below.wait_for(
+            lambda: len(below.of(UserStoppedSpeakingFrame)) == 2 and len(below.of(TranscriptionFrame)) == 2
+        )
+    assert len(below.of(UserPausedSpeakingFrame)) == 2 and not below.of(UserResumedSpeakingFrame)
+    assert [normalise_words(f.text) for f in below.of(TranscriptionFrame)] == [["what", "time", "is", "it"], ["thanks"]]
+    assert stt.ranges
+    for start, end in stt.ranges:  # every pass hears speech (peaks above -40 dBFS); the silence is zeros
+        assert np.abs(audio[start:end]).max(initial=0) > 328, f"a pass over silence only: samples {start}..{end}"
