@@ -97,7 +97,6 @@ class OpenAILLM(LLMService):
 
     async def _create(self, context: LLMContext) -> openai.AsyncStream[ChatCompletionChunk]:
         """Open the stream; one short retry on a rate limit, none for anything else."""
-        assert self._client is not None, "setup() has not run"
         request = self._request(context)
         try:
             return await self._post(request)

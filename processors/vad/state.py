@@ -159,7 +159,8 @@ class SpeechStateMachine:
                 self.state = VADState.QUIET
             return None
         if is_speech:
-            self._speech_end = w.end if w.last_loud is None else w.last_loud
+            assert w.last_loud is not None  # is_speech needs a block at the edge level
+            self._speech_end = w.last_loud
             self.state = VADState.SPEAKING
             if self._paused:
                 self._paused = False
