@@ -219,3 +219,47 @@ async def test_a_pause_is_announced_and_speech_after_it_resumes_the_same_user_tu
     # The turn's trace keeps the pause that ended the speech, not the one the user spoke through.
     points = task.tracer.turn(1)
     assert points["speech_end"] == stopped.speech_end_ns < points["vad_pause"] <= points["vad_stop"]
+
+
+PAUSING = VADParams(start_s=0.2, stop_s=0.4, pause_s=0.2)
+
+
+async def test_a_pause_is_decided_on_the_clock_when_its_last_sample_is_due_not_when_its_frame_arrives() -> None:
+    h = Harness(params=PAUSING)  # pause_lead_s: one 20 ms frame
+    async with running(h.processors(), h.clock) as task:
+        # The speech ends at 500 ms, so the pause is due at 700 ms; the audio stops 20 ms short.
+        await h.feed(task, np.concatenate([tone(0.5), silence(0.18)]))
+        await h.clock.advance(20 * MS - 1)
+        await wait_all_tasks_blocked()
+        assert h.below.of(UserPausedSpeakingFrame) == []
+        await h.clock.advance(1)
+        await h.below.wait_for(lambda: h.below.of(UserPausedSpeakingFrame))
+        assert h.below.times(UserPausedSpeakingFrame) == [700 * MS]
+        # The frame that completes the silence holds speech: the pause was a guess, and it resumes.
+        await h.feed(task, np.concatenate([tone(0.3), silence(0.45)]))
+        await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
+    kinds = [type(s.frame).__name__ for s in h.below.seen if s.direction is DOWN and "User" in type(s.frame).__name__]
+    paused, resumed, stopped = "UserPausedSpeakingFrame", "UserResumedSpeakingFrame", "UserStoppedSpeakingFrame"
+    assert kinds[1:] == [paused, resumed, paused, stopped]
+    (stopped,) = h.below.of(UserStoppedSpeakingFrame)
+    assert abs(stopped.speech_end_ns - 1000 * MS) <= 20 * MS
+
+
+@pytest.mark.parametrize("why", ["pause_lead_s is 0", "the audio is too far short", "audio since the speech is loud"])
+async def test_a_pause_waits_for_its_audio_when_the_clock_may_not_decide_it(why: str) -> None:
+    lead_s = 0.0 if why == "pause_lead_s is 0" else 0.02
+    h = Harness(params=PAUSING, pause_lead_s=lead_s, windows_per_hop=1)  # so every window fed is scored
+    # Murmur: loud for the window gate (-45 dBFS) but not speech for the analyzer (-30 dBFS).
+    murmur = np.round(10 ** (-38 / 20) * 32767 * np.sqrt(2) * np.sin(np.arange(320) / 5)).astype(np.int16)
+    gap = silence(0.16) if why == "the audio is too far short" else silence(0.18)
+    tail = np.concatenate([silence(0.16), murmur]) if why == "audio since the speech is loud" else gap
+    async with running(h.processors(), h.clock) as task:
+        await h.feed(task, np.concatenate([tone(0.5), tail]))
+        await h.clock.advance(100 * MS)  # long past the pause's due time (700 ms)
+        await wait_all_tasks_blocked()
+        assert h.below.of(UserPausedSpeakingFrame) == []
+        for frame in frames_of(silence(0.04), h.clock.now_ns() - 40 * MS):  # the missing audio, late
+            await task.queue_frame(frame)
+        await h.below.wait_for(lambda: h.below.of(UserPausedSpeakingFrame))
+    (paused,) = h.below.of(UserPausedSpeakingFrame)
+    assert abs(paused.speech_end_ns - 500 * MS) <= 20 * MS

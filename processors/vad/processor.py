@@ -6,7 +6,8 @@ hop costs more than scoring a Silero window). The state machine turns scores int
 `UserStartedSpeakingFrame` / `UserStoppedSpeakingFrame(speech_end_ns=...)`, sent both ways;
 `speech_end_ns` is the clock time the last speech sample arrived, not the time of the decision.
 A stop (or pause) is decided on the sample where the silence reaches its length, as soon as the
-audio up to it has arrived and is quiet by level, not at the end of the window holding it. With
+audio up to it has arrived and is quiet by level, not at the end of the window holding it; a
+pause may be decided on the clock when that sample is due, up to a frame before it arrives. With
 `VADParams.pause_s` set, a shorter silence first sends `UserPausedSpeakingFrame` (the STT
 finalizes, a preemptive user aggregator prepares the reply) and speech before the stop sends
 `UserResumedSpeakingFrame`, both downstream.
@@ -71,8 +72,16 @@ class VADOptions:
     false_interruption: Literal["reanswer", "resume", "ignore"] = "reanswer"
     #: How long after the speech ends a new reply must have begun for the speech to count as words.
     false_interruption_s: float = 1.0
+    #: A pause may be decided on the clock, when the sample that completes its silence is due,
+    #: if that sample is at most this far past the audio received and all of the audio since the
+    #: speech is quiet: otherwise the frame holding it arrives up to a frame later. A pause is a
+    #: guess the stop confirms, so one the user speaks on through costs only a reply nobody hears.
+    #: 0: wait for the audio.
+    pause_lead_s: float = 0.02
 
     def __post_init__(self) -> None:
+        if self.pause_lead_s < 0:
+            raise ValueError(f"pause_lead_s must be >= 0, got {self.pause_lead_s}")
         if self.windows_per_hop < 1:
             raise ValueError(f"windows_per_hop must be >= 1, got {self.windows_per_hop}")
         if self.false_interruption not in ("reanswer", "resume", "ignore"):
@@ -103,6 +112,7 @@ class VADProcessor(FrameProcessor):
         self._turn_at_start = 0  # the latest turn when the user's speech started
         self._recheck = anyio.CancelScope()
         self._bad_input_reported = False
+        self._loud_before_pause = -1  # pause deadline the clock may not decide: loud audio precedes it
 
     async def setup(self) -> None:
         await anyio.to_thread.run_sync(self.analyzer.load)
@@ -138,6 +148,7 @@ class VADProcessor(FrameProcessor):
         self._timeline = AudioTimeline(rate)
         self._unscored.clear()
         self._position = self._acted_upto = 0
+        self._loud_before_pause = -1
 
     async def _take_audio(self, frame: InputAudioFrame) -> None:
         if self._machine is None or frame.sample_rate != self._rate or frame.num_channels != 1:
@@ -150,13 +161,32 @@ class VADProcessor(FrameProcessor):
             return
         self._timeline.append(frame.num_samples, frame.created_ns)
         self._unscored += frame.audio
-        if len(self._unscored) >= 2 * self._window * self.options.windows_per_hop or self._deadline_arrived():
+        if (
+            len(self._unscored) >= 2 * self._window * self.options.windows_per_hop
+            or self._deadline_arrived()
+            or self._pause_due_ns() is not None  # the loop sets its timer for the pause
+        ):
             self._ready.set()
 
     def _deadline_arrived(self) -> bool:
         """The audio that decides a pause or stop has arrived, short of a whole window."""
         deadline = self._machine.next_deadline() if self._machine is not None else None
         return deadline is not None and self._position <= deadline <= self._position + len(self._unscored) // 2
+
+    def _pause_due_ns(self) -> int | None:
+        """When the sample completing a pause's silence is due, if it is near enough (at most
+        `pause_lead_s` past the audio received) to decide the pause on the clock."""
+        machine = self._machine
+        if machine is None or not machine.pause_pending():
+            return None
+        deadline = machine.next_deadline()
+        assert deadline is not None
+        if deadline == self._loud_before_pause:
+            return None
+        unseen = deadline - self._timeline.samples
+        if not 0 < unseen <= round(self.options.pause_lead_s * self._rate):
+            return None
+        return self._timeline.time_of(deadline)
 
     async def wait_scored(self, samples: int) -> None:
         """Wait until the first `samples` of the input have been scored and acted upon."""
@@ -167,11 +197,12 @@ class VADProcessor(FrameProcessor):
 
     async def _score_loop(self) -> None:
         while True:
-            await self._ready.wait()
+            await self._wait_for_work()
             self._ready = anyio.Event()  # audio arriving while we score sets the new event
             if self._machine is None:
                 continue
             await self._decide_at_deadline()  # before the model: it need not see quiet audio
+            await self._pause_on_clock()
             count = len(self._unscored) // (2 * self._window)
             if not count:
                 continue
@@ -189,6 +220,39 @@ class VADProcessor(FrameProcessor):
             self._acted_upto = self._position
             self._scored.set()
             self._scored = anyio.Event()
+
+    async def _wait_for_work(self) -> None:
+        """Until audio is ready to score or act on, or a pause is due on the clock."""
+        due_ns = self._pause_due_ns()
+        if due_ns is None:
+            await self._ready.wait()
+            return
+        async with anyio.create_task_group() as race:
+
+            async def until_ready() -> None:
+                await self._ready.wait()
+                race.cancel_scope.cancel()
+
+            race.start_soon(until_ready)
+            await self.clock.sleep_until(due_ns)
+            race.cancel_scope.cancel()
+
+    async def _pause_on_clock(self) -> None:
+        """Pause when the silence's last sample is due, short of the frame that holds it: the audio
+        received since the scored windows is quiet by level, so none of it could be speech."""
+        due_ns = self._pause_due_ns()
+        if due_ns is None or self.clock.now_ns() < due_ns:
+            return
+        assert self._machine is not None
+        deadline = self._machine.next_deadline()
+        assert deadline is not None
+        received = np.frombuffer(bytes(self._unscored), np.int16)
+        if not all_quiet(received, self.options.params.min_volume_dbfs, self._window):
+            self._loud_before_pause = deadline  # the model decides it, once the audio is scored
+            return
+        event = self._machine.quiet_until(deadline)
+        if event is not None:
+            await self._on_speech_event(event)
 
     async def _decide_at_deadline(self) -> None:
         """Pause or stop on the very sample the silence reaches its length, not at the end of the

@@ -188,6 +188,10 @@ class SpeechStateMachine:
         pause = self._pause_samples
         return self._speech_end + (pause if pause is not None and not self._paused else self._stop_samples)
 
+    def pause_pending(self) -> bool:
+        """Speaking, and the current silence (if any) has not paused the speech yet."""
+        return self.speaking and self._pause_samples is not None and not self._paused
+
     def quiet_until(self, sample: int) -> SpeechEvent | None:
         """The audio up to `sample`, past the scored windows, is quiet by level (so no window of it
         could be speech): apply the silence rules at `sample` instead of at the end of its window."""
