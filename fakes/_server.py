@@ -82,6 +82,11 @@ class Fault:
         )
 
 
+def _peer(request: web.Request) -> str:
+    peername = request.transport.get_extra_info("peername") if request.transport is not None else None
+    return f"{peername[0]}:{peername[1]}" if peername else ""
+
+
 @dataclass(slots=True, eq=False)
 class Connection:
     """The log of one connection or request: what came in, what went out, how it ended."""
@@ -90,6 +95,8 @@ class Connection:
     path: str
     query: dict[str, str]
     headers: dict[str, str]
+    #: The client's "host:port": requests with the same one came over one kept-alive connection.
+    peer: str = ""
     started: float = field(default_factory=time.monotonic)
     status: int = 101
     received: list[Any] = field(default_factory=list)
@@ -164,6 +171,7 @@ class FakeServer:
             path=request.path,
             query=dict(request.query),
             headers={k.lower(): v for k, v in request.headers.items()},
+            peer=_peer(request),
         )
         conn.fault = self.faults.pop(0) if self.faults else None
         self.connections.append(conn)

@@ -74,6 +74,19 @@ async def test_a_streamed_reply_and_the_request_it_came_from() -> None:
     assert {"ttfb", "prompt_tokens", "completion_tokens"} <= {m.metric for m in tail.of(MetricsFrame)}
 
 
+@pytest.mark.parametrize("keepalive_s", [0.05, 120.0])
+async def test_the_next_turn_reuses_the_connection_while_it_is_kept_alive(keepalive_s: float) -> None:
+    async with fake("One.", "Two.") as f, llm_pipeline(f, keepalive_s=keepalive_s) as (task, _, tail):
+        await task.queue_frame(LLMContextFrame(context=user("Hi"), turn=1))
+        await tail.wait_for(lambda: ends(tail) == [1])
+        await anyio.sleep(0.3)  # the user's turn: the connection idles
+        await task.queue_frame(LLMContextFrame(context=user("Again"), turn=2))
+        await tail.wait_for(lambda: ends(tail) == [1, 2])
+    first, second = (c.peer for c in f.connections)
+    assert first and second
+    assert (first == second) is (keepalive_s > 0.3)
+
+
 async def test_parallel_tool_calls_run_together_then_the_model_answers_with_their_results() -> None:
     both_running = anyio.Event()
     cities: list[str] = []

@@ -9,7 +9,9 @@ the first token of a 50-message conversation.
 Retries and timeouts are set on purpose: the SDK's default (two retries honouring `retry-after`,
 ten-minute timeout) can leave a caller waiting far longer than a conversation allows. Here the
 SDK never retries; a rate limit gets one short retry of our own, anything else fails at once
-into the base's spoken apology.
+into the base's spoken apology. Idle connections are kept for `keepalive_s` (the SDK's 5 s is
+shorter than the gap between a conversation's turns, so each reply would pay a new connection:
+a TCP and TLS handshake to a real service).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class OpenAIOptions:
     read_timeout_s: float = 15.0
     #: A 429 is retried once after min(retry-after, this); 0 disables the retry.
     rate_limit_retry_max_s: float = 1.0
+    #: How long an idle connection is kept for the next turn's request.
+    keepalive_s: float = 120.0
     temperature: float | None = None
     max_completion_tokens: int | None = None
     #: Passed as is to the request body (server-specific options).
@@ -66,6 +70,7 @@ class OpenAILLM(LLMService):
             base_url=opts.base_url or os.environ.get("OPENAI_BASE_URL") or None,
             max_retries=0,
             timeout=openai.Timeout(opts.read_timeout_s, connect=opts.connect_timeout_s),
+            http_client=openai.DefaultAsyncHttpxClient(limits=_limits(opts.keepalive_s)),
         )
 
     async def cleanup(self) -> None:
@@ -141,6 +146,17 @@ class OpenAILLM(LLMService):
             value = getattr(usage, metric, None)
             if value is not None:
                 await self.push(MetricsFrame(processor=self.name, metric=metric, value=float(value)))
+
+
+def _limits(keepalive_s: float) -> Any:
+    """The SDK's connection limits with our keep-alive (built from its own HTTP library's type,
+    which differs between SDK versions)."""
+    default = openai.DEFAULT_CONNECTION_LIMITS
+    return type(default)(
+        max_connections=default.max_connections,
+        max_keepalive_connections=default.max_keepalive_connections,
+        keepalive_expiry=keepalive_s,
+    )
 
 
 def _retry_after_s(exc: openai.RateLimitError) -> float:
