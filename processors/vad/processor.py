@@ -112,7 +112,6 @@ class VADProcessor(FrameProcessor):
         self._turn_at_start = 0  # the latest turn when the user's speech started
         self._recheck = anyio.CancelScope()
         self._bad_input_reported = False
-        self._loud_before_pause = -1  # pause deadline the clock may not decide: loud audio precedes it
 
     async def setup(self) -> None:
         await anyio.to_thread.run_sync(self.analyzer.load)
@@ -148,7 +147,6 @@ class VADProcessor(FrameProcessor):
         self._timeline = AudioTimeline(rate)
         self._unscored.clear()
         self._position = self._acted_upto = 0
-        self._loud_before_pause = -1
 
     async def _take_audio(self, frame: InputAudioFrame) -> None:
         if self._machine is None or frame.sample_rate != self._rate or frame.num_channels != 1:
@@ -174,19 +172,31 @@ class VADProcessor(FrameProcessor):
         return deadline is not None and self._position <= deadline <= self._position + len(self._unscored) // 2
 
     def _pause_due_ns(self) -> int | None:
-        """When the sample completing a pause's silence is due, if it is near enough (at most
-        `pause_lead_s` past the audio received) to decide the pause on the clock."""
+        """When the sample completing a pause's silence is due, if the clock may decide the pause:
+        that sample is at most `pause_lead_s` past the audio received, and the audio received
+        since the scored windows is quiet by level (loud audio waits for the model)."""
         machine = self._machine
         if machine is None or not machine.pause_pending():
             return None
         deadline = machine.next_deadline()
         assert deadline is not None
-        if deadline == self._loud_before_pause:
-            return None
         unseen = deadline - self._timeline.samples
-        if not 0 < unseen <= round(self.options.pause_lead_s * self._rate):
+        if not 0 < unseen <= round(self.options.pause_lead_s * self._rate) or not self._quiet_before(deadline):
             return None
         return self._timeline.time_of(deadline)
+
+    def _quiet_before(self, sample: int) -> bool:
+        """The unscored audio before stream position `sample` is quiet by level: no window of it
+        could be speech, so the model need not see it."""
+        part = np.frombuffer(bytes(self._unscored[: 2 * (sample - self._position)]), np.int16)
+        return all_quiet(part, self.options.params.min_volume_dbfs, self._window)
+
+    async def _silent_until(self, deadline: int) -> None:
+        """Apply the silence rules at `deadline`, the audio before it being quiet."""
+        assert self._machine is not None
+        event = self._machine.quiet_until(deadline)
+        if event is not None:
+            await self._on_speech_event(event)
 
     async def wait_scored(self, samples: int) -> None:
         """Wait until the first `samples` of the input have been scored and acted upon."""
@@ -238,35 +248,23 @@ class VADProcessor(FrameProcessor):
             race.cancel_scope.cancel()
 
     async def _pause_on_clock(self) -> None:
-        """Pause when the silence's last sample is due, short of the frame that holds it: the audio
-        received since the scored windows is quiet by level, so none of it could be speech."""
+        """Pause when the silence's last sample is due, short of the frame that holds it."""
         due_ns = self._pause_due_ns()
-        if due_ns is None or self.clock.now_ns() < due_ns:
-            return
-        assert self._machine is not None
-        deadline = self._machine.next_deadline()
-        assert deadline is not None
-        received = np.frombuffer(bytes(self._unscored), np.int16)
-        if not all_quiet(received, self.options.params.min_volume_dbfs, self._window):
-            self._loud_before_pause = deadline  # the model decides it, once the audio is scored
-            return
-        event = self._machine.quiet_until(deadline)
-        if event is not None:
-            await self._on_speech_event(event)
+        if due_ns is not None and self.clock.now_ns() >= due_ns:
+            assert self._machine is not None
+            deadline = self._machine.next_deadline()
+            assert deadline is not None
+            await self._silent_until(deadline)
 
     async def _decide_at_deadline(self) -> None:
         """Pause or stop on the very sample the silence reaches its length, not at the end of the
-        window holding it (up to 32 ms later): unscored audio that is quiet by level cannot be
-        speech, so the model need not see it."""
+        window holding it (up to 32 ms later), if the audio up to it is quiet by level."""
         if self._machine is None or not self._deadline_arrived():
             return
         deadline = self._machine.next_deadline()
         assert deadline is not None
-        part = np.frombuffer(bytes(self._unscored[: 2 * (deadline - self._position)]), np.int16)
-        if all_quiet(part, self.options.params.min_volume_dbfs, self._window):
-            event = self._machine.quiet_until(deadline)
-            if event is not None:
-                await self._on_speech_event(event)
+        if self._quiet_before(deadline):
+            await self._silent_until(deadline)
 
     def _score(self, windows: np.ndarray, first_sample: int) -> list[ScoredWindow]:
         return score_windows(self.analyzer, windows, first_sample, self.options.params.edge_dbfs)
