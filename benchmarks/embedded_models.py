@@ -39,8 +39,8 @@ from voxframe.pipeline import (
     TTSStoppedFrame,
     UserStoppedSpeakingFrame,
 )
-from voxframe.processors.stt.whisper import WhisperOptions, WhisperSTTService, load_whisper
-from voxframe.processors.tts.piper import PiperOptions, PiperTTSService, load_piper_voice, speak
+from voxframe.processors.stt.whisper import WhisperOptions, WhisperSTT, load_whisper
+from voxframe.processors.tts.piper import PiperOptions, PiperTTS, load_piper_voice, speak
 from voxframe.processors.vad import SileroVADAnalyzer, VADOptions, VADProcessor, WebRTCVADAnalyzer
 from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport
 
@@ -136,7 +136,7 @@ async def stt_final_delays(text: str, runs: int, incremental: bool) -> list[floa
     options = WhisperOptions() if incremental else WhisperOptions(pass_interval_s=1e9, quiet_s=1e9)
     stamps = Stamps(expect=runs)
     mic = MemoryInputTransport(options=MemoryInputOptions(silence_when_idle=True))
-    pipeline = Pipeline([mic, VADProcessor(), WhisperSTTService(options), stamps])
+    pipeline = Pipeline([mic, VADProcessor(), WhisperSTT(options), stamps])
     task = PipelineTask(pipeline, PipelineParams(idle_timeout_s=None))
     gap = np.zeros(round(1.2 * RATE), np.int16)
     async with anyio.create_task_group() as tg:
@@ -156,7 +156,7 @@ async def stt_final_delays(text: str, runs: int, incremental: bool) -> list[floa
 async def tts_first_audio(runs: int) -> tuple[list[float], list[float]]:
     """(ms from text to first audio per clause, real-time factor per clause)."""
     done = _StopCounter()
-    task = PipelineTask(Pipeline([PiperTTSService(), done]), PipelineParams(idle_timeout_s=None))
+    task = PipelineTask(Pipeline([PiperTTS(), done]), PipelineParams(idle_timeout_s=None))
     first_audio: list[float] = []
     rtf: list[float] = []
     rate = load_piper_voice().config.sample_rate

@@ -38,7 +38,7 @@ from typing import TextIO
 import anyio
 import numpy as np
 from services import Services
-from turns import TurnRecord, TurnReporter
+from turn_reporter import TurnRecord, TurnReporter
 
 from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, TransportMessageFrame
 from voxframe.transports.webrtc import (

@@ -90,9 +90,9 @@ class Services:
             if endpointing:
                 options.endpointing_ms = None if endpointing == "false" else int(endpointing)
             return DeepgramSTT(options)
-        from voxframe.processors.stt.whisper import WhisperSTTService
+        from voxframe.processors.stt.whisper import WhisperSTT
 
-        return WhisperSTTService()
+        return WhisperSTT()
 
     def llm(self) -> LLMService:
         if self.llm_choice == "openai":
@@ -105,9 +105,9 @@ class Services:
                     base_url=self.env.get("OPENAI_BASE_URL"),
                 )
             )
-        from voxframe.processors.llm.offline import OfflineResponder
+        from voxframe.processors.llm.offline import OfflineLLM
 
-        return OfflineResponder()
+        return OfflineLLM()
 
     def tts(self) -> TTSService:
         if self.tts_choice == "cartesia":
@@ -119,9 +119,9 @@ class Services:
                     url=_first(self.env, "CARTESIA_URL", "CARTESIA_BASE_URL"),
                 )
             )
-        from voxframe.processors.tts.piper import PiperTTSService
+        from voxframe.processors.tts.piper import PiperTTS
 
-        return PiperTTSService()
+        return PiperTTS()
 
     def warm_up(self) -> None:
         """Load the embedded models this choice uses, once per process (blocking: seconds).

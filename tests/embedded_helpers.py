@@ -29,10 +29,10 @@ from voxframe.pipeline import (
 )
 from voxframe.processors.aggregators import context_aggregators
 from voxframe.processors.llm import ToolCall
-from voxframe.processors.llm.offline import OfflineOptions, OfflineResponder, offline_tools
-from voxframe.processors.stt.whisper import WhisperSTTService
+from voxframe.processors.llm.offline import OfflineLLM, OfflineOptions, offline_tools
+from voxframe.processors.stt.whisper import WhisperSTT
 from voxframe.processors.tts import TTSChunk
-from voxframe.processors.tts.piper import PiperOptions, PiperTTSService
+from voxframe.processors.tts.piper import PiperOptions, PiperTTS
 from voxframe.processors.tts.piper import speak as piper_speak
 from voxframe.processors.vad import ReplyRecovery, VADOptions, VADProcessor
 from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport, MemoryOutputTransport
@@ -176,7 +176,7 @@ async def running(
 # --- the whole embedded bot, in memory ------------------------------------------------------------
 
 
-class WatchedResponder(OfflineResponder):
+class WatchedResponder(OfflineLLM):
     """The offline responder, noting which replies ran to their end and which were cut off."""
 
     def __init__(self, options: OfflineOptions | None = None) -> None:
@@ -195,7 +195,7 @@ class WatchedResponder(OfflineResponder):
             (self.finished if finished else self.cut).append(turn)
 
 
-class WatchedPiper(PiperTTSService):
+class WatchedPiper(PiperTTS):
     """Piper, noting which utterances were synthesised to their end and which were cut off."""
 
     def __init__(self, options: PiperOptions | None = None) -> None:
@@ -220,7 +220,7 @@ class EmbeddedBot:
 
     mic: MemoryInputTransport
     vad: VADProcessor
-    stt: WhisperSTTService
+    stt: WhisperSTT
     responder: WatchedResponder
     tts: WatchedPiper
     speaker: MemoryOutputTransport
@@ -231,7 +231,7 @@ class EmbeddedBot:
 
 def embedded_bot(vad: VADOptions | None = None, word_delay_s: float = 0.1) -> EmbeddedBot:
     mic = MemoryInputTransport(options=MemoryInputOptions(silence_when_idle=True))
-    vad_processor, stt = VADProcessor(vad), WhisperSTTService()
+    vad_processor, stt = VADProcessor(vad), WhisperSTT()
     responder = WatchedResponder(OfflineOptions(word_delay_s=word_delay_s))
     tts = WatchedPiper(PiperOptions(noise_scale=0.0, noise_w_scale=0.0))
     speaker, heard = MemoryOutputTransport(), Recorder("heard")

@@ -29,7 +29,7 @@ from voxframe.pipeline import (
     LLMContext,
     TTSWordsFrame,
 )
-from voxframe.processors.llm.offline import OfflineResponder, offline_tools
+from voxframe.processors.llm.offline import OfflineLLM, offline_tools
 from voxframe.processors.vad import VADOptions
 from voxframe.processors.vad.recovery import RESUME_NOTE
 
@@ -56,7 +56,7 @@ async def full_answer(question: str) -> str:
     """What the responder says to `question` when nobody interrupts (it is deterministic)."""
     context = LLMContext(tools=offline_tools())
     context.add("user", question)
-    return "".join([item async for item in OfflineResponder().stream_completion(context, 1) if isinstance(item, str)])
+    return "".join([item async for item in OfflineLLM().stream_completion(context, 1) if isinstance(item, str)])
 
 
 async def test_speaking_over_a_long_answer_cuts_it_and_the_next_reply_answers_the_new_question() -> None:

@@ -38,6 +38,6 @@ def test_the_processors_are_pointed_where_the_environment_says() -> None:
     services = Services.from_env(env)
     stt, llm, tts = services.stt(), services.llm(), services.tts()
     assert (stt.options.url, stt.options.api_key, stt.options.endpointing_ms) == ("ws://127.0.0.1:9001", "dg", None)
-    assert (llm.openai_options.base_url, llm.openai_options.model) == ("http://127.0.0.1:9002/v1", "llama-3.1-8b")
-    assert (tts.cartesia_options.url, tts.cartesia_options.api_key) == ("ws://127.0.0.1:9003", "ca")
+    assert (llm.options.base_url, llm.options.model) == ("http://127.0.0.1:9002/v1", "llama-3.1-8b")
+    assert (tts.options.url, tts.options.api_key) == ("ws://127.0.0.1:9003", "ca")
     assert "ws://127.0.0.1:9001" in services.describe() and "http://127.0.0.1:9002/v1" in services.describe()

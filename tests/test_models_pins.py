@@ -18,8 +18,8 @@ from voxframe.processors.models import (
     ModelNotInstalledError,
     ModelSpec,
 )
-from voxframe.processors.stt.whisper import WhisperOptions, WhisperSTTService
-from voxframe.processors.tts.piper import PiperOptions, PiperTTSService
+from voxframe.processors.stt.whisper import WhisperOptions, WhisperSTT
+from voxframe.processors.tts.piper import PiperOptions, PiperTTS
 from voxframe.processors.vad import SileroVADAnalyzer, VADOptions, VADProcessor
 
 
@@ -81,10 +81,10 @@ async def test_a_processor_with_a_tampered_model_fails_setup_and_never_loads_it(
         processor = VADProcessor(VADOptions(analyzer=SileroVADAnalyzer(SILERO_VAD.at(root))))
     elif which == "stt":
         root = tampered_copy(WHISPER_TINY_EN, tmp_path, "config.json")
-        processor = WhisperSTTService(WhisperOptions(model=WHISPER_TINY_EN.at(root)))
+        processor = WhisperSTT(WhisperOptions(model=WHISPER_TINY_EN.at(root)))
     else:
         root = tampered_copy(PIPER_JOE_MEDIUM, tmp_path, "en_US-joe-medium.onnx.json")
-        processor = PiperTTSService(PiperOptions(voice=PIPER_JOE_MEDIUM.at(root)))
+        processor = PiperTTS(PiperOptions(voice=PIPER_JOE_MEDIUM.at(root)))
     task = PipelineTask(Pipeline([processor]), PipelineParams(idle_timeout_s=None))
     with pytest.raises(PipelineError, match="sha256 mismatch"), anyio.fail_after(30):
         await task.run()

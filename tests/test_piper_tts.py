@@ -19,7 +19,7 @@ from voxframe.pipeline import (
     TTSWordsFrame,
     WordTiming,
 )
-from voxframe.processors.tts.piper import PiperOptions, PiperTTSService, load_piper_voice
+from voxframe.processors.tts.piper import PiperOptions, PiperTTS, load_piper_voice
 
 pytestmark = pytest.mark.anyio
 
@@ -31,7 +31,7 @@ def words_of(frames: list[TTSWordsFrame]) -> list[WordTiming]:
 
 
 async def test_a_streamed_reply_is_spoken_from_its_first_sentence_on() -> None:
-    tts, below = PiperTTSService(DETERMINISTIC), Recorder()
+    tts, below = PiperTTS(DETERMINISTIC), Recorder()
     first, rest = "Hello there. ", "I am a voice that runs on your own machine, with no network at all."
     async with running([tts, below]) as task:
         turn = task.turns.begin()
@@ -61,7 +61,7 @@ async def test_a_streamed_reply_is_spoken_from_its_first_sentence_on() -> None:
 
 async def test_word_timings_follow_the_pauses_heard_in_the_audio() -> None:
     """After a comma Piper pauses: the next word must not start before the silence ends."""
-    tts, below = PiperTTSService(DETERMINISTIC), Recorder()
+    tts, below = PiperTTS(DETERMINISTIC), Recorder()
     text = "Well, I think so; it is a fine idea, and we should try it tomorrow."
     async with running([tts, below]) as task:
         await task.queue_frame(TTSSpeakFrame(text=text))
@@ -82,7 +82,7 @@ async def test_word_timings_follow_the_pauses_heard_in_the_audio() -> None:
 
 
 async def test_numbers_fall_back_to_shares_of_the_clause() -> None:
-    tts, below = PiperTTSService(DETERMINISTIC), Recorder()
+    tts, below = PiperTTS(DETERMINISTIC), Recorder()
     async with running([tts, below]) as task:
         await task.queue_frame(TTSSpeakFrame(text="It costs 42 dollars."))
         await below.wait_for(lambda: below.of(TTSStoppedFrame))

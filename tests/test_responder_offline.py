@@ -19,7 +19,7 @@ from voxframe.pipeline import (
     VirtualClock,
 )
 from voxframe.pipeline.clock import wait_all_tasks_blocked
-from voxframe.processors.llm.offline import OfflineOptions, OfflineResponder, evaluate, offline_tools, parse_arithmetic
+from voxframe.processors.llm.offline import OfflineLLM, OfflineOptions, evaluate, offline_tools, parse_arithmetic
 from voxframe.processors.vad.recovery import RESUME_NOTE
 
 pytestmark = pytest.mark.anyio
@@ -35,7 +35,7 @@ def context_for(question: str | None, *, tools: bool = True) -> LLMContext:
 
 
 async def reply_to(context: LLMContext) -> tuple[str, Recorder]:
-    responder, below = OfflineResponder(), Recorder()
+    responder, below = OfflineLLM(), Recorder()
     async with running([responder, below]) as task:
         turn = task.turns.begin()
         await task.queue_frame(LLMContextFrame(context=context, turn=turn))
@@ -98,7 +98,7 @@ async def test_resuming_after_a_false_interruption_says_only_what_was_not_heard(
 
 async def test_an_interruption_stops_the_stream_mid_reply() -> None:
     clock = VirtualClock()
-    responder, below = OfflineResponder(OfflineOptions(word_delay_s=0.1)), Recorder()
+    responder, below = OfflineLLM(OfflineOptions(word_delay_s=0.1)), Recorder()
     async with running([responder, below], clock) as task:
         turn = task.turns.begin()
         await task.queue_frame(LLMContextFrame(context=context_for("Tell me a story."), turn=turn))

@@ -27,7 +27,7 @@ from voxframe.pipeline import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from voxframe.processors.stt.whisper import Transcript, WhisperEngine, WhisperOptions, WhisperSTTService, load_whisper
+from voxframe.processors.stt.whisper import Transcript, WhisperEngine, WhisperOptions, WhisperSTT, load_whisper
 from voxframe.processors.vad import VADOptions, VADParams, VADProcessor
 from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport
 
@@ -67,7 +67,7 @@ async def test_a_live_turn_is_transcribed_while_spoken_and_final_when_the_vad_st
     covered the end of the speech while the VAD was still waiting out its stop delay."""
     text = SENTENCES[4]
     source = MemoryInputTransport(np.concatenate([silence(0.3), speak(text), silence(1.0)]), MemoryInputOptions())
-    stt, below = WhisperSTTService(), Recorder()
+    stt, below = WhisperSTT(), Recorder()
     async with running([source, VADProcessor(), stt, below]) as task:
         await below.wait_for(lambda: below.of(TranscriptionFrame))
         kinds = [type(s.frame) for s in below.seen]
@@ -85,7 +85,7 @@ async def test_two_turns_give_two_finals_each_with_only_its_own_words() -> None:
     audio = np.concatenate([silence(0.3), speak(first), silence(1.0), speak(second), silence(1.0)])
     t0 = time.monotonic_ns() - len(audio) * NS_PER_S // RATE  # captured just now, delivered at once
     below = Recorder()
-    async with running([VADProcessor(), WhisperSTTService(), below]) as task:
+    async with running([VADProcessor(), WhisperSTT(), below]) as task:
         for frame in frames_of(audio, t0):
             await task.queue_frame(frame)
         await below.wait_for(lambda: len(below.of(TranscriptionFrame)) == 2)
@@ -97,7 +97,7 @@ async def test_two_turns_give_two_finals_each_with_only_its_own_words() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_pause_finalises_the_words_so_far_and_the_words_after_it_come_as_the_next_final() -> None:
+async def test_a_pause_finalizes_the_words_so_far_and_the_words_after_it_come_as_the_next_final() -> None:
     first, second, third = "What time is it?", "Could you tell me the date?", "Thanks."
     (a, b), spoken = speech_bounds(speak(first)), speak(first)
     first_words = spoken[a:b]  # without Piper's own silence around it: the pause is exactly 0.3 s
@@ -107,7 +107,7 @@ async def test_a_pause_finalises_the_words_so_far_and_the_words_after_it_come_as
     t0 = time.monotonic_ns() - len(audio) * NS_PER_S // RATE  # captured just now, delivered at once
     below = Recorder()
     vad = VADProcessor(VADOptions(params=VADParams(stop_s=0.5, pause_s=0.2)))
-    async with running([vad, WhisperSTTService(), below]) as task:
+    async with running([vad, WhisperSTT(), below]) as task:
         for frame in frames_of(audio, t0):
             await task.queue_frame(frame)
         # Finals come in order: once the third turn's is here, the first turn's are all in.
@@ -124,7 +124,7 @@ async def test_a_pause_finalises_the_words_so_far_and_the_words_after_it_come_as
     ]
 
 
-class PassRecordingWhisper(WhisperSTTService):
+class PassRecordingWhisper(WhisperSTT):
     """Whisper that notes the stream range of every pass it runs."""
 
     def __init__(self) -> None:

@@ -192,19 +192,19 @@ class MemoryOutputTransport(OutputTransport):
     """An `OutputTransport` whose wire is a list: `played` holds every chunk and when it went."""
 
     def __init__(self, options: MemoryOutputOptions | None = None, *, name: str | None = None) -> None:
-        self.memory_options = options or MemoryOutputOptions()
-        super().__init__(self.memory_options.output, name=name)
+        self.options = options or MemoryOutputOptions()
+        super().__init__(self.options.output, name=name)
         self.played: list[PlayedChunk] = []
 
     async def write_audio(self, audio: bytes, chunk: AudioChunk | None) -> None:
         if chunk is not None:
             self.played.append(PlayedChunk(self.clock.now_ns(), chunk.turn, audio, chunk.samples))
-        elif self.memory_options.record_silence:
+        elif self.options.record_silence:
             self.played.append(PlayedChunk(self.clock.now_ns(), -1, audio, 0))
 
     def audio(self, turn: int | None = None) -> bytes:
         """Everything played (of one turn, if given), padding at the end of chunks removed."""
-        bpf = 2 * self.options.num_channels
+        bpf = 2 * self.output_options.num_channels
         return b"".join(c.audio[: c.samples * bpf] for c in self.played if turn is None or c.turn == turn)
 
     def played_s(self, turn: int | None = None) -> float:

@@ -84,7 +84,7 @@ class OutputTransport(FrameProcessor):
 
     def __init__(self, options: OutputOptions | None = None, *, name: str | None = None) -> None:
         super().__init__(name=name)
-        self.options = options or OutputOptions()
+        self.output_options = options or OutputOptions()
         self.playout: Playout | None = None
         self.underruns = 0
         self._speaking: _Speaking | None = None
@@ -108,7 +108,7 @@ class OutputTransport(FrameProcessor):
 
     @property
     def sample_rate(self) -> int:
-        return self.options.sample_rate or self.start_frame.audio_out_sample_rate
+        return self.output_options.sample_rate or self.start_frame.audio_out_sample_rate
 
     @property
     def speaking_turn(self) -> int | None:
@@ -182,12 +182,12 @@ class OutputTransport(FrameProcessor):
             return
         self._pacer_started = True
         rate = self.sample_rate
-        self.playout = Playout(rate, self.options.num_channels, rate * self.options.chunk_ms // 1000)
+        self.playout = Playout(rate, self.output_options.num_channels, rate * self.output_options.chunk_ms // 1000)
         self.task_group.start_soon(self._run_pacer, name=f"{self.name}.pacer")
 
     async def _run_pacer(self) -> None:
         """Hand one chunk per period to the wire, on the clock, until the task ends."""
-        period_ns = self.options.chunk_ms * 1_000_000
+        period_ns = self.output_options.chunk_ms * 1_000_000
         clock = self.clock
         deadline = clock.now_ns()
         while True:
@@ -195,7 +195,7 @@ class OutputTransport(FrameProcessor):
             if idle and self._end_frame is not None:
                 await self.push(self._end_frame)
                 return
-            if idle and not self.options.emit_silence:
+            if idle and not self.output_options.emit_silence:
                 await self._wait_for_audio()
                 deadline = clock.now_ns()
             with anyio.CancelScope() as scope:
@@ -220,7 +220,7 @@ class OutputTransport(FrameProcessor):
         chunk = None if self._held() else self.playout.pop()
         speaking = self._speaking
         if chunk is None:
-            if self.options.emit_silence:
+            if self.output_options.emit_silence:
                 await self.write_audio(self.playout.silence, None)
             if speaking is not None and self._reply_over(speaking, now):
                 self._speaking = None
@@ -246,7 +246,7 @@ class OutputTransport(FrameProcessor):
     def _reply_over(self, speaking: _Speaking, now: int) -> bool:
         if self._ending or self._ended_turn == speaking.turn:
             return True
-        return now - speaking.last_audio_ns >= self.options.stop_after_idle_s * NS_PER_S
+        return now - speaking.last_audio_ns >= self.output_options.stop_after_idle_s * NS_PER_S
 
     def _stopped(self, speaking: _Speaking, *, interrupted: bool) -> Callable[[], Frame]:
         turn, played_s = speaking.turn, speaking.samples / self.sample_rate

@@ -83,7 +83,7 @@ class LLMService(FrameProcessor):
 
     def __init__(self, options: LLMOptions | None = None, *, name: str | None = None) -> None:
         super().__init__(name=name)
-        self.options = options or LLMOptions()
+        self.llm_options = options or LLMOptions()
         self._user_turn = UserTurnGate()
 
     async def stream_completion(self, context: LLMContext, turn: int) -> AsyncIterator[str | ToolCall]:
@@ -103,7 +103,7 @@ class LLMService(FrameProcessor):
         reply = _Reply(turn=turn, started_ns=self.clock.now_ns())
         await self.push(LLMResponseStartFrame(turn=turn))
         try:
-            for _ in range(self.options.max_model_runs):
+            for _ in range(self.llm_options.max_model_runs):
                 calls = await self._run_model(context, reply)
                 if not calls:
                     break
@@ -114,12 +114,12 @@ class LLMService(FrameProcessor):
                 await self._run_tools(context, reply, calls)
             else:
                 logger.warning(
-                    "%s: reply %d still wanted tools after %d runs", self.name, turn, self.options.max_model_runs
+                    "%s: reply %d still wanted tools after %d runs", self.name, turn, self.llm_options.max_model_runs
                 )
         except Exception as exc:
             logger.warning("%s: reply %d failed: %r", self.name, turn, exc)
-            if self.options.apology:
-                await self.push(TTSSpeakFrame(text=self.options.apology, turn=turn))
+            if self.llm_options.apology:
+                await self.push(TTSSpeakFrame(text=self.llm_options.apology, turn=turn))
             await self.push_error(f"{self.name}: {exc}", exception=exc)
         await self.push(LLMResponseEndFrame(turn=turn))
 
@@ -164,7 +164,7 @@ class LLMService(FrameProcessor):
         try:
             if tool is None:
                 raise LookupError(f"no tool named {call.name!r}")
-            with anyio.fail_after(self.options.tool_timeout_s):
+            with anyio.fail_after(self.llm_options.tool_timeout_s):
                 value = await tool.handler(json.loads(call.arguments or "{}"))
         except Exception as exc:  # the model hears about a failing tool and can say so
             logger.warning("%s: tool %s failed: %r", self.name, call.name, exc)

@@ -1,4 +1,4 @@
-"""`OfflineResponder`: the no-key default. Not a language model, and it says so.
+"""`OfflineLLM`: the no-key default. Not a language model, and it says so.
 
 No assistant-quality model installs from the package registries, so a bot with no key and no
 network answers with this: deterministic rules that stream their words like an LLM would.
@@ -40,12 +40,12 @@ class OfflineOptions:
     word_delay_s: float = 0.0
 
 
-class OfflineResponder(LLMService):
+class OfflineLLM(LLMService):
     """Rule-based replies streamed word by word; time, date and sums go through tool calls."""
 
     def __init__(self, options: OfflineOptions | None = None, *, name: str | None = None) -> None:
-        self.offline = options or OfflineOptions()
-        super().__init__(self.offline.llm, name=name)
+        self.options = options or OfflineOptions()
+        super().__init__(self.options.llm, name=name)
 
     async def stream_completion(self, context: LLMContext, turn: int) -> AsyncIterator[str | ToolCall]:
         messages = context.messages
@@ -63,7 +63,7 @@ class OfflineResponder(LLMService):
             yield word
 
     async def _stream_words(self, text: str) -> AsyncIterator[str]:
-        delay_ns = round(self.offline.word_delay_s * 1e9)
+        delay_ns = round(self.options.word_delay_s * 1e9)
         for i, word in enumerate(text.split()):
             if delay_ns:
                 await self.clock.sleep_until(self.clock.now_ns() + delay_ns)
@@ -282,4 +282,4 @@ def offline_tools(now: Callable[[], datetime.datetime] = datetime.datetime.now) 
     ]
 
 
-__all__ = ["OfflineOptions", "OfflineResponder", "evaluate", "offline_tools", "parse_arithmetic"]
+__all__ = ["OfflineLLM", "OfflineOptions", "evaluate", "offline_tools", "parse_arithmetic"]

@@ -59,12 +59,12 @@ class OpenAIOptions:
 
 class OpenAILLM(LLMService):
     def __init__(self, options: OpenAIOptions | None = None, *, name: str | None = None) -> None:
-        self.openai_options = options or OpenAIOptions()
-        super().__init__(self.openai_options.llm, name=name)
+        self.options = options or OpenAIOptions()
+        super().__init__(self.options.llm, name=name)
         self._client: openai.AsyncOpenAI | None = None
 
     async def setup(self) -> None:
-        opts = self.openai_options
+        opts = self.options
         self._client = openai.AsyncOpenAI(
             api_key=opts.api_key or os.environ.get("OPENAI_API_KEY") or "none",
             base_url=opts.base_url or os.environ.get("OPENAI_BASE_URL") or None,
@@ -106,8 +106,8 @@ class OpenAILLM(LLMService):
         try:
             return await self._post(request)
         except openai.RateLimitError as exc:
-            wait_s = min(_retry_after_s(exc), self.openai_options.rate_limit_retry_max_s)
-            if self.openai_options.rate_limit_retry_max_s <= 0:
+            wait_s = min(_retry_after_s(exc), self.options.rate_limit_retry_max_s)
+            if self.options.rate_limit_retry_max_s <= 0:
                 raise
             logger.info("%s: rate limited; one retry in %.2f s", self.name, wait_s)
             await anyio.sleep(wait_s)
@@ -125,7 +125,7 @@ class OpenAILLM(LLMService):
 
     def _request(self, context: LLMContext) -> dict[str, Any]:
         """The request body as it goes on the wire."""
-        opts = self.openai_options
+        opts = self.options
         request: dict[str, Any] = {
             "model": opts.model,
             "messages": [{k: m[k] for k in _WIRE_KEYS if k in m} for m in context.messages],

@@ -79,7 +79,7 @@ class WhisperOptions:
     tail_s: float = 0.1
     #: Shortest encoder window; shorter ones make tiny.en loop.
     min_window_s: float = 10.0
-    #: An utterance longer than this is finalised in pieces (Whisper sees at most 30 s).
+    #: An utterance longer than this is finalized in pieces (Whisper sees at most 30 s).
     max_segment_s: float = 25.0
     #: A pass with no-speech probability above this and a low log-probability is silence/noise.
     no_speech_threshold: float = 0.6
@@ -165,7 +165,7 @@ def load_whisper(
     return WhisperEngine(model, compute_type, cpu_threads, language)
 
 
-class WhisperSTTService(FrameProcessor):
+class WhisperSTT(FrameProcessor):
     """Transcribes each user turn between the VAD's started/stopped frames. Place after the VAD."""
 
     def __init__(self, options: WhisperOptions | None = None, *, name: str | None = None) -> None:
@@ -227,7 +227,7 @@ class WhisperSTTService(FrameProcessor):
         else:
             speech_start = self._timeline.position_at(speech_start_ns)
         start = speech_start - round(self.options.preroll_s * SAMPLE_RATE)
-        if self._finals:  # the previous turn is still being finalised: do not overlap it
+        if self._finals:  # the previous turn is still being finalized: do not overlap it
             start = max(start, self._finals[-1][1])
         self._utterance_from = self._pass_from = max(start, self._buffer_start)
 
@@ -274,7 +274,7 @@ class WhisperSTTService(FrameProcessor):
             await self._wake.wait()
             self._wake = anyio.Event()
             while self._finals:
-                await self._finalise(*self._finals[0])
+                await self._finalize(*self._finals[0])
                 self._finals.popleft()
             if self._speaking and self._pass_due():
                 await self._interim_pass()
@@ -299,11 +299,11 @@ class WhisperSTTService(FrameProcessor):
             return
         if last.end - start < self.options.max_segment_s * SAMPLE_RATE:
             await self.push(InterimTranscriptionFrame(text=last.text, user_id=self.options.user_id, language="en"))
-        else:  # a very long turn: finalise what we have and go on from there
+        else:  # a very long turn: finalize what we have and go on from there
             await self._emit_final(last)
             self._utterance_from, self._last = last.end, None
 
-    async def _finalise(self, start: int, speech_end: int) -> None:
+    async def _finalize(self, start: int, speech_end: int) -> None:
         end = speech_end + round(self.options.tail_s * SAMPLE_RATE)
         last = self._last
         if last is not None and last.start == start and last.end >= end:
@@ -322,4 +322,4 @@ class WhisperSTTService(FrameProcessor):
             await self.push(TranscriptionFrame(text=transcript.text, user_id=self.options.user_id, language="en"))
 
 
-__all__ = ["Transcript", "WhisperEngine", "WhisperOptions", "WhisperSTTService", "load_whisper"]
+__all__ = ["Transcript", "WhisperEngine", "WhisperOptions", "WhisperSTT", "load_whisper"]

@@ -92,8 +92,8 @@ class TTSService(FrameProcessor):
 
     def __init__(self, options: TTSOptions | None = None, *, name: str | None = None) -> None:
         super().__init__(name=name)
-        self.options = options or TTSOptions()
-        self._splitter = SentenceSplitter(self.options.sentences)
+        self.tts_options = options or TTSOptions()
+        self._splitter = SentenceSplitter(self.tts_options.sentences)
         self._utterance: _Utterance | None = None
         self._text_turn: int | None = None  # the turn of the text being gathered
         self._samples_turn = -1  # the turn `_samples` counts for
@@ -101,7 +101,7 @@ class TTSService(FrameProcessor):
 
     @property
     def sample_rate(self) -> int:
-        return self.options.sample_rate or self.start_frame.audio_out_sample_rate
+        return self.tts_options.sample_rate or self.start_frame.audio_out_sample_rate
 
     # --- the subclass contract ---------------------------------------------------------------
 
@@ -124,7 +124,7 @@ class TTSService(FrameProcessor):
                         has_words = True
                         yield [WordTiming(w.word, w.start_s + offset_s, w.end_s + offset_s) for w in chunk]
             duration_s = nbytes // 2 / self.sample_rate
-            if not has_words and self.options.estimate_word_timings and nbytes:
+            if not has_words and self.tts_options.estimate_word_timings and nbytes:
                 yield estimate_word_timings(text, offset_s, duration_s)
             offset_s += duration_s
 

@@ -75,8 +75,8 @@ class _Context:
 
 class CartesiaTTS(TTSService):
     def __init__(self, options: CartesiaOptions | None = None, *, name: str | None = None) -> None:
-        self.cartesia_options = options or CartesiaOptions()
-        super().__init__(self.cartesia_options.tts, name=name)
+        self.options = options or CartesiaOptions()
+        super().__init__(self.options.tts, name=name)
         self._stream: WebSocketStream | None = None
         self._contexts: dict[str, _Context] = {}
 
@@ -88,7 +88,7 @@ class CartesiaTTS(TTSService):
         self._stream = WebSocketStream(
             self.name,
             self._endpoint,
-            self.cartesia_options.stream,
+            self.options.stream,
             on_message=self._on_message,
             on_lost=self._on_lost,
             on_failed=self._on_failed,
@@ -102,7 +102,7 @@ class CartesiaTTS(TTSService):
             await self._stream.close()
 
     def _endpoint(self) -> Endpoint:
-        opts = self.cartesia_options
+        opts = self.options
         key = opts.api_key or os.environ.get("CARTESIA_API_KEY", "")
         base = (opts.url or os.environ.get("CARTESIA_URL") or DEFAULT_URL).rstrip("/")
         return Endpoint(f"{base}/tts/websocket", {"X-API-Key": key, "Cartesia-Version": opts.version})
@@ -150,7 +150,7 @@ class CartesiaTTS(TTSService):
 
     async def _next_message(self, context: _Context) -> dict[str, Any]:
         """The context's next message; a server that owes an answer for too long is an error."""
-        timeout = self.cartesia_options.reply_timeout_s
+        timeout = self.options.reply_timeout_s
         while True:
             with anyio.move_on_after(timeout):
                 message = await context.inbox.receive()
@@ -175,7 +175,7 @@ class CartesiaTTS(TTSService):
                 context.inbox_in.send_nowait({"type": "error", "message": f"sending failed: {exc!r}"})
 
     async def _send_input(self, context: _Context, transcript: str, *, more: bool) -> None:
-        opts = self.cartesia_options
+        opts = self.options
         request = {
             "context_id": context.id,
             "model_id": opts.model_id,
@@ -195,7 +195,7 @@ class CartesiaTTS(TTSService):
     async def _resend(self, context: _Context) -> None:
         """The socket dropped before any audio came: same text, new context, new socket."""
         assert self._stream is not None
-        with anyio.fail_after(self.cartesia_options.stream.open_timeout_s * 2):
+        with anyio.fail_after(self.options.stream.open_timeout_s * 2):
             await self._stream.wait_connected()
         async with context.lock:
             self._contexts.pop(context.id, None)

@@ -70,12 +70,12 @@ def load_piper_voice(spec: ModelSpec = PIPER_JOE_MEDIUM) -> PiperVoice:
     return PiperVoice(session=session, config=PiperConfig.from_dict(config))
 
 
-class PiperTTSService(TTSService):
+class PiperTTS(TTSService):
     """Piper speech for each clause of a reply, with estimated word timings."""
 
     def __init__(self, options: PiperOptions | None = None, *, name: str | None = None) -> None:
-        self.piper = options or PiperOptions()
-        super().__init__(self.piper.tts, name=name)
+        self.options = options or PiperOptions()
+        super().__init__(self.options.tts, name=name)
         self._voice: PiperVoice | None = None
 
     @property
@@ -85,11 +85,11 @@ class PiperTTSService(TTSService):
 
     async def setup(self) -> None:
         await super().setup()
-        self._voice = await anyio.to_thread.run_sync(load_piper_voice, self.piper.voice)
+        self._voice = await anyio.to_thread.run_sync(load_piper_voice, self.options.voice)
 
     async def synthesize(self, text: str, turn: int) -> AsyncIterator[TTSChunk]:
         assert self._voice is not None, "setup() loads the voice"
-        audio, words = await anyio.to_thread.run_sync(_synthesize, self._voice, self.piper, text)
+        audio, words = await anyio.to_thread.run_sync(_synthesize, self._voice, self.options, text)
         if words:
             yield words
         if len(audio):
@@ -206,4 +206,4 @@ def _weight(word: list[str]) -> int:
     return max(1, sum(p not in _MARKS and p not in _PAUSES for p in word))
 
 
-__all__ = ["PiperOptions", "PiperTTSService", "load_piper_voice", "speak"]
+__all__ = ["PiperOptions", "PiperTTS", "load_piper_voice", "speak"]

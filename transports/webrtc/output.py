@@ -23,8 +23,8 @@ class WebRTCOutputTransport(OutputTransport):
     def __init__(self, options: OutputOptions | None = None, *, name: str | None = None) -> None:
         super().__init__(options or wire_output_options(), name=name)
         self.track = PacedAudioTrack(
-            sample_rate=self.options.sample_rate or WIRE_RATE,
-            num_channels=self.options.num_channels,
+            sample_rate=self.output_options.sample_rate or WIRE_RATE,
+            num_channels=self.output_options.num_channels,
             on_sent=self._on_sent,
         )
         self._last_sent_turn: int | None = None
