@@ -23,13 +23,27 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+def _type_checking_nodes(tree: ast.Module) -> set[int]:
+    """Ids of the nodes under `if TYPE_CHECKING:`: annotations only, never run."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(inner) for inner in ast.walk(node))
+    return skipped
+
+
 def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The voxframe modules `name` imports at import time (not under TYPE_CHECKING)."""
+    """The voxframe modules `name` imports anywhere, inside functions too (not under TYPE_CHECKING).
+
+    A lazy import inside a function breaks no import at start-up, but it is still a dependency: a
+    cycle through one is a layering knot that only hides until someone moves the import up.
+    """
     tree = ast.parse(path.read_text())
+    skipped = _type_checking_nodes(tree)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found: set[str] = set()
-    for node in tree.body:  # module level only: imports inside functions are deliberate and lazy
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
             continue
         targets: list[str] = []
         if isinstance(node, ast.Import):
@@ -65,6 +79,29 @@ def test_there_is_no_import_cycle() -> None:
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+#: What each top-level package may import (CONTRIBUTING.md, "Layers"): the runtime knows nothing
+#: of what runs on it; processors and transports meet only through frames; the fakes are servers
+#: that share no code with the clients they test, only the pipeline's audio helpers.
+LAYERS = {
+    "pipeline": set(),
+    "processors": {"pipeline"},
+    "transports": {"pipeline"},
+    "fakes": {"pipeline"},
+}
+
+
+def test_each_package_imports_only_the_layers_below_it() -> None:
+    modules = _modules()
+    crossings = sorted(
+        f"{name} imports {dep}"
+        for name, path in modules.items()
+        for dep in _imports(name, path, modules)
+        if dep.split(".")[1] != name.split(".")[1]
+        and dep.split(".")[1] not in LAYERS.get(name.split(".")[1], set(PACKAGES))
+    )
+    assert not crossings
 
 
 def test_the_runtime_core_stays_small_enough_to_read_in_one_sitting() -> None:
