@@ -7,7 +7,8 @@ import gc
 import anyio
 import pytest
 
-from tests.pipeline_helpers import Recorder, audio, quiet_params, running
+from tests.pipeline_helpers import audio, quiet_params
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     Direction,
     EndFrame,
@@ -30,8 +31,15 @@ pytestmark = pytest.mark.anyio
 
 async def test_nesting_adds_no_hop() -> None:
     a, b, c = FrameProcessor(name="a"), FrameProcessor(name="b"), FrameProcessor(name="c")
-    Pipeline([a, Pipeline([Pipeline([b])]), c])
-    assert a._next is b and b._next is c and c._prev is b and b._prev is a
+    observer = Counting()
+    task = PipelineTask(Pipeline([a, Pipeline([Pipeline([b])]), c]), quiet_params(observers=[observer]))
+    frame = audio(0)
+    await task.queue_frame(frame)
+    await task.stop_when_done()
+    with anyio.fail_after(5):
+        await task.run()
+    hops = [(s, d) for s, d, f in observer.pushes if f is frame]
+    assert hops == [("task.source", "a"), ("a", "b"), ("b", "c"), ("c", "task.sink")]
 
 
 class Upper(FrameProcessor):
