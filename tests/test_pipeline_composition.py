@@ -33,14 +33,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_nesting_adds_no_hop() -> None:
     a, b, c = FrameProcessor(name="a"), FrameProcessor(name="b"), FrameProcessor(name="c")
-    observer = Counting()
-    task = PipelineTask(Pipeline([a, Pipeline([Pipeline([b])]), c]), quiet_params(observers=[observer]))
-    frame = audio(0)
-    await task.queue_frame(frame)
-    await task.stop_when_done()
-    with anyio.fail_after(5):
-        await task.run()
-    hops = [(s, d) for s, d, f in observer.pushes if f is frame]
+    hops = await hops_of_one_frame(Pipeline([a, Pipeline([Pipeline([b])]), c]))
     assert hops == [("task.source", "a"), ("a", "b"), ("b", "c"), ("c", "task.sink")]
 
 
@@ -89,16 +82,20 @@ class Counting(Observer):
         self.pushes.append((src.name, dst.name, frame))
 
 
-async def test_observers_see_every_hop_of_every_frame() -> None:
+async def hops_of_one_frame(pipeline: Pipeline) -> list[tuple[str, str]]:
+    """Run one audio frame through `pipeline`: the (from, to) names of each hop it took."""
     observer = Counting()
-    procs = [FrameProcessor(name=f"p{i}") for i in range(3)]
-    task = PipelineTask(Pipeline(procs), PipelineParams(idle_timeout_s=None, observers=[observer]))
+    task = PipelineTask(pipeline, quiet_params(observers=[observer]))
     frame = audio(0)
     await task.queue_frame(frame)
     await task.stop_when_done()
     with anyio.fail_after(5):
         await task.run()
-    hops = [(s, d) for s, d, f in observer.pushes if f is frame]
+    return [(s, d) for s, d, f in observer.pushes if f is frame]
+
+
+async def test_observers_see_every_hop_of_every_frame() -> None:
+    hops = await hops_of_one_frame(Pipeline([FrameProcessor(name=f"p{i}") for i in range(3)]))
     assert hops == [("task.source", "p0"), ("p0", "p1"), ("p1", "p2"), ("p2", "task.sink")]
 
 
