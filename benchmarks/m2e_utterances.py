@@ -8,11 +8,12 @@ very same audio. Lengths run from a single word to about four seconds of speech.
 from __future__ import annotations
 
 import hashlib
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from voxframe.transports.wav import read_wav, write_wav
 
 RATE = 16_000
 CACHE = Path(__file__).resolve().parent / "results" / "utterances"
@@ -76,29 +77,20 @@ def _synthesize(text: str) -> np.ndarray:
     return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
 
 
-def read_wav(path: Path) -> np.ndarray:
-    """A 16-bit mono WAV as int16 samples (at whatever rate it has: callers check `RATE`)."""
-    with wave.open(str(path), "rb") as wav:
-        if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
-            raise ValueError(f"{path}: need 16-bit mono PCM")
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16).copy()
-
-
-def write_wav(path: Path, pcm: np.ndarray, rate: int = RATE) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(np.asarray(pcm, dtype=np.int16).tobytes())
+def cached_wav(path: Path) -> np.ndarray:
+    """A cached utterance's samples; a file at another rate is an error (it was not made here)."""
+    samples, rate = read_wav(path)
+    if rate != RATE:
+        raise ValueError(f"{path}: {rate} Hz, the utterances are {RATE} Hz (delete the cache to remake it)")
+    return samples
 
 
 def utterance(text: str) -> Utterance:
     """`text` spoken by the embedded voice, from the cache when it was made before."""
     path = CACHE / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.wav"
     if not path.exists():
-        write_wav(path, _synthesize(text))
-    return Utterance(text, read_wav(path))
+        write_wav(path, _synthesize(text), RATE)
+    return Utterance(text, cached_wav(path))
 
 
 def utterances(count: int) -> list[Utterance]:

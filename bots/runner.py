@@ -28,7 +28,6 @@ import json
 import signal
 import sys
 import time
-import wave
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from services import Services
 from turn_reporter import TurnRecord, TurnReporter
 
 from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, TransportMessageFrame
+from voxframe.transports.wav import write_wav
 from voxframe.transports.webrtc import (
     ClientOptions,
     HeadlessClient,
@@ -199,15 +199,6 @@ async def call_once(bot: BotServer, wav: Path, timeout_s: float) -> CallResult:
         reply=reply,
         record=record,
     )
-
-
-def write_wav(path: Path, pcm: np.ndarray, rate: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(np.asarray(pcm, dtype=np.int16).tobytes())
 
 
 async def call_and_report(bot: BotServer) -> int:

@@ -1,22 +1,20 @@
 """`TurnReporter`: one record per bot reply — what the bot heard, what it said, where time went.
 
-An observer (no hop, no task): it sees every frame wherever it is pushed, so it catches the
+An observer (no hop, no task): told of each frame once, at its first push, so it catches the
 user message a reply answers (the context's latest, as the user aggregator committed it) and the
 reply's text as the LLM streams it.
-When the output transport reports the reply over (`BotStoppedSpeakingFrame`, downstream), the
+When the output transport reports the reply over (`BotStoppedSpeakingFrame`), the
 turn's tracer points are read and the record is handed to `on_turn` (the runner prints one
 console line and, for benchmarks, appends a JSON line).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from voxframe.pipeline import (
-    DOWN,
     BotStoppedSpeakingFrame,
     Direction,
     Frame,
@@ -40,7 +38,6 @@ STAGES = (
     "tts_first_audio",
     "first_audio_out",
 )
-_REMEMBERED_IDS = 512
 
 
 @dataclass(slots=True)
@@ -79,18 +76,12 @@ class TurnReporter(Observer):
         self.on_turn = on_turn
         self.tracer = tracer
         self.records: list[TurnRecord] = []
-        self._seen: OrderedDict[int, None] = OrderedDict()
         self._speech_end_ns: int | None = None
         self._turn_heard: dict[int, tuple[str, int | None]] = {}
         self._said: dict[int, list[str]] = {}
         self._reported: set[int] = set()
 
-    def on_push(self, src: FrameProcessor, dst: FrameProcessor, frame: Frame, direction: Direction, t_ns: int) -> None:
-        if frame.id in self._seen:
-            return
-        self._seen[frame.id] = None
-        if len(self._seen) > _REMEMBERED_IDS:
-            self._seen.popitem(last=False)
+    def on_frame(self, src: FrameProcessor, frame: Frame, direction: Direction, t_ns: int) -> None:
         match frame:
             # A pause ends the speech where the stop that may follow it does.
             case UserStoppedSpeakingFrame() | UserPausedSpeakingFrame():
@@ -101,7 +92,7 @@ class TurnReporter(Observer):
                 self._turn_heard[frame.turn] = (heard, self._speech_end_ns)
             case LLMTextFrame() | TTSSpeakFrame():
                 self._said.setdefault(frame.turn, []).append(frame.text)
-            case BotStoppedSpeakingFrame() if direction is DOWN and frame.turn not in self._reported:
+            case BotStoppedSpeakingFrame() if frame.turn not in self._reported:
                 self._report(frame)
 
     def _report(self, frame: BotStoppedSpeakingFrame) -> None:

@@ -13,9 +13,10 @@ belongs to; 0 means "not tied to a reply" (a greeting queued by the app).
 
 from __future__ import annotations
 
+import copy
 import itertools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from .clock import now_ns
 
@@ -36,10 +37,21 @@ class Frame:
     id: int = field(default_factory=_frame_ids.__next__)
     created_ns: int = field(default_factory=now_ns)
     turn: int = 0
+    #: Set once observers were told of this frame (`Observer.on_frame`, at its first push); a
+    #: `twin` starts set, so an event pushed both ways is told once.
+    observed: bool = field(default=False, init=False, repr=False)
 
     @property
     def name(self) -> str:
         return f"{type(self).__name__}#{self.id}"
+
+    def twin(self) -> Self:
+        """The same event as a fresh frame (its own id) for the other direction: each side's
+        processors own their frame, and observers are not told of the event a second time."""
+        twin = copy.copy(self)
+        twin.id = next(_frame_ids)
+        twin.observed = True
+        return twin
 
 
 frame = dataclass(slots=True, kw_only=True, eq=False)

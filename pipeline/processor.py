@@ -117,6 +117,10 @@ class FrameProcessor:
             return
         if self._observers:
             t_ns = self.clock.now_ns()
+            if not frame.observed:
+                frame.observed = True
+                for observer in self._observers:
+                    observer.on_frame(self, frame, direction, t_ns)
             for observer in self._observers:
                 observer.on_push(self, dst, frame, direction, t_ns)
         await dst._receive(frame, direction)

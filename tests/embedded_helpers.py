@@ -1,4 +1,4 @@
-"""Helpers for the embedded-stack tests: Piper-generated speech, signals, a recorder, a harness.
+"""Helpers for the embedded-stack tests: Piper-generated speech, signals, the whole bot in memory.
 
 Speech for the VAD and STT tests is synthesised by the Piper voice in the fixtures (no WAV
 files in the repository): the text is known, so the words Whisper must return are known, and
@@ -8,24 +8,17 @@ the sample where the speech begins and ends is measured on the clean signal.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 
-import anyio
 import numpy as np
 
+from tests.support import Recorder
 from voxframe.pipeline import (
-    DOWN,
-    Clock,
-    Direction,
-    Frame,
     FrameProcessor,
     InputAudioFrame,
     LLMContext,
-    Pipeline,
-    PipelineParams,
-    PipelineTask,
 )
 from voxframe.processors.aggregators import context_aggregators
 from voxframe.processors.llm import ToolCall
@@ -116,63 +109,6 @@ class LoudIsSpeech:
         return (rms > 10 ** (-30 / 20)).astype(np.float32)
 
 
-# --- recording and running ----------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Seen:
-    frame: Frame
-    direction: Direction
-    t_ns: int
-
-
-class Recorder(FrameProcessor):
-    """Records every frame passing (both ways) with the clock time; `wait_for` a condition."""
-
-    def __init__(self, name: str | None = None) -> None:
-        super().__init__(name=name)
-        self.seen: list[Seen] = []
-        self._changed = anyio.Event()
-
-    async def process(self, frame: Frame, direction: Direction) -> None:
-        self.seen.append(Seen(frame, direction, self.clock.now_ns()))
-        self._changed.set()
-        self._changed = anyio.Event()
-        await self.push(frame, direction)
-
-    def of(self, kind: type[Frame] | tuple[type[Frame], ...], direction: Direction | None = DOWN) -> list[Frame]:
-        return [s.frame for s in self.seen if isinstance(s.frame, kind) and direction in (None, s.direction)]
-
-    def times(self, kind: type[Frame], direction: Direction | None = DOWN) -> list[int]:
-        return [s.t_ns for s in self.seen if isinstance(s.frame, kind) and direction in (None, s.direction)]
-
-    async def wait_for(self, condition: Callable[[], object], timeout_s: float = 30.0) -> None:
-        """Wait until `condition()` is true, re-checked whenever a frame passes (bounded)."""
-        with anyio.fail_after(timeout_s):
-            while not condition():
-                await self._changed.wait()
-
-
-@asynccontextmanager
-async def running(
-    processors: Sequence[FrameProcessor], clock: Clock | None = None, **params: object
-) -> AsyncIterator[PipelineTask]:
-    """Run a pipeline for the duration of the block, then cancel it."""
-    task = PipelineTask(
-        Pipeline(list(processors)),
-        PipelineParams(idle_timeout_s=None, **params),  # type: ignore[arg-type]
-        clock=clock,
-    )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(task.run)
-        with anyio.fail_after(30):
-            await task.wait_started()
-        try:
-            yield task
-        finally:
-            await task.cancel()
-
-
 # --- the whole embedded bot, in memory ------------------------------------------------------------
 
 
@@ -247,15 +183,12 @@ __all__ = [
     "RATE",
     "EmbeddedBot",
     "LoudIsSpeech",
-    "Recorder",
-    "Seen",
     "WatchedPiper",
     "WatchedResponder",
     "embedded_bot",
     "frames_of",
     "noise_burst",
     "normalise_words",
-    "running",
     "silence",
     "speak",
     "speech_bounds",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import sys
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +40,6 @@ def output_line(stdout: str, label: str) -> str:
         if line.startswith(f"{label}:"):
             return line.split(":", 1)[1].strip()
     raise AssertionError(f"no {label!r} line in:\n{stdout}")
-
-
-def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path), "rb") as wav:
-        assert wav.getnchannels() == 1 and wav.getsampwidth() == 2
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2"), wav.getframerate()
 
 
 def loud_seconds(samples: np.ndarray, rate: int, threshold_dbfs: float = -40.0) -> float:

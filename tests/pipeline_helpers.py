@@ -1,9 +1,6 @@
-"""Small processors and helpers for the runtime tests."""
+"""Small processors and helpers for the runtime tests (the recorder and harness are in `tests.support`)."""
 
 from __future__ import annotations
-
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 
 import anyio
 
@@ -16,41 +13,7 @@ from voxframe.pipeline import (
     InputAudioFrame,
     LLMTextFrame,
     PipelineParams,
-    PipelineTask,
 )
-
-
-class Recorder(FrameProcessor):
-    """Records every frame it sees, per direction, and passes it on."""
-
-    def __init__(self, name: str | None = None) -> None:
-        super().__init__(name=name)
-        self.down: list[Frame] = []
-        self.up: list[Frame] = []
-        self._waiters: list[tuple[Callable[[], bool], anyio.Event]] = []
-
-    async def process(self, frame: Frame, direction: Direction) -> None:
-        (self.down if direction is DOWN else self.up).append(frame)
-        for cond, event in self._waiters:
-            if cond():
-                event.set()
-        await self.push(frame, direction)
-
-    def of(self, kind: type[Frame], direction: Direction = DOWN) -> list[Frame]:
-        return [f for f in (self.down if direction is DOWN else self.up) if isinstance(f, kind)]
-
-    async def wait_for(self, cond: Callable[[], bool]) -> None:
-        """Wait (at most 5 s) until `cond()` holds, re-checked on every frame this recorder sees."""
-        if cond():
-            return
-        event = anyio.Event()
-        entry = (cond, event)
-        self._waiters.append(entry)
-        try:
-            with anyio.fail_after(5):
-                await event.wait()
-        finally:
-            self._waiters.remove(entry)
 
 
 class Queued(FrameProcessor):
@@ -115,22 +78,8 @@ def audio(i: int) -> InputAudioFrame:
     return InputAudioFrame(audio=bytes(640), sample_rate=16_000, pts=i * 320)
 
 
-@asynccontextmanager
-async def running(task: PipelineTask) -> AsyncIterator[PipelineTask]:
-    """Run `task` in the background for the body; cancel it if the body did not end it."""
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(task.run)
-        with anyio.fail_after(5):
-            await task.wait_started()
-        try:
-            yield task
-        finally:
-            if not task.finished:
-                await task.cancel()
-
-
 def quiet_params(**kwargs: object) -> PipelineParams:
     return PipelineParams(idle_timeout_s=None, **kwargs)  # type: ignore[arg-type]
 
 
-__all__ = ["DOWN", "UP", "Gate", "Queued", "Recorder", "Worker", "audio", "quiet_params", "running"]
+__all__ = ["DOWN", "UP", "Gate", "Queued", "Worker", "audio", "quiet_params"]

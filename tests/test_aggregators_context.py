@@ -5,7 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from tests.pipeline_helpers import Recorder, quiet_params, running
+from tests.pipeline_helpers import quiet_params
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     UP,
     BotStartedSpeakingFrame,

@@ -10,16 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.embedded_helpers import (
-    MS,
-    EmbeddedBot,
-    LoudIsSpeech,
-    embedded_bot,
-    noise_burst,
-    running,
-    silence,
-    speak,
-)
+from tests.embedded_helpers import MS, EmbeddedBot, LoudIsSpeech, embedded_bot, noise_burst, silence, speak
+from tests.support import running
 from voxframe.pipeline import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,

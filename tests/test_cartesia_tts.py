@@ -9,7 +9,8 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.pipeline_helpers import Recorder, quiet_params, running
+from tests.pipeline_helpers import quiet_params
+from tests.support import Recorder, running
 from voxframe.fakes import ZERO, CartesiaFake, CartesiaFakeOptions, Fault, LatencyProfile
 from voxframe.pipeline import (
     UP,

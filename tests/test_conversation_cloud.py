@@ -17,8 +17,9 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.pipeline_helpers import Recorder, quiet_params, running
+from tests.pipeline_helpers import quiet_params
 from tests.providers_helpers import ScriptedUser, silence, speech
+from tests.support import Recorder, running
 from voxframe.fakes import (
     ZERO,
     CartesiaFake,

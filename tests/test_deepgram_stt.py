@@ -9,8 +9,9 @@ from typing import Any
 import anyio
 import pytest
 
-from tests.pipeline_helpers import Recorder, quiet_params, running
+from tests.pipeline_helpers import quiet_params
 from tests.providers_helpers import RATE, frames, silence, speech
+from tests.support import Recorder, running
 from voxframe.fakes import ZERO, DeepgramFake, DeepgramFakeOptions, Fault
 from voxframe.pipeline import (
     EndFrame,

@@ -8,6 +8,7 @@ Once on the embedded models (no key), once with the three cloud clients pointed 
 from __future__ import annotations
 
 import sys
+import wave
 from pathlib import Path
 
 import anyio
@@ -19,7 +20,6 @@ from example_helpers import (
     clean_env,
     loud_seconds,
     output_line,
-    read_wav,
     words,
 )
 
@@ -31,6 +31,7 @@ from voxframe.fakes import (
     OpenAIFake,
     OpenAIFakeOptions,
 )
+from voxframe.transports.wav import read_wav
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -46,6 +47,8 @@ async def call_example(reply: Path, env: dict[str, str]) -> str:
 
 
 def assert_reply_audio(reply: Path) -> None:
+    with wave.open(str(reply), "rb") as wav:
+        assert wav.getnchannels() == 1, "the saved reply is not mono"
     samples, rate = read_wav(reply)
     assert loud_seconds(samples, rate) >= 0.5, "the saved reply holds no audible speech"
 

@@ -6,11 +6,11 @@ import base64
 import json
 from typing import Any
 
-import anyio
 import pytest
 import websockets
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 
+from tests.support import receive_until
 from voxframe.fakes import ZERO, CartesiaFake, CartesiaFakeOptions, LatencyProfile
 
 pytestmark = pytest.mark.anyio
@@ -38,16 +38,6 @@ def request(context_id: str, transcript: str, *, cont: bool, encoding: str = "pc
             "max_buffer_delay_ms": 0,
         }
     )
-
-
-async def receive_until(ws: ClientConnection, predicate: Any, within_s: float = 5.0) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    with anyio.fail_after(within_s):
-        while True:
-            msg = json.loads(await ws.recv())
-            got.append(msg)
-            if predicate(msg):
-                return got
 
 
 def audio_of(msgs: list[dict[str, Any]], context_id: str) -> bytes:

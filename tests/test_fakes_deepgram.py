@@ -11,6 +11,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.providers_helpers import frames, silence, speech
+from tests.support import receive_until
 from voxframe.fakes import ZERO, DeepgramFake, DeepgramFakeOptions, Fault, LatencyProfile
 
 pytestmark = pytest.mark.anyio
@@ -33,16 +34,6 @@ async def open_listen(fake: DeepgramFake, key: str = "k", query: str = QUERY) ->
 async def send_audio(ws: ClientConnection, pcm: bytes) -> None:
     for frame in frames(pcm):
         await ws.send(frame)
-
-
-async def receive_until(ws: ClientConnection, predicate: Any, within_s: float = 5.0) -> list[dict[str, Any]]:
-    got: list[dict[str, Any]] = []
-    with anyio.fail_after(within_s):
-        while True:
-            msg = json.loads(await ws.recv())
-            got.append(msg)
-            if predicate(msg):
-                return got
 
 
 def transcript(msg: dict[str, Any]) -> str:

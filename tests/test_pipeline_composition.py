@@ -7,8 +7,11 @@ import gc
 import anyio
 import pytest
 
-from tests.pipeline_helpers import Recorder, audio, quiet_params, running
+from tests.pipeline_helpers import audio, quiet_params
+from tests.support import Recorder, running
 from voxframe.pipeline import (
+    DOWN,
+    UP,
     Direction,
     EndFrame,
     Frame,
@@ -30,8 +33,8 @@ pytestmark = pytest.mark.anyio
 
 async def test_nesting_adds_no_hop() -> None:
     a, b, c = FrameProcessor(name="a"), FrameProcessor(name="b"), FrameProcessor(name="c")
-    Pipeline([a, Pipeline([Pipeline([b])]), c])
-    assert a._next is b and b._next is c and c._prev is b and b._prev is a
+    hops = await hops_of_one_frame(Pipeline([a, Pipeline([Pipeline([b])]), c]))
+    assert hops == [("task.source", "a"), ("a", "b"), ("b", "c"), ("c", "task.sink")]
 
 
 class Upper(FrameProcessor):
@@ -79,17 +82,58 @@ class Counting(Observer):
         self.pushes.append((src.name, dst.name, frame))
 
 
-async def test_observers_see_every_hop_of_every_frame() -> None:
+async def hops_of_one_frame(pipeline: Pipeline) -> list[tuple[str, str]]:
+    """Run one audio frame through `pipeline`: the (from, to) names of each hop it took."""
     observer = Counting()
-    procs = [FrameProcessor(name=f"p{i}") for i in range(3)]
-    task = PipelineTask(Pipeline(procs), PipelineParams(idle_timeout_s=None, observers=[observer]))
+    task = PipelineTask(pipeline, quiet_params(observers=[observer]))
     frame = audio(0)
     await task.queue_frame(frame)
     await task.stop_when_done()
     with anyio.fail_after(5):
         await task.run()
-    hops = [(s, d) for s, d, f in observer.pushes if f is frame]
+    return [(s, d) for s, d, f in observer.pushes if f is frame]
+
+
+async def test_observers_see_every_hop_of_every_frame() -> None:
+    hops = await hops_of_one_frame(Pipeline([FrameProcessor(name=f"p{i}") for i in range(3)]))
     assert hops == [("task.source", "p0"), ("p0", "p1"), ("p1", "p2"), ("p2", "task.sink")]
+
+
+class FirstPushes(Observer):
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, Frame, Direction]] = []
+
+    def on_frame(self, src: FrameProcessor, frame: Frame, direction: Direction, t_ns: int) -> None:
+        self.frames.append((src.name, frame, direction))
+
+
+class SaysBothWays(FrameProcessor):
+    """Announces each text frame both ways, as a frame and its twin."""
+
+    async def process(self, frame: Frame, direction: Direction) -> None:
+        await self.push(frame, direction)
+        if isinstance(frame, TextFrame):
+            event = UserStartedSpeakingFrame()
+            await self.push(event, DOWN)
+            await self.push(event.twin(), UP)
+
+
+async def test_on_frame_is_told_once_per_frame_and_once_per_event_pushed_both_ways() -> None:
+    observer = FirstPushes()
+    head, tail = Recorder("head"), Recorder("tail")
+    procs = [head, FrameProcessor(name="p0"), SaysBothWays(name="says"), FrameProcessor(name="p1"), tail]
+    task = PipelineTask(Pipeline(procs), PipelineParams(idle_timeout_s=None, observers=[observer]))
+    text = TextFrame(text="hi")
+    await task.queue_frame(text)
+    await task.stop_when_done()
+    with anyio.fail_after(5):
+        await task.run()
+    assert [(src, d) for src, f, d in observer.frames if f is text] == [("task.source", DOWN)]
+    events = [(src, d) for src, f, d in observer.frames if isinstance(f, UserStartedSpeakingFrame)]
+    assert events == [("says", DOWN)]  # its twin went up through p0 and head unannounced
+    (up,) = head.of(UserStartedSpeakingFrame, UP)
+    (down,) = tail.of(UserStartedSpeakingFrame)
+    assert up is not down and up.id != down.id and up.created_ns == down.created_ns
 
 
 class Thinker(FrameProcessor):

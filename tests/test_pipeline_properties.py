@@ -8,7 +8,8 @@ import anyio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.pipeline_helpers import Queued, Recorder, audio, quiet_params
+from tests.pipeline_helpers import Queued, audio, quiet_params
+from tests.support import Recorder
 from voxframe.pipeline import (
     FrameProcessor,
     InputAudioFrame,

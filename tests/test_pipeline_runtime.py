@@ -8,7 +8,8 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from tests.pipeline_helpers import Gate, Queued, Recorder, Worker, audio, quiet_params, running
+from tests.pipeline_helpers import Gate, Queued, Worker, audio, quiet_params
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     DOWN,
     UP,
@@ -70,8 +71,8 @@ async def test_interruption_from_the_output_end_travels_upstream_and_cancels_wor
     async with running(task):
         turn = task.turns.begin()
         # Each worker is busy with a reply token of `turn`, sent upstream to it from the output end.
-        for w in workers:
-            await w._receive(LLMTextFrame(text="hi", turn=turn), UP)
+        for below in [*workers[1:], output]:
+            await below.push(LLMTextFrame(text="hi", turn=turn), UP)  # reaches the worker above it
         for w in workers:
             with anyio.fail_after(5):
                 await w.working.wait()
@@ -88,8 +89,8 @@ async def test_interruption_from_the_middle_goes_both_ways() -> None:
     task = PipelineTask(Pipeline([head, before, middle, after, tail]), quiet_params())
     async with running(task):
         turn = task.turns.begin()
-        await before._receive(LLMTextFrame(text="a", turn=turn), UP)
-        await after._receive(LLMTextFrame(text="b", turn=turn), DOWN)
+        await middle.push(LLMTextFrame(text="a", turn=turn), UP)  # to `before`
+        await middle.push(LLMTextFrame(text="b", turn=turn), DOWN)  # to `after`
         await before.working.wait()
         await after.working.wait()
         await middle.interrupt()

@@ -7,7 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from tests.embedded_helpers import Recorder, normalise_words, running
+from tests.embedded_helpers import normalise_words
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     LLMResponseEndFrame,
     LLMResponseStartFrame,

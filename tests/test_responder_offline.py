@@ -6,7 +6,8 @@ import datetime
 
 import pytest
 
-from tests.embedded_helpers import MS, Recorder, running
+from tests.embedded_helpers import MS
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     FunctionCallFrame,
     FunctionCallResultFrame,

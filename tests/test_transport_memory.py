@@ -5,8 +5,9 @@ from __future__ import annotations
 import anyio
 import numpy as np
 import pytest
-from webrtc_helpers import MS, Recorder, advance, dominant_hz, running, tone
+from webrtc_helpers import MS, advance, dominant_hz, tone
 
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     DOWN,
     BotStoppedSpeakingFrame,
@@ -31,7 +32,7 @@ async def test_input_pushes_each_chunk_when_it_has_been_captured() -> None:
     mic, rec = MemoryInputTransport(tone(300.0, 0.1, 16_000)), Recorder()
     async with running([mic, rec], clock):
         await advance(clock, 500 * MS)
-        frames = rec.of(InputAudioFrame)
+        frames = rec.seen_of(InputAudioFrame)
         assert [(s.frame.pts, s.t_ns - 1_000 * MS) for s in frames] == [(i * 320, (i + 1) * 20 * MS) for i in range(5)]
         assert all(s.frame.sample_rate == 16_000 and s.frame.num_samples == 320 for s in frames)
         assert all(s.frame.created_ns == s.t_ns for s in frames)
@@ -45,7 +46,7 @@ async def test_input_converts_the_given_rate_and_channels_to_the_pipeline_input(
     rec = Recorder()
     async with running([mic, rec], clock):
         await advance(clock, 300 * MS)
-    audio = b"".join(s.frame.audio for s in rec.of(InputAudioFrame))
+    audio = b"".join(f.audio for f in rec.of(InputAudioFrame))
     assert len(audio) // 2 == 3200
     assert dominant_hz(audio, 16_000) == pytest.approx(500.0, abs=5.0)
 
@@ -60,7 +61,7 @@ async def test_input_waits_for_more_audio_and_restarts_the_capture_clock() -> No
         await advance(clock, 100 * MS)
         with anyio.fail_after(1):
             await mic.wait_done()
-        frames = rec.of(InputAudioFrame)
+        frames = rec.seen_of(InputAudioFrame)
         assert [(s.frame.pts, s.t_ns) for s in frames] == [(0, 120 * MS), (320, 140 * MS)]
         assert mic.capture_ns(320) == 120 * MS
 
@@ -80,7 +81,7 @@ async def test_open_microphone_keeps_sending_silence() -> None:
     rec = Recorder()
     async with running([mic, rec], clock):
         await advance(clock, 100 * MS)
-    frames = [s.frame for s in rec.of(InputAudioFrame)]
+    frames = rec.of(InputAudioFrame)
     assert len(frames) == 5
     assert any(frames[0].audio) and not any(b for f in frames[1:] for b in f.audio)
 
@@ -107,4 +108,4 @@ async def test_memory_in_to_memory_out_round_trip_keeps_content_and_timing() -> 
     assert out.played_s(1) == pytest.approx(0.2, abs=0.002)
     assert dominant_hz(out.audio(1), 24_000) == pytest.approx(700.0, abs=5.0)
     assert out.played[0].t_ns == 20 * MS  # played as soon as the first chunk was captured
-    assert [s.frame.played_s for s in down.of(BotStoppedSpeakingFrame)] == [pytest.approx(0.2, abs=0.002)]
+    assert [f.played_s for f in down.of(BotStoppedSpeakingFrame)] == [pytest.approx(0.2, abs=0.002)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import anyio
 import numpy as np
 import pytest
-from webrtc_helpers import MS, Recorder, advance, dominant_hz, running, tone
+from webrtc_helpers import MS, advance, dominant_hz, tone
 
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     DOWN,
     UP,
@@ -53,13 +54,13 @@ async def test_plays_one_chunk_per_period_and_reports_speaking_both_ways() -> No
     assert [c.t_ns for c in out.played] == [0, 20 * MS, 40 * MS, 60 * MS, 80 * MS]
     assert all(c.turn == 1 and c.samples == 480 for c in out.played)
     for recorder, direction in ((up, UP), (down, DOWN)):
-        started = recorder.of(BotStartedSpeakingFrame, direction)
-        stopped = recorder.of(BotStoppedSpeakingFrame, direction)
+        started = recorder.seen_of(BotStartedSpeakingFrame, direction)
+        stopped = recorder.seen_of(BotStoppedSpeakingFrame, direction)
         assert [(s.frame.turn, s.t_ns) for s in started] == [(1, 0)]
         assert [(s.frame.turn, s.t_ns) for s in stopped] == [(1, 100 * MS)]
         assert stopped[0].frame.played_s == pytest.approx(0.1)
         assert stopped[0].frame.interrupted is False
-    assert up.of(BotStartedSpeakingFrame)[0].frame is not down.of(BotStartedSpeakingFrame)[0].frame
+    assert up.of(BotStartedSpeakingFrame, UP)[0] is not down.of(BotStartedSpeakingFrame)[0]
     assert task.tracer.turn(1)["first_audio_out"] == 0
 
 
@@ -97,10 +98,10 @@ async def test_interruption_stops_the_audio_within_one_chunk() -> None:
 
     assert played_before_turn_2 == 6
     assert [c.turn for c in out.played[6:]] == [2, 2]
-    stopped = down.of(BotStoppedSpeakingFrame)
+    stopped = down.seen_of(BotStoppedSpeakingFrame)
     assert [(s.frame.turn, s.frame.interrupted, s.t_ns) for s in stopped] == [(1, True, 110 * MS), (2, False, 650 * MS)]
     assert stopped[0].frame.played_s == pytest.approx(0.12)
-    assert [s.frame.turn for s in up.of(BotStoppedSpeakingFrame)] == [1, 2]
+    assert [f.turn for f in up.of(BotStoppedSpeakingFrame, UP)] == [1, 2]
     assert out.playout is not None and not out.playout
 
 
@@ -124,7 +125,7 @@ async def test_forwards_every_other_frame_downstream_unchanged() -> None:
         await task.queue_frames([text, speech(1, 0.04), words, TTSStoppedFrame(turn=1)])
         await advance(clock, 100 * MS)
 
-    forwarded = [s.frame for s in down.seen if s.direction is DOWN]
+    forwarded = down.down
     assert text in forwarded and words in forwarded
     assert not down.of(TTSAudioFrame)
     assert forwarded.index(text) < forwarded.index(words)
@@ -144,7 +145,7 @@ async def test_end_frame_waits_until_the_queued_audio_has_played() -> None:
         with anyio.fail_after(5):
             while not task.finished:
                 await advance(clock, 20 * MS)
-    kinds = [type(s.frame) for s in down.seen if s.direction is DOWN]
+    kinds = [type(f) for f in down.down]
     assert kinds.index(BotStoppedSpeakingFrame) < kinds.index(EndFrame)
     assert out.played_s(1) == pytest.approx(0.2)
 
@@ -155,7 +156,7 @@ async def test_without_an_end_marker_the_bot_stops_after_the_idle_time() -> None
     async with running([out, down], clock) as task:
         await task.queue_frame(speech(1, 0.04))
         await advance(clock, 300 * MS)
-    stopped = down.of(BotStoppedSpeakingFrame)
+    stopped = down.seen_of(BotStoppedSpeakingFrame)
     assert [(s.frame.turn, s.t_ns) for s in stopped] == [(1, 120 * MS)]  # last audio at 20 ms
     assert stopped[0].frame.played_s == pytest.approx(0.04)
 
@@ -206,10 +207,10 @@ async def test_an_interruption_triggered_by_bot_started_keeps_event_order() -> N
             await advance(clock, 100 * MS)
     events = [
         (type(s.frame).__name__, s.frame.interrupted if hasattr(s.frame, "interrupted") else None)
-        for s in down.of(BotStartedSpeakingFrame) + down.of(BotStoppedSpeakingFrame)
+        for s in down.seen_of(BotStartedSpeakingFrame) + down.seen_of(BotStoppedSpeakingFrame)
     ]
     assert events == [("BotStartedSpeakingFrame", None), ("BotStoppedSpeakingFrame", True)]
-    order = [type(s.frame) for s in down.seen if s.direction is DOWN]
+    order = [type(f) for f in down.down]
     assert order.index(BotStartedSpeakingFrame) < order.index(BotStoppedSpeakingFrame)
     assert len(out.played) == 1
 
@@ -227,7 +228,7 @@ async def test_a_reply_begun_while_the_user_speaks_is_held_until_the_user_stops(
         await task.queue_frame(UserStoppedSpeakingFrame())
         await advance(clock, 100 * MS)
     assert [(c.t_ns, c.turn) for c in out.played if c.turn == 1] == [(300 * MS, 1), (320 * MS, 1)]
-    assert [s.t_ns for s in down.of(BotStartedSpeakingFrame)] == [300 * MS]
+    assert down.times(BotStartedSpeakingFrame) == [300 * MS]
 
 
 async def test_a_held_reply_that_is_interrupted_is_never_played() -> None:

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import anyio
 import pytest
 
-from tests.pipeline_helpers import Recorder, quiet_params, running
+from tests.pipeline_helpers import quiet_params
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     UP,
     ErrorFrame,

@@ -9,17 +9,8 @@ import anyio
 import numpy as np
 import pytest
 
-from tests.embedded_helpers import (
-    MS,
-    NS_PER_S,
-    RATE,
-    Recorder,
-    frames_of,
-    running,
-    silence,
-    speak,
-    speech_bounds,
-)
+from tests.embedded_helpers import MS, NS_PER_S, RATE, frames_of, silence, speak, speech_bounds
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     UP,
     InputAudioFrame,

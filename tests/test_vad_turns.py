@@ -10,7 +10,8 @@ import anyio
 import numpy as np
 import pytest
 
-from tests.embedded_helpers import MS, NS_PER_S, RATE, LoudIsSpeech, Recorder, frames_of, running, silence
+from tests.embedded_helpers import MS, NS_PER_S, RATE, LoudIsSpeech, frames_of, silence
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     DOWN,
     UP,

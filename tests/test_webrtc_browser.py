@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import wave
 from pathlib import Path
 
 import anyio
@@ -23,6 +22,7 @@ from voxframe.pipeline import (
     TTSAudioFrame,
     TTSStoppedFrame,
 )
+from voxframe.transports.wav import write_wav
 from voxframe.transports.webrtc import Session
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -48,14 +48,6 @@ def chromium_args(wav: Path) -> list[str]:
         "--no-first-run",
         "--disable-sync",
     ]
-
-
-def write_wav(path: Path, samples: np.ndarray, rate: int) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(samples.astype("<i2").tobytes())
 
 
 class _AnswersWithATone(FrameProcessor):

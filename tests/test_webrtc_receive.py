@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket
-from webrtc_helpers import Recorder, dominant_hz, tone
+from webrtc_helpers import dominant_hz, tone
 
+from tests.support import Recorder
 from voxframe.pipeline import InputAudioFrame, Pipeline, PipelineParams, PipelineTask
 from voxframe.transports.webrtc import InputOptions, PacedAudioTrack, WebRTCInputTransport
 from voxframe.transports.webrtc._decode import DecodedAudioTrack
@@ -146,7 +147,7 @@ async def test_input_drops_old_audio_when_the_pipeline_falls_behind_and_keeps_po
             while webrtc_in.received_frames + webrtc_in.dropped_frames < 12:
                 await anyio.lowlevel.checkpoint()
         await task.cancel()
-    frames = [s.frame for s in rec.of(InputAudioFrame)]
+    frames = rec.of(InputAudioFrame)
     # After the first frame, 11 frames and the end marker waited: the 7 oldest frames were
     # dropped so that at most 5 items (100 ms) wait; positions still say where audio was lost.
     assert webrtc_in.dropped_frames == 7

@@ -10,15 +10,14 @@ import pytest
 from tests.embedded_helpers import (
     NS_PER_S,
     RATE,
-    Recorder,
     frames_of,
     noise_burst,
     normalise_words,
-    running,
     silence,
     speak,
     speech_bounds,
 )
+from tests.support import Recorder, running
 from voxframe.pipeline import (
     InterimTranscriptionFrame,
     TranscriptionFrame,

@@ -1,4 +1,4 @@
-"""Shared helpers for the transport tests: a frame recorder, test signals, a task harness."""
+"""Shared helpers for the transport tests: test signals, a virtual-clock step, WebRTC servers and clients."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import subprocess
 import threading
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,6 @@ from aiortc.mediastreams import MediaStreamTrack
 from anyio.streams.text import TextReceiveStream
 
 from voxframe.pipeline import (
-    Direction,
-    Frame,
-    FrameProcessor,
     Pipeline,
     PipelineParams,
     PipelineTask,
@@ -42,28 +38,6 @@ from voxframe.transports.webrtc import (
 )
 
 MS = 1_000_000
-
-
-@dataclass(slots=True)
-class Seen:
-    frame: Frame
-    direction: Direction
-    t_ns: int
-
-
-class Recorder(FrameProcessor):
-    """Records every frame passing through it (both directions) with the clock time."""
-
-    def __init__(self, name: str | None = None) -> None:
-        super().__init__(name=name)
-        self.seen: list[Seen] = []
-
-    async def process(self, frame: Frame, direction: Direction) -> None:
-        self.seen.append(Seen(frame, direction, self.clock.now_ns()))
-        await self.push(frame, direction)
-
-    def of(self, kind: type[Frame], direction: Direction | None = None) -> list[Seen]:
-        return [s for s in self.seen if isinstance(s.frame, kind) and (direction is None or s.direction is direction)]
 
 
 def tone(freq_hz: float, duration_s: float, rate: int, amplitude: float = 0.5) -> np.ndarray:
@@ -85,19 +59,6 @@ async def advance(clock: VirtualClock, delta_ns: int) -> None:
     """
     await wait_all_tasks_blocked()
     await clock.advance(delta_ns)
-
-
-@asynccontextmanager
-async def running(processors: Sequence[FrameProcessor], clock: VirtualClock) -> AsyncIterator[PipelineTask]:
-    """Run a pipeline on a virtual clock for the duration of the block, then cancel it."""
-    task = PipelineTask(Pipeline(list(processors)), PipelineParams(idle_timeout_s=None), clock=clock)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(task.run)
-        await wait_all_tasks_blocked()
-        try:
-            yield task
-        finally:
-            await task.cancel()
 
 
 # --- WebRTC ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from .memory import (
     PlayedChunk,
 )
 from .output import OutputOptions, OutputTransport
+from .wav import read_wav, write_wav
 
 __all__ = [
     "AudioChunk",
@@ -23,4 +24,6 @@ __all__ = [
     "OutputOptions",
     "OutputTransport",
     "PlayedChunk",
+    "read_wav",
+    "write_wav",
 ]

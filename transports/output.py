@@ -255,8 +255,8 @@ class OutputTransport(FrameProcessor):
     # --- events out --------------------------------------------------------------------------------
 
     async def _announce(self, *events: Callable[[], Frame]) -> None:
-        """Push speaking events both ways (a fresh frame each way), in the order their state
-        changes happened.
+        """Push speaking events both ways (a frame and its twin: one event to observers), in the
+        order their state changes happened.
 
         Pushing can re-enter this processor (an upstream processor that interrupts on hearing
         the bot starts an interruption that comes back down here), so events go through one
@@ -268,8 +268,8 @@ class OutputTransport(FrameProcessor):
         self._sending = True
         try:
             while self._outbox:
-                make = self._outbox.popleft()
-                await self.push(make(), UP)
-                await self.push(make(), DOWN)
+                frame = self._outbox.popleft()()
+                await self.push(frame, UP)
+                await self.push(frame.twin(), DOWN)
         finally:
             self._sending = False

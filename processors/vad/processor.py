@@ -306,7 +306,7 @@ class VADProcessor(FrameProcessor):
         self._turn_at_start = self.turns.current
         frame = UserStartedSpeakingFrame(speech_start_ns=speech_start_ns)
         await self.push(frame, DOWN)
-        await self.push(UserStartedSpeakingFrame(speech_start_ns=speech_start_ns, created_ns=frame.created_ns), UP)
+        await self.push(frame.twin(), UP)
 
     def _should_interrupt(self) -> bool:
         if not (self.options.interruptions and self.start_frame.allow_interruptions):
@@ -322,7 +322,7 @@ class VADProcessor(FrameProcessor):
         self.trace("vad_stop", turn)
         frame = UserStoppedSpeakingFrame(speech_end_ns=speech_end_ns)
         await self.push(frame, DOWN)
-        await self.push(UserStoppedSpeakingFrame(speech_end_ns=speech_end_ns, created_ns=frame.created_ns), UP)
+        await self.push(frame.twin(), UP)
         if self._voided_turn and self.options.false_interruption != "ignore":
             self._recheck = anyio.CancelScope()
             deadline = self.clock.now_ns() + round(self.options.false_interruption_s * NS_PER_S)

@@ -9,7 +9,7 @@ Inside the factory, `session.input` and `session.output` are the pipeline's two 
 
 from ._ice import IceOptions, IceServer, gather_on
 from ._receive import ReceiveOptions, ReceiveStatistics
-from .client import ClientError, ClientOptions, HeadlessClient, PlayedUtterance, read_wav
+from .client import ClientError, ClientOptions, HeadlessClient, PlayedUtterance
 from .events import ClientEventsObserver
 from .input import InputOptions, WebRTCInputTransport
 from .onsets import OnsetDetector, OnsetOptions, SpeechSegment
@@ -43,5 +43,4 @@ __all__ = [
     "WebRTCOutputTransport",
     "WebRTCServer",
     "gather_on",
-    "read_wav",
 ]

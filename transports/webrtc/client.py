@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-import wave
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .._audio import StreamResampler, to_pcm16
+from ..wav import read_wav
 from ._ice import IceOptions, gather_on
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
 from ._signal import Signal
@@ -66,18 +66,6 @@ class PlayedUtterance:
     end_ns: int
     #: The last non-silent sample (the file may end with silence).
     speech_end_ns: int
-
-
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """A mono int16 array and its rate from a 16-bit PCM WAV file (stereo is averaged)."""
-    with wave.open(str(path), "rb") as wav:
-        if wav.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit PCM WAV is supported")
-        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-        channels, rate = wav.getnchannels(), wav.getframerate()
-    if channels > 1:
-        frames = frames.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    return frames, rate
 
 
 def last_loud_sample(samples: np.ndarray, rate: int, threshold_dbfs: float = -40.0) -> int:

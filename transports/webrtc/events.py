@@ -2,8 +2,9 @@
 
 An `Observer` rather than a processor: it sees every frame wherever it is pushed in the
 pipeline (transcripts are consumed by the user aggregator long before the output), adds no
-hop, and sends synchronously (aiortc's `RTCDataChannel.send` only queues). A frame is seen at
-every hop it takes, so each is reported once, by id.
+hop, and sends synchronously (aiortc's `RTCDataChannel.send` only queues). It listens on
+`on_frame`, told once per event (an event pushed both ways is a frame and its twin), so each is
+reported once.
 
 Messages (all have "type"):
 
@@ -20,7 +21,6 @@ Messages (all have "type"):
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +55,6 @@ _REPORTED = (
     MetricsFrame,
     TransportMessageFrame,
 )
-_REMEMBERED_IDS = 512
 
 Message = dict[str, Any]
 
@@ -66,15 +65,11 @@ class ClientEventsObserver(Observer):
     def __init__(self, send: Callable[[Message], None], tracer: Tracer | None = None) -> None:
         self._send = send
         self._tracer = tracer
-        self._seen: OrderedDict[int, None] = OrderedDict()
         self._speech_end_ns: int | None = None
 
-    def on_push(self, src: FrameProcessor, dst: FrameProcessor, frame: Frame, direction: Direction, t_ns: int) -> None:
-        if not isinstance(frame, _REPORTED) or frame.id in self._seen:
+    def on_frame(self, src: FrameProcessor, frame: Frame, direction: Direction, t_ns: int) -> None:
+        if not isinstance(frame, _REPORTED):
             return
-        self._seen[frame.id] = None
-        if len(self._seen) > _REMEMBERED_IDS:
-            self._seen.popitem(last=False)
         message = self.message_for(frame, t_ns)
         if message is not None:
             self._send(message)
