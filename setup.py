@@ -1,6 +1,6 @@
 """Maps the user's top-level layout onto the `voxframe` package.
 
-pipeline/, processors/, transports/ and fakes/ sit at the top of the repository (the layout the
+pipeline/, processors/, transports/, fakes/ and runner/ sit at the top of the repository (the layout the
 user asked for) and install as `voxframe.pipeline`, `voxframe.processors`, ... Every folder
 with an `__init__.py` below them is a subpackage, found here so none is forgotten.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-ROOTS = ("pipeline", "processors", "transports", "fakes")
+ROOTS = ("pipeline", "processors", "transports", "fakes", "runner")
 HERE = Path(__file__).parent
 
 packages = sorted(
@@ -20,6 +20,7 @@ packages = sorted(
 setup(
     packages=packages,
     package_dir={f"voxframe.{root}": root for root in ROOTS},
-    # The browser client is served from the installed package.
-    package_data={"voxframe.transports.webrtc": ["static/*"]},
+    # The browser client is served from the installed package: `static` is a package of its own
+    # (an `__init__.py`), so setuptools installs its page files as that package's data.
+    package_data={"voxframe.transports.webrtc.static": ["*.html", "*.js"]},
 )

@@ -8,6 +8,7 @@ output in a log file, and on exit sends SIGINT (both bots stop cleanly on it).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
@@ -32,8 +33,10 @@ _READY = re.compile(r"open (http://\S+) in a browser|^READY (\d+)$|^FAKES (\{.*\
 
 def example_vad_times_s() -> tuple[float, float | None]:
     """The example bot's VAD stop time (Pipecat's bot is given the same) and pause time."""
-    sys.path.insert(0, str(EXAMPLE.parent))
-    import example  # bots/example.py
+    spec = importlib.util.spec_from_file_location("example", EXAMPLE)  # bots/example.py, imported by path
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
 
     pause = getattr(example, "VAD_PAUSE_S", None)
     return float(example.VAD_STOP_S), None if pause is None else float(pause)

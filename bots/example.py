@@ -2,6 +2,7 @@
 
     python bots/example.py                  serve it; talk to it at http://127.0.0.1:7860
     python bots/example.py --call bots/assets/what_time_is_it.wav
+    voxframe run bots/example.py            the same, with the installed command
 
 With no keys it runs on embedded models (Whisper, an offline responder, Piper); set
 DEEPGRAM_API_KEY, OPENAI_API_KEY (or OPENAI_BASE_URL) and CARTESIA_API_KEY to use those
@@ -13,11 +14,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from runner import BotSession, run_bot
-
 from voxframe.pipeline import LLMContext, Pipeline, Tool
 from voxframe.processors.aggregators import UserAggregatorOptions, context_aggregators
 from voxframe.processors.vad import ReplyRecovery, VADOptions, VADParams, VADProcessor
+from voxframe.runner import BotSession, run_bot
 
 SYSTEM_PROMPT = (
     "You are a friendly voice assistant. Your answers are spoken aloud, so keep them to one or "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,6 @@ BENCHMARKS = ROOT / "benchmarks"
 EXAMPLE = BOTS / "example.py"
 QUESTION_WAV = BOTS / "assets" / "what_time_is_it.wav"
 _PROVIDER_PREFIXES = ("DEEPGRAM_", "OPENAI_", "CARTESIA_")
-
-# The runner and the benchmark helpers are scripts' modules, imported from their folders.
-for folder in (BOTS, BENCHMARKS):
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
 
 
 def clean_env(**extra: str) -> dict[str, str]:

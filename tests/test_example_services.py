@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from example_helpers import BOTS  # noqa: F401  (puts bots/ on sys.path)
-from services import Services
+from voxframe.runner.services import Services
 
 
 def test_no_keys_means_the_embedded_models() -> None:

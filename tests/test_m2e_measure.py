@@ -15,7 +15,6 @@ from contextlib import asynccontextmanager
 import anyio
 import numpy as np
 import pytest
-from example_helpers import BENCHMARKS  # noqa: F401  (puts benchmarks/ on sys.path)
 from m2e_measure import Caller, Turn, bargein_reaction_ms, first_loud_sample, match_record, waterfall_points
 from m2e_script import SHORT_REPLIES, settle_tokens
 

@@ -8,6 +8,8 @@ Endpoints (prefix `/api/voice`, JSON in and out, errors as ``{"error": {"code", 
 * ``DELETE /sessions/{id}``: hang up
 * ``GET /config``: the ICE configuration the page should use
 * ``GET /``: the browser client
+* ``GET /healthz`` (alive) and ``GET /readyz`` (200 while admitting offers, else 503), unauthenticated
+* ``POST /admin/drain`` (token): stop admitting offers; running calls go on
 
 Every signalling endpoint takes an optional bearer token. Bad input (not JSON, wrong content
 type, oversized, bad SDP, unknown session) gets a 4xx with a clear error and changes nothing;
@@ -21,6 +23,9 @@ import hmac
 import importlib.resources
 import json
 import logging
+import secrets
+import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +39,10 @@ from .session import Session, SessionError, SessionOptions, TaskFactory
 logger = logging.getLogger("voxframe.webrtc")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Adds routes to the server's app (e.g. a metrics endpoint), called once per app built.
+RouteInstaller = Callable[[web.Application, "WebRTCServer"], None]
+#: Extra ICE servers (as browser JSON) for one caller, e.g. TURN credentials minted per caller.
+CallerIceServers = Callable[[], list[dict[str, Any]]]
 
 
 @dataclass(slots=True)
@@ -47,6 +56,16 @@ class ServerOptions:
     auth_token: str | None = None
     max_body_bytes: int = 64 * 1024
     serve_page: bool = True
+    #: Serve HTTPS (browsers give the microphone only on HTTPS or localhost).
+    ssl_context: ssl.SSLContext | None = None
+    #: Starts every session id: names the worker that owns the session (a load balancer routes on it).
+    session_id_prefix: str = ""
+    #: Called with the app and the server when the app is built: a place to mount more endpoints.
+    route_installers: list[RouteInstaller] = field(default_factory=list)
+    #: Added to the ICE servers of `GET /config` and of each offer's answer, per caller.
+    caller_ice_servers: CallerIceServers | None = None
+    #: The `Retry-After` seconds of a refused offer while draining.
+    retry_after_s: int = 5
 
 
 class ApiError(Exception):
@@ -88,12 +107,34 @@ class WebRTCServer:
         self.port: int | None = None
         self._tg: TaskGroup | None = None
         self._session_ended: anyio.Event | None = None
+        #: Why new offers are refused (None: admitting); see `hold`.
+        self.held_reason: str | None = None
 
     @property
     def url(self) -> str:
         if self.port is None:
             raise RuntimeError("the server is not running")
-        return f"http://{self.options.host}:{self.port}"
+        scheme = "https" if self.options.ssl_context is not None else "http"
+        return f"{scheme}://{self.options.host}:{self.port}"
+
+    @property
+    def admitting(self) -> bool:
+        return self._tg is not None and self.held_reason is None
+
+    def hold(self, reason: str) -> None:
+        """Refuse new offers (503 with Retry-After) with `reason`: warming up, draining ..."""
+        self.held_reason = reason
+
+    def admit(self) -> None:
+        self.held_reason = None
+
+    def end_all(self, reason: str = "server_draining") -> int:
+        """Hang up every running session (they end cleanly); returns how many."""
+        sessions = list(self.sessions.values())
+        for session in sessions:
+            session.end_reason = session.end_reason or reason
+            session.hang_up()
+        return len(sessions)
 
     # --- running ------------------------------------------------------------------------------------
 
@@ -103,7 +144,7 @@ class WebRTCServer:
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.options.host, self.options.port)
+            site = web.TCPSite(runner, self.options.host, self.options.port, ssl_context=self.options.ssl_context)
             await site.start()
             self.port = runner.addresses[0][1]
             async with anyio.create_task_group() as tg:
@@ -122,6 +163,11 @@ class WebRTCServer:
         app.router.add_patch(f"{api}/sessions/{{session_id}}", self._trickle)
         app.router.add_delete(f"{api}/sessions/{{session_id}}", self._hang_up)
         app.router.add_get(f"{api}/config", self._config)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_post("/admin/drain", self._drain)
+        for install in self.options.route_installers:
+            install(app, self)
         if self.options.serve_page:
             app.router.add_get("/", self._page)
             app.router.add_get("/client.js", self._page)
@@ -139,7 +185,11 @@ class WebRTCServer:
             raise ApiError(503, "session_limit", f"the server is at its limit of {self.options.max_sessions} sessions")
         if self._tg is None:
             raise ApiError(503, "shutting_down", "the server is not accepting sessions")
-        session = Session(self.options.session)
+        if self.held_reason is not None:
+            refusal = _error_response(503, self.held_reason, "the server is not admitting new calls; retry")
+            refusal.headers["Retry-After"] = str(self.options.retry_after_s)
+            return refusal
+        session = Session(self.options.session, session_id=self.options.session_id_prefix + secrets.token_urlsafe(12))
         self.sessions[session.id] = session
         try:
             answer = await session.accept(sdp, kind)
@@ -151,7 +201,9 @@ class WebRTCServer:
             raise
         self.sessions_started += 1
         self._tg.start_soon(self._run_session, session, name=f"session {session.id}")
-        return web.json_response({"sdp": answer.sdp, "type": answer.type, "session_id": session.id})
+        return web.json_response(
+            {"sdp": answer.sdp, "type": answer.type, "session_id": session.id, "iceServers": self._ice_servers()}
+        )
 
     async def _trickle(self, request: web.Request) -> web.Response:
         self._authorize(request)
@@ -180,7 +232,28 @@ class WebRTCServer:
 
     async def _config(self, request: web.Request) -> web.Response:
         self._authorize(request)
-        return web.json_response({"rtcConfiguration": self.options.session.ice.browser_configuration()})
+        configuration = self.options.session.ice.browser_configuration()
+        configuration["iceServers"] = self._ice_servers()
+        return web.json_response({"rtcConfiguration": configuration})
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"alive": True, "sessions": len(self.sessions)})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        body = {"admitting": self.admitting, "reason": self.held_reason, "sessions": len(self.sessions)}
+        return web.json_response(body, status=200 if self.admitting else 503)
+
+    async def _drain(self, request: web.Request) -> web.Response:
+        self._authorize(request)
+        self.hold("draining")
+        logger.info("draining: admitting no new calls, %d running", len(self.sessions))
+        return web.json_response({"draining": True, "sessions": len(self.sessions)})
+
+    def _ice_servers(self) -> list[dict[str, Any]]:
+        servers = [s.to_json() for s in self.options.session.ice.servers]
+        if self.options.caller_ice_servers is not None:
+            servers += self.options.caller_ice_servers()
+        return servers
 
     async def _page(self, request: web.Request) -> web.Response:
         name = "client.js" if request.path.endswith(".js") else "index.html"
@@ -229,10 +302,14 @@ class WebRTCServer:
             await session.close()
 
     async def _run_session(self, session: Session) -> None:
+        started = time.monotonic()
+        logger.info("session %s started (%d running)", session.id, len(self.sessions))
         try:
             await session.run(self.factory)
         finally:
             self._forget(session)
+            duration = time.monotonic() - started
+            logger.info("session %s ended after %.1f s: %s", session.id, duration, session.end_reason or "cancelled")
 
     def _forget(self, session: Session) -> None:
         self.sessions.pop(session.id, None)

@@ -1,12 +1,14 @@
 """The shared runner: any bot file gets a server, a test call and a console with two lines.
 
     if __name__ == "__main__":
-        from runner import run_bot
+        from voxframe.runner import run_bot
         run_bot(create_pipeline)
+
+(or `voxframe run bots/example.py [options]`; `voxframe run --help` lists the options).
 
 `create_pipeline(bot: BotSession) -> FrameProcessor` builds one caller's pipeline from
 `bot.input`, `bot.output` (the WebRTC ends) and `bot.services` (STT/LLM/TTS chosen from the
-environment, see `services.py`). Options:
+environment, see `services.py`). Some options:
 
     python bots/example.py                      serve the browser client on http://127.0.0.1:7860
     python bots/example.py --host 0.0.0.0 --port 8080
@@ -22,9 +24,8 @@ stops cleanly.
 
 from __future__ import annotations
 
-import argparse
-import ipaddress
 import json
+import logging
 import signal
 import sys
 import time
@@ -36,8 +37,6 @@ from typing import TextIO
 
 import anyio
 import numpy as np
-from services import Services
-from turn_reporter import TurnRecord, TurnReporter
 
 from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, TransportMessageFrame
 from voxframe.transports.wav import write_wav
@@ -52,6 +51,14 @@ from voxframe.transports.webrtc import (
     WebRTCOutputTransport,
     WebRTCServer,
 )
+from voxframe.transports.webrtc.server import RouteInstaller
+
+from .options import RunnerOptions, StartupError, configure_logging, is_loopback, parse_options
+from .services import Services
+from .turn_credentials import TurnMinter
+from .turn_reporter import TurnRecord, TurnReporter
+
+logger = logging.getLogger("voxframe.runner")
 
 NS_PER_S = 1_000_000_000
 EAR_RATE = 48_000
@@ -78,40 +85,35 @@ class BotSession:
 PipelineFactory = Callable[[BotSession], FrameProcessor]
 
 
-@dataclass(slots=True)
-class RunnerOptions:
-    host: str = "127.0.0.1"
-    port: int = 7860
-    call: Path | None = None
-    reply_out: Path = Path("reply.wav")
-    trace_out: Path | None = None
-    #: Longest wait for the bot's reply in `--call` mode.
-    reply_timeout_s: float = 60.0
-
-
-def ice_for(host: str) -> IceOptions:
+def ice_for(host: str, servers: list | None = None) -> IceOptions:
     """Loopback serving keeps every ICE candidate on 127.0.0.1; otherwise any interface."""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    return IceOptions(host_addresses=("127.0.0.1",) if loopback else None)
+    return IceOptions(servers=list(servers or []), host_addresses=("127.0.0.1",) if is_loopback(host) else None)
 
 
 class BotServer:
     """A `WebRTCServer` whose sessions run `create_pipeline`, each with a `TurnReporter`."""
 
-    def __init__(self, create_pipeline: PipelineFactory, services: Services, options: RunnerOptions) -> None:
+    def __init__(
+        self,
+        create_pipeline: PipelineFactory,
+        services: Services,
+        options: RunnerOptions,
+        route_installers: tuple[RouteInstaller, ...] = (),
+    ) -> None:
         self.create_pipeline = create_pipeline
         self.services = services
         self.options = options
         #: The latest turns of every session (bounded: a server runs for days).
         self.records: deque[TurnRecord] = deque(maxlen=1000)
         self._trace: TextIO | None = None
-        session = SessionOptions(ice=ice_for(options.host))
-        self.server = WebRTCServer(
-            self._make_task, ServerOptions(host=options.host, port=options.port, session=session)
-        )
+        session = SessionOptions(ice=ice_for(options.host, options.ice_servers))
+        minter = TurnMinter(options.turn_secret, tuple(options.turn_urls)) if options.turn_secret else None
+        server_options = ServerOptions(
+            host=options.host, port=options.port, session=session, auth_token=options.token,
+            ssl_context=options.ssl_context(), session_id_prefix=options.session_id_prefix,
+            caller_ice_servers=minter, route_installers=list(route_installers),
+        )  # fmt: skip
+        self.server = WebRTCServer(self._make_task, server_options)
 
     async def _make_task(self, session: Session) -> PipelineTask:
         pipeline = self.create_pipeline(BotSession(session, self.services))
@@ -131,15 +133,22 @@ class BotServer:
             self._trace.flush()
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Load the models, then serve until cancelled; `tg.start` returns the URL."""
-        if self.services.stt_choice == "whisper" or self.services.tts_choice == "piper":
-            print("loading embedded models ...", flush=True)
-        await anyio.to_thread.run_sync(self.services.warm_up)
+        """Listen (a busy port fails here, before any model loads), load the models, admit callers.
+
+        `tg.start` returns the URL once admitting; `/readyz` says 503 while the models load.
+        """
         trace_path = self.options.trace_out
         self._trace = trace_path.open("a", encoding="utf-8") if trace_path is not None else None
         try:
             async with anyio.create_task_group() as tg:
+                self.server.hold("warming_up")
                 url = await tg.start(self.server.serve)
+                if self.options.warm_up and (
+                    self.services.stt_choice == "whisper" or self.services.tts_choice == "piper"
+                ):
+                    print("loading embedded models ...", flush=True)
+                    await anyio.to_thread.run_sync(self.services.warm_up)
+                self.server.admit()
                 task_status.started(url)
         finally:
             if self._trace is not None:
@@ -149,17 +158,29 @@ class BotServer:
 # --- serving -------------------------------------------------------------------------------------
 
 
-async def serve_until_signal(bot: BotServer) -> None:
+async def serve_until_signal(bot: BotServer) -> int:
     async with anyio.create_task_group() as tg:
         url = await tg.start(bot.serve)
         print(f"voxframe bot ready: open {url} in a browser (Ctrl-C stops)", flush=True)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                break
-        count = len(bot.server.sessions)
+            signum = await signals.__anext__()
+        if signum == signal.SIGTERM:
+            await drain(bot, bot.options.drain_deadline_s)
+        count = bot.server.end_all("server_stopping")
         print(f"stopping: ending {count} session{'s' * (count != 1)}", flush=True)
+        with anyio.move_on_after(10):
+            await bot.server.wait_sessions(lambda sessions: not sessions)
         tg.cancel_scope.cancel()
     print("stopped", flush=True)
+    return 0
+
+
+async def drain(bot: BotServer, deadline_s: float) -> None:
+    """Admit no new call; let the running ones finish for up to `deadline_s`."""
+    bot.server.hold("draining")
+    logger.info("draining: %d running calls, up to %g s", len(bot.server.sessions), deadline_s)
+    with anyio.move_on_after(deadline_s):
+        await bot.server.wait_sessions(lambda sessions: not sessions)
 
 
 # --- one test call -------------------------------------------------------------------------------
@@ -178,7 +199,7 @@ async def call_once(bot: BotServer, wav: Path, timeout_s: float) -> CallResult:
     """Serve, call through real WebRTC with the headless client, speak `wav`, hear the reply."""
     async with anyio.create_task_group() as tg:
         url = await tg.start(bot.serve)
-        client_options = ClientOptions(ice=ice_for(bot.options.host))
+        client_options = ClientOptions(ice=ice_for(bot.options.host), token=bot.options.token)
         async with HeadlessClient.connect(url, client_options) as client:
             await client.wait_for_event(READY_EVENT["type"], timeout_s=timeout_s)
             played = await client.play(wav)
@@ -222,31 +243,38 @@ async def call_and_report(bot: BotServer) -> int:
 # --- command line --------------------------------------------------------------------------------
 
 
-def parse_options(argv: list[str] | None = None) -> RunnerOptions:
-    parser = argparse.ArgumentParser(description="Run a voxframe bot: serve it, or call it once.")
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port to serve on (default 7860; 0: any free)")
-    parser.add_argument("--call", type=Path, metavar="FILE.wav", help="call the bot once, speak this file, exit")
-    parser.add_argument("--reply-out", type=Path, default=Path("reply.wav"), help="where --call saves the reply")
-    parser.add_argument("--trace-out", type=Path, help="append each turn's record as a JSON line to this file")
-    args = parser.parse_args(argv)
-    if args.call is not None and not args.call.is_file():
-        parser.error(f"--call: no such file: {args.call}")
-    return RunnerOptions(
-        host=args.host, port=args.port, call=args.call, reply_out=args.reply_out, trace_out=args.trace_out
-    )
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
-def run_bot(create_pipeline: PipelineFactory, argv: list[str] | None = None) -> None:
-    """The bot file's entry point: parse the options, serve or call, exit."""
+def run_bot(
+    create_pipeline: PipelineFactory, argv: list[str] | None = None, route_installers: tuple[RouteInstaller, ...] = ()
+) -> None:
+    """The bot file's entry point: parse the options, serve or call, exit.
+
+    `route_installers` mount more endpoints on the server's app (e.g. metrics).
+    """
     options = parse_options(argv)
+    configure_logging(options.log_level)
     services = Services.from_env()
     print(services.describe(), flush=True)
     if options.call is not None:
         options.port = 0 if options.port == 7860 else options.port
-        bot = BotServer(create_pipeline, services, options)
-        sys.exit(anyio.run(call_and_report, bot))
-    anyio.run(serve_until_signal, BotServer(create_pipeline, services, options))
+    try:
+        bot = BotServer(create_pipeline, services, options, route_installers)
+    except StartupError as exc:
+        sys.exit(f"voxframe: {exc}")
+    try:
+        code = anyio.run(call_and_report if options.call is not None else serve_until_signal, bot)
+    except* OSError as group:
+        # A busy or forbidden port: one line, not the task groups' nested tracebacks.
+        first = _first_leaf(group)
+        sys.exit(
+            f"voxframe: cannot serve on {options.host}:{options.port}: {getattr(first, 'strerror', None) or first}"
+        )
+    sys.exit(code or 0)
 
 
 __all__ = [
@@ -255,7 +283,6 @@ __all__ = [
     "BotSession",
     "CallResult",
     "PipelineFactory",
-    "RunnerOptions",
     "call_once",
     "run_bot",
 ]

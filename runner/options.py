@@ -1,0 +1,156 @@
+"""The runner's options: command line, each also from a `VOXFRAME_*` variable, and a `.env` file.
+
+Every option is checked here, before any model loads, and a bad one is one line on stderr
+(`StartupError`): a non-loopback host without a token, a TLS key that does not load, a TURN
+secret without a TURN URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from voxframe.transports.webrtc import IceServer
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class StartupError(Exception):
+    """An option or the environment makes serving impossible; the message is one line."""
+
+
+@dataclass(slots=True)
+class RunnerOptions:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    token: str | None = None
+    ice_servers: list[IceServer] = field(default_factory=list)
+    turn_secret: str | None = None
+    turn_urls: list[str] = field(default_factory=list)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    log_level: str = "info"
+    warm_up: bool = True
+    call: Path | None = None
+    reply_out: Path = Path("reply.wav")
+    trace_out: Path | None = None
+    #: Longest wait for the bot's reply in `--call` mode.
+    reply_timeout_s: float = 60.0
+    #: How long SIGTERM lets running calls go on before ending them.
+    drain_deadline_s: float = 30.0
+    #: Starts every session id (a load balancer routes on it).
+    session_id_prefix: str = ""
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls_cert is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise StartupError(f"--tls-cert/--tls-key: cannot load {self.tls_cert}: {exc}") from exc
+        return context
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def parse_ice_server(text: str) -> IceServer:
+    """``URL`` or ``URL,username,credential`` (e.g. ``turn:turn.example.com:3478,user,pass``)."""
+    url, *rest = text.split(",")
+    if not url.startswith(("stun:", "turn:", "turns:")) or len(rest) not in (0, 2):
+        raise argparse.ArgumentTypeError(f"expected stun:/turn:/turns: URL[,username,credential], got {text!r}")
+    return IceServer(urls=[url], username=rest[0] if rest else None, credential=rest[1] if rest else None)
+
+
+def _environment(env: Mapping[str, str] | None, dotenv_path: Path) -> dict[str, str]:
+    """The `.env` file's values (when present) under the real environment's (which win)."""
+    values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if dotenv_path.is_file() else {}
+    values.update(os.environ if env is None else env)
+    return values
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    def default(name: str, fallback: str | None = None) -> str | None:
+        return env.get(f"VOXFRAME_{name}", fallback)
+
+    p = argparse.ArgumentParser(description="Run a voxframe bot: serve it, or call it once.")
+    p.add_argument("--host", default=default("HOST", "127.0.0.1"), help="address to serve on [VOXFRAME_HOST]")
+    p.add_argument("--port", type=int, default=int(default("PORT", "7860")), help="0: any free [VOXFRAME_PORT]")
+    p.add_argument("--token", default=default("TOKEN"), help="bearer token the API requires [VOXFRAME_TOKEN]")
+    p.add_argument(
+        "--insecure-no-token", action="store_true", default=default("INSECURE_NO_TOKEN") == "1",
+        help="serve a non-loopback host without a token [VOXFRAME_INSECURE_NO_TOKEN=1]",
+    )  # fmt: skip
+    p.add_argument(
+        "--ice-server", type=parse_ice_server, action="append", metavar="URL[,USER,CREDENTIAL]",
+        default=[parse_ice_server(s) for s in (default("ICE_SERVERS") or "").split() if s],
+        help="a STUN/TURN server for both ends; repeatable [VOXFRAME_ICE_SERVERS, space separated]",
+    )  # fmt: skip
+    p.add_argument(
+        "--turn-secret", default=default("TURN_SECRET"), help="coturn static-auth-secret [VOXFRAME_TURN_SECRET]"
+    )
+    p.add_argument(
+        "--turn-url", action="append", default=(default("TURN_URLS") or "").split(),
+        help="TURN URL for minted per-caller credentials; repeatable [VOXFRAME_TURN_URLS]",
+    )  # fmt: skip
+    p.add_argument("--tls-cert", type=Path, default=default("TLS_CERT"), help="PEM certificate [VOXFRAME_TLS_CERT]")
+    p.add_argument("--tls-key", type=Path, default=default("TLS_KEY"), help="PEM key [VOXFRAME_TLS_KEY]")
+    p.add_argument("--log-level", choices=LOG_LEVELS, default=default("LOG_LEVEL", "info"), help="[VOXFRAME_LOG_LEVEL]")
+    p.add_argument(
+        "--no-warm-up", action="store_true", default=default("NO_WARM_UP") == "1",
+        help="do not load the embedded models at start (a bot that uses none) [VOXFRAME_NO_WARM_UP=1]",
+    )  # fmt: skip
+    p.add_argument("--drain-deadline", type=float, default=float(default("DRAIN_DEADLINE", "30")), metavar="S",
+                   help="on SIGTERM, how long running calls may go on [VOXFRAME_DRAIN_DEADLINE]")  # fmt: skip
+    p.add_argument("--call", type=Path, metavar="FILE.wav", help="call the bot once, speak this file, exit")
+    p.add_argument("--reply-out", type=Path, default=Path("reply.wav"), help="where --call saves the reply")
+    p.add_argument("--trace-out", type=Path, help="append each turn's record as a JSON line to this file")
+    return p
+
+
+def parse_options(
+    argv: list[str] | None = None, env: Mapping[str, str] | None = None, dotenv_path: Path = Path(".env")
+) -> RunnerOptions:
+    """Parse and check; argparse's usage errors exit 2 with one line, like a `StartupError`."""
+    values = _environment(env, dotenv_path)
+    parser = build_parser(values)
+    args = parser.parse_args(argv)
+    if args.call is not None and not args.call.is_file():
+        parser.error(f"--call: no such file: {args.call}")
+    options = RunnerOptions(
+        host=args.host, port=args.port, token=args.token or None, ice_servers=args.ice_server,
+        turn_secret=args.turn_secret or None, turn_urls=args.turn_url, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        log_level=args.log_level, warm_up=not args.no_warm_up, call=args.call, reply_out=args.reply_out,
+        trace_out=args.trace_out, drain_deadline_s=args.drain_deadline,
+    )  # fmt: skip
+    if not options.loopback and options.token is None and not args.insecure_no_token and options.call is None:
+        parser.error(f"--host {options.host} is reachable from other machines: set --token (or --insecure-no-token)")
+    if options.turn_secret is not None and not options.turn_urls:
+        parser.error("--turn-secret needs --turn-url (the TURN server the minted credentials are for)")
+    if (options.tls_cert is None) != (options.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    return options
+
+
+def configure_logging(level: str) -> None:
+    """One format for the runner's and the library's lines (session start/end, errors)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
+    )

@@ -1,0 +1,60 @@
+"""The installed runner: options from flags, `VOXFRAME_*` and `.env`; start-up errors in one line."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from voxframe.runner import parse_options
+from voxframe.runner.turn_credentials import TurnMinter, turn_rest_credentials
+
+ROOT = Path(__file__).resolve().parent.parent
+VOXFRAME = Path(sys.executable).parent / "voxframe"
+
+
+def test_options_come_from_flags_environment_and_dotenv(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("VOXFRAME_PORT=9000\nVOXFRAME_TOKEN=from-dotenv\nVOXFRAME_HOST=0.0.0.0\n")
+    options = parse_options([], env={"VOXFRAME_TOKEN": "from-env"}, dotenv_path=dotenv)
+    assert (options.host, options.port, options.token) == ("0.0.0.0", 9000, "from-env")
+    options = parse_options(["--port", "9100", "--ice-server", "turn:t.example:3478,u,p"], env={}, dotenv_path=dotenv)
+    assert options.port == 9100
+    assert [(s.urls, s.username, s.credential) for s in options.ice_servers] == [(["turn:t.example:3478"], "u", "p")]
+
+
+def test_a_public_host_needs_a_token(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        parse_options(["--host", "0.0.0.0"], env={}, dotenv_path=tmp_path / "none")
+    assert "--token" in capsys.readouterr().err
+    assert parse_options(["--host", "0.0.0.0", "--insecure-no-token"], env={}, dotenv_path=tmp_path / "x").token is None
+
+
+def test_turn_credentials_follow_coturns_rest_scheme() -> None:
+    username, credential = turn_rest_credentials("s3cret", "alice", 1700000000)
+    assert username == "1700000000:alice"
+    expected = base64.b64encode(hmac.new(b"s3cret", username.encode(), hashlib.sha1).digest()).decode()
+    assert credential == expected
+    first, second = TurnMinter("s3cret", ("turn:127.0.0.1:3478",))(), TurnMinter("s3cret", ("turn:127.0.0.1:3478",))()
+    assert first[0]["urls"] == ["turn:127.0.0.1:3478"] and first[0]["username"] != second[0]["username"]
+
+
+def test_a_busy_port_is_one_line_before_any_model_loads() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        command = [str(VOXFRAME), "run", "bots/example.py", "--port", str(port)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        f"voxframe: cannot serve on 127.0.0.1:{port}: "
+        f"error while attempting to bind on address ('127.0.0.1', {port}): address already in use"
+    ]
+    assert "loading embedded models" not in result.stdout
