@@ -27,6 +27,9 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from voxframe.pipeline.audio import last_loud_sample
+from voxframe.pipeline.clock import NS_PER_S
+
 from .._audio import StreamResampler, to_pcm16
 from ._ice import IceOptions, gather_on
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
@@ -34,7 +37,6 @@ from ._signal import Signal
 from .onsets import OnsetDetector, OnsetOptions
 from .tracks import PacedAudioTrack
 
-NS_PER_S = 1_000_000_000
 MIC_RATE = 48_000
 CHUNK = MIC_RATE // 50  # 20 ms
 
@@ -78,17 +80,6 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     if channels > 1:
         frames = frames.reshape(-1, channels).mean(axis=1).astype(np.int16)
     return frames, rate
-
-
-def last_loud_sample(samples: np.ndarray, rate: int, threshold_dbfs: float = -40.0) -> int:
-    """Index just past the last 10 ms window above the threshold (0 if all quiet)."""
-    window = rate // 100
-    whole = len(samples) - len(samples) % window
-    if not whole:
-        return 0
-    data = samples[:whole].astype(np.float64).reshape(-1, window)
-    loud = np.flatnonzero(np.sqrt(np.mean(data * data, axis=1)) >= 32768.0 * 10 ** (threshold_dbfs / 20))
-    return 0 if not len(loud) else int(loud[-1] + 1) * window
 
 
 class HeadlessClient:
