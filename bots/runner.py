@@ -41,6 +41,7 @@ from services import Services
 from turn_reporter import TurnRecord, TurnReporter
 
 from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, TransportMessageFrame
+from voxframe.pipeline.clock import NS_PER_S
 from voxframe.transports.webrtc import (
     ClientOptions,
     HeadlessClient,
@@ -53,7 +54,6 @@ from voxframe.transports.webrtc import (
     WebRTCServer,
 )
 
-NS_PER_S = 1_000_000_000
 EAR_RATE = 48_000
 #: The client event that says the caller's pipeline is running.
 READY_EVENT = {"type": "bot_ready"}
