@@ -29,6 +29,7 @@ from typing import Any
 import anyio
 import numpy as np
 
+from voxframe.pipeline.audio import first_loud_sample
 from voxframe.transports.webrtc import HeadlessClient, SpeechSegment
 
 NS_PER_S = 1_000_000_000
@@ -36,17 +37,6 @@ NS_PER_MS = 1_000_000
 #: A record's VAD speech end may precede the microphone's by rounding, and follows it by the uplink.
 _MATCH_BEFORE_NS = 100 * NS_PER_MS
 _MATCH_AFTER_NS = 1_500 * NS_PER_MS
-
-
-def first_loud_sample(samples: np.ndarray, rate: int, threshold_dbfs: float = -40.0) -> int | None:
-    """Index of the first sample of the first 10 ms window above the threshold (None: all quiet)."""
-    window = rate // 100
-    whole = len(samples) - len(samples) % window
-    if not whole:
-        return None
-    data = samples[:whole].astype(np.float64).reshape(-1, window)
-    loud = np.flatnonzero(np.sqrt(np.mean(data * data, axis=1)) >= 32768.0 * 10 ** (threshold_dbfs / 20))
-    return int(loud[0]) * window if len(loud) else None
 
 
 @dataclass(slots=True)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voxframe.pipeline.audio import loud_windows
+
 #: Bytes per sample of each Cartesia raw encoding.
 SAMPLE_BYTES = {"pcm_s16le": 2, "pcm_f32le": 4, "pcm_mulaw": 1, "pcm_alaw": 1}
 
@@ -84,7 +86,7 @@ class EnergySegmenter:
         self.sample_rate = sample_rate
         self.end_silence_s = end_silence_s
         self.window = max(1, round(sample_rate * window_s))
-        self.threshold = 32768 * 10 ** (threshold_dbfs / 20)
+        self.threshold_dbfs = threshold_dbfs
         self.samples_seen = 0
         self.speaking = False
         self.last_loud_end_s = 0.0
@@ -99,8 +101,7 @@ class EnergySegmenter:
         samples = np.concatenate([self._pending, np.frombuffer(pcm, dtype="<i2")])
         whole = len(samples) - len(samples) % self.window
         self._pending = samples[whole:]
-        frames = samples[:whole].reshape(-1, self.window).astype(np.float64)
-        loud = np.sqrt((frames * frames).mean(axis=1)) >= self.threshold
+        loud = loud_windows(samples[:whole], self.window, self.threshold_dbfs)
         edges: list[SpeechEdge] = []
         window_s = self.window / self.sample_rate
         base_s = self.position_s

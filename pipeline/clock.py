@@ -2,7 +2,8 @@
 
 All latency math uses `time.monotonic_ns()`: it is system-wide on Linux, so a client process
 and the bot process on one host share it. Tests swap in a `VirtualClock` to assert exact
-latencies without sleeping.
+latencies without sleeping. A timeout that a test must step through uses `move_on_at` /
+`fail_at` on this clock, not anyio's `move_on_after` (which runs on anyio's own clock).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ import contextvars
 import heapq
 import itertools
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Protocol
 
 import anyio
@@ -106,6 +107,35 @@ def current_clock() -> Clock:
 def now_ns() -> int:
     """Now, on the clock of the running pipeline (monotonic unless a test injected one)."""
     return _current.get().now_ns()
+
+
+@asynccontextmanager
+async def move_on_at(deadline_ns: int, clock: Clock | None = None) -> AsyncIterator[anyio.CancelScope]:
+    """Cancel the body when `clock` reaches `deadline_ns` (anyio's `move_on_after` runs on
+    anyio's own clock, which a `VirtualClock` cannot move). `scope.cancelled_caught` tells."""
+    clock = clock or current_clock()
+    scope = anyio.CancelScope()
+
+    async def alarm() -> None:
+        await clock.sleep_until(deadline_ns)
+        scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(alarm)
+        try:
+            with scope:
+                yield scope
+        finally:
+            tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def fail_at(deadline_ns: int, clock: Clock | None = None) -> AsyncIterator[anyio.CancelScope]:
+    """Like `move_on_at`, but raise TimeoutError when the deadline cancels the body."""
+    async with move_on_at(deadline_ns, clock) as scope:
+        yield scope
+    if scope.cancelled_caught:
+        raise TimeoutError
 
 
 @contextmanager

@@ -39,6 +39,7 @@ import anyio
 import numpy as np
 
 from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, TransportMessageFrame
+from voxframe.pipeline.clock import NS_PER_S
 from voxframe.transports.wav import write_wav
 from voxframe.transports.webrtc import (
     ClientOptions,
@@ -60,7 +61,6 @@ from .turn_reporter import TurnRecord, TurnReporter
 
 logger = logging.getLogger("voxframe.runner")
 
-NS_PER_S = 1_000_000_000
 EAR_RATE = 48_000
 #: The client event that says the caller's pipeline is running.
 READY_EVENT = {"type": "bot_ready"}

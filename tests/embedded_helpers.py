@@ -20,6 +20,8 @@ from voxframe.pipeline import (
     InputAudioFrame,
     LLMContext,
 )
+from voxframe.pipeline.audio import loud, loud_windows
+from voxframe.pipeline.clock import NS_PER_S
 from voxframe.processors.aggregators import context_aggregators
 from voxframe.processors.llm import ToolCall
 from voxframe.processors.llm.offline import OfflineLLM, OfflineOptions, offline_tools
@@ -32,7 +34,6 @@ from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport,
 
 RATE = 16_000
 MS = 1_000_000
-NS_PER_S = 1_000_000_000
 
 
 # --- audio ------------------------------------------------------------------------------------
@@ -63,11 +64,8 @@ def noise_burst(seconds: float, rate: int = RATE, level: float = 0.3, seed: int 
 def speech_bounds(samples: np.ndarray, rate: int = RATE, threshold_dbfs: float = -40.0) -> tuple[int, int]:
     """First and one-past-last sample of the 5 ms blocks louder than `threshold_dbfs`."""
     block = rate // 200
-    usable = len(samples) // block * block
-    blocks = samples[:usable].astype(np.float64).reshape(-1, block) / 32768.0
-    level = 20 * np.log10(np.sqrt((blocks**2).mean(axis=1)) + 1e-9)
-    loud = np.flatnonzero(level > threshold_dbfs)
-    return int(loud[0]) * block, (int(loud[-1]) + 1) * block
+    hits = np.flatnonzero(loud_windows(samples, block, threshold_dbfs))
+    return int(hits[0]) * block, (int(hits[-1]) + 1) * block
 
 
 def frames_of(samples: np.ndarray, start_ns: int, rate: int = RATE, chunk_ms: int = 20) -> list[InputAudioFrame]:
@@ -105,8 +103,7 @@ class LoudIsSpeech:
         pass
 
     def confidences(self, windows: np.ndarray) -> np.ndarray:
-        rms = np.sqrt(np.mean((windows.astype(np.float32) / 32768) ** 2, axis=1))
-        return (rms > 10 ** (-30 / 20)).astype(np.float32)
+        return loud(windows, -30.0).astype(np.float32)
 
 
 # --- the whole embedded bot, in memory ------------------------------------------------------------

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from voxframe.pipeline.audio import loud_windows
+
 ROOT = Path(__file__).resolve().parent.parent
 BOTS = ROOT / "bots"
 BENCHMARKS = ROOT / "benchmarks"
@@ -38,10 +40,4 @@ def output_line(stdout: str, label: str) -> str:
 
 def loud_seconds(samples: np.ndarray, rate: int, threshold_dbfs: float = -40.0) -> float:
     """How much of `samples` (10 ms windows) is above the threshold: audible audio."""
-    window = rate // 100
-    usable = len(samples) - len(samples) % window
-    if not usable:
-        return 0.0
-    data = samples[:usable].astype(np.float64).reshape(-1, window)
-    rms = np.sqrt(np.mean(data * data, axis=1))
-    return float(np.count_nonzero(rms >= 32768 * 10 ** (threshold_dbfs / 20)) * 0.01)
+    return float(np.count_nonzero(loud_windows(samples, rate // 100, threshold_dbfs)) * 0.01)

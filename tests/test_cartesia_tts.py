@@ -28,6 +28,7 @@ from voxframe.pipeline import (
     TTSStoppedFrame,
     TTSWordsFrame,
 )
+from voxframe.pipeline.clock import NS_PER_S, VirtualClock
 from voxframe.processors.streaming import Backoff
 from voxframe.processors.streaming.websocket import StreamOptions
 from voxframe.processors.tts.cartesia import CartesiaOptions, CartesiaTTS
@@ -162,3 +163,22 @@ async def test_a_stalled_server_fails_the_utterance_instead_of_hanging() -> None
     (error,) = head.of(ErrorFrame, UP)
     assert "no answer for 0.3 s" in error.error and not error.fatal
     assert audio_bytes(tail, 1) == 0
+
+
+async def test_the_reply_timeout_fires_at_exactly_its_virtual_time() -> None:
+    clock = VirtualClock()
+    async with fake() as f:
+        f.faults.append(Fault.stall_after(after_received=1))
+        options = CartesiaOptions(url=f.url, api_key="key", reply_timeout_s=30.0)
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params(), clock=clock)
+        async with running(task):
+            await task.queue_frames(reply(1, "Anyone there?"))
+            with anyio.fail_after(5):
+                await clock.wait_sleepers(1)  # the text went out; its reply deadline is on the injected clock
+            await clock.advance(30 * NS_PER_S - 1)
+            assert not head.of(ErrorFrame, UP)
+            await clock.advance(1)
+            await tail.wait_for(lambda: stopped(tail, 1))
+    (error,) = head.of(ErrorFrame, UP)
+    assert "no answer for 30.0 s" in error.error

@@ -24,6 +24,7 @@ from voxframe.pipeline import (
     TranscriptionFrame,
     TransportMessageFrame,
 )
+from voxframe.pipeline.audio import loud_windows
 from voxframe.processors.echo import AudioEcho
 from voxframe.transports.webrtc import HeadlessClient, Session
 
@@ -32,12 +33,10 @@ pytestmark = pytest.mark.anyio
 FREQS = (600.0, 1500.0, 900.0)
 
 
-def segment_frequencies(audio: np.ndarray, rate: int, threshold: float = 1000.0) -> list[float]:
+def segment_frequencies(audio: np.ndarray, rate: int, threshold_dbfs: float = -30.0) -> list[float]:
     """Dominant frequency of each loud stretch of `audio`, in order."""
     window = rate // 100
-    usable = len(audio) - len(audio) % window
-    rms = np.sqrt(np.mean(audio[:usable].astype(np.float64).reshape(-1, window) ** 2, axis=1))
-    loud = rms > threshold
+    loud = loud_windows(audio, window, threshold_dbfs).tolist()
     segments, start = [], None
     for i, is_loud in enumerate([*loud, False]):
         if is_loud and start is None:

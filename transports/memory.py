@@ -25,12 +25,11 @@ from voxframe.pipeline import (
     InputAudioFrame,
     StartFrame,
 )
+from voxframe.pipeline.clock import NS_PER_S
 
 from ._audio import StreamResampler, to_pcm16
 from ._playout import AudioChunk
 from .output import OutputOptions, OutputTransport
-
-NS_PER_S = 1_000_000_000
 
 
 @dataclass(slots=True)

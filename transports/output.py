@@ -51,10 +51,10 @@ from voxframe.pipeline import (
     TTSStoppedFrame,
     UserTurnGate,
 )
+from voxframe.pipeline.clock import NS_PER_S
 
 from ._playout import AudioChunk, Playout
 
-NS_PER_S = 1_000_000_000
 #: If the pacer falls this many chunks behind (a stalled event loop), it re-anchors instead
 #: of bursting the backlog onto the wire.
 _MAX_LAG_CHUNKS = 5

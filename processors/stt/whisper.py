@@ -46,10 +46,9 @@ from voxframe.pipeline import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
+from voxframe.pipeline.audio import AudioTimeline, level_dbfs
 
 from ..models import WHISPER_TINY_EN, ModelSpec
-from ..vad.analyzer import volume_dbfs
-from ..vad.timeline import AudioTimeline
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -236,7 +235,7 @@ class WhisperSTT(FrameProcessor):
             return  # the VAD before us reports unusable input once
         self._timeline.append(frame.num_samples, frame.created_ns)
         self._buffer += frame.audio
-        level = float(volume_dbfs(np.frombuffer(frame.audio, np.int16)[None, :])[0])
+        level = float(level_dbfs(np.frombuffer(frame.audio, np.int16)))
         if level >= self.options.quiet_dbfs:
             self._quiet_from = None
         elif self._quiet_from is None:

@@ -28,6 +28,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from voxframe.pipeline import WordTiming
+from voxframe.pipeline.clock import NS_PER_S, move_on_at
 from voxframe.processors.streaming import ProviderError
 from voxframe.processors.streaming.websocket import Endpoint, Message, StreamOptions, WebSocketStream
 
@@ -69,7 +70,7 @@ class _Context:
     sent: list[str] = field(default_factory=list)
     ended: bool = False
     done: bool = False
-    owed_since: float | None = None  # text went out and nothing has come back since
+    owed_since_ns: int | None = None  # text went out and nothing has come back since (clock ns)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
 
 
@@ -151,12 +152,14 @@ class CartesiaTTS(TTSService):
     async def _next_message(self, context: _Context) -> dict[str, Any]:
         """The context's next message; a server that owes an answer for too long is an error."""
         timeout = self.options.reply_timeout_s
+        timeout_ns = round(timeout * NS_PER_S)
         while True:
-            with anyio.move_on_after(timeout):
+            async with move_on_at(self.clock.now_ns() + timeout_ns, self.clock):
                 message = await context.inbox.receive()
-                context.owed_since = None
+                context.owed_since_ns = None
                 return message
-            if context.owed_since is not None and anyio.current_time() - context.owed_since >= timeout:
+            owed = context.owed_since_ns
+            if owed is not None and self.clock.now_ns() - owed >= timeout_ns:
                 raise ProviderError(f"Cartesia: no answer for {timeout:.1f} s")
 
     async def _send_inputs(self, context: _Context, texts: AsyncIterator[str], scope: anyio.CancelScope) -> None:
@@ -187,8 +190,8 @@ class CartesiaTTS(TTSService):
             "continue": more,
             "max_buffer_delay_ms": opts.max_buffer_delay_ms,
         }
-        if context.owed_since is None:
-            context.owed_since = anyio.current_time()
+        if context.owed_since_ns is None:
+            context.owed_since_ns = self.clock.now_ns()
         assert self._stream is not None
         await self._stream.send(json.dumps(request))  # if down, the resend after reconnecting carries it
 

@@ -1,6 +1,6 @@
 """Voice activity detection and turn-taking: Silero (onnxruntime) or webrtcvad, barge-in."""
 
-from .analyzer import VADAnalyzer, score_windows, volume_dbfs
+from .analyzer import VADAnalyzer, score_windows
 from .processor import VADOptions, VADProcessor
 from .recovery import ReplyRecovery
 from .silero import SileroVADAnalyzer
@@ -14,11 +14,9 @@ from .state import (
     VADParams,
     VADState,
 )
-from .timeline import AudioTimeline
 from .webrtc import WebRTCVADAnalyzer
 
 __all__ = [
-    "AudioTimeline",
     "ReplyRecovery",
     "ScoredWindow",
     "SileroVADAnalyzer",
@@ -34,5 +32,4 @@ __all__ = [
     "VADState",
     "WebRTCVADAnalyzer",
     "score_windows",
-    "volume_dbfs",
 ]

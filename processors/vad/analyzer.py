@@ -11,6 +11,8 @@ from typing import Protocol
 
 import numpy as np
 
+from voxframe.pipeline.audio import level_dbfs, loud
+
 from .state import ScoredWindow
 
 
@@ -41,25 +43,14 @@ class VADAnalyzer(Protocol):
 _BLOCKS = 8  # level blocks per window (4 ms for a 512-sample window at 16 kHz)
 
 
-def _dbfs(samples: np.ndarray, axis: int) -> np.ndarray:
-    x = samples.astype(np.float32) / 32768.0
-    return 20.0 * np.log10(np.sqrt(np.mean(x * x, axis=axis)) + 1e-5)
-
-
-def volume_dbfs(windows: np.ndarray) -> np.ndarray:
-    """RMS level of each int16 window, in dB relative to full scale (silence about -100)."""
-    return _dbfs(windows, axis=1)
-
-
 def all_quiet(samples: np.ndarray, loud_dbfs: float, window_samples: int) -> bool:
     """Whether every level block of int16 `samples` (as `score_windows` cuts a window of
     `window_samples`; the last block may be short) is below `loud_dbfs`."""
     block = max(1, window_samples // _BLOCKS)
     whole = len(samples) - len(samples) % block
-    levels = _dbfs(samples[:whole].reshape(-1, block), axis=1).tolist() if whole else []
-    if whole < len(samples):
-        levels.append(float(_dbfs(samples[whole:], axis=0)))
-    return all(level < loud_dbfs for level in levels)
+    if whole and loud(samples[:whole].reshape(-1, block), loud_dbfs).any():
+        return False
+    return whole == len(samples) or not bool(loud(samples[whole:], loud_dbfs))
 
 
 def score_windows(
@@ -68,13 +59,13 @@ def score_windows(
     """Confidence and loudness profile of consecutive windows starting at `first_sample` (blocking)."""
     count, size = windows.shape
     confidences = analyzer.confidences(windows).tolist()
-    volumes = volume_dbfs(windows).tolist()
+    volumes = level_dbfs(windows).tolist()
     block = size // _BLOCKS
-    loud = _dbfs(windows[:, : block * _BLOCKS].reshape(count, _BLOCKS, block), axis=2) >= loud_dbfs
-    any_loud = loud.any(axis=1).tolist()
-    first = np.argmax(loud, axis=1).tolist()
-    last = (_BLOCKS - np.argmax(loud[:, ::-1], axis=1)).tolist()
-    trailing_quiet = ~loud[:, ::-1]
+    loud_blocks = loud(windows[:, : block * _BLOCKS].reshape(count, _BLOCKS, block), loud_dbfs)
+    any_loud = loud_blocks.any(axis=1).tolist()
+    first = np.argmax(loud_blocks, axis=1).tolist()
+    last = (_BLOCKS - np.argmax(loud_blocks[:, ::-1], axis=1)).tolist()
+    trailing_quiet = ~loud_blocks[:, ::-1]
     tail = np.where(trailing_quiet.any(axis=1), _BLOCKS - np.argmax(trailing_quiet, axis=1), 0).tolist()
     out = []
     for i in range(count):
@@ -88,10 +79,10 @@ def score_windows(
                 volume_dbfs=volumes[i],
                 first_loud=start + first[i] * block if has else None,
                 last_loud=start + last[i] * block if has else None,
-                tail_run=start + tail[i] * block if loud[i, -1] else None,
+                tail_run=start + tail[i] * block if loud_blocks[i, -1] else None,
             )
         )
     return out
 
 
-__all__ = ["VADAnalyzer", "all_quiet", "score_windows", "volume_dbfs"]
+__all__ = ["VADAnalyzer", "all_quiet", "score_windows"]

@@ -42,6 +42,7 @@ from voxframe.pipeline import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
+from voxframe.pipeline.audio import AudioTimeline
 from voxframe.pipeline.clock import NS_PER_S
 
 from .analyzer import VADAnalyzer, all_quiet, score_windows
@@ -56,7 +57,6 @@ from .state import (
     SpeechStopped,
     VADParams,
 )
-from .timeline import AudioTimeline
 
 
 @dataclass(slots=True)

@@ -26,6 +26,9 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from voxframe.pipeline.audio import last_loud_sample
+from voxframe.pipeline.clock import NS_PER_S
+
 from .._audio import StreamResampler, to_pcm16
 from ..wav import read_wav
 from ._ice import IceOptions, gather_on
@@ -34,7 +37,6 @@ from ._signal import Signal
 from .onsets import OnsetDetector, OnsetOptions
 from .tracks import PacedAudioTrack
 
-NS_PER_S = 1_000_000_000
 MIC_RATE = 48_000
 CHUNK = MIC_RATE // 50  # 20 ms
 
@@ -66,17 +68,6 @@ class PlayedUtterance:
     end_ns: int
     #: The last non-silent sample (the file may end with silence).
     speech_end_ns: int
-
-
-def last_loud_sample(samples: np.ndarray, rate: int, threshold_dbfs: float = -40.0) -> int:
-    """Index just past the last 10 ms window above the threshold (0 if all quiet)."""
-    window = rate // 100
-    whole = len(samples) - len(samples) % window
-    if not whole:
-        return 0
-    data = samples[:whole].astype(np.float64).reshape(-1, window)
-    loud = np.flatnonzero(np.sqrt(np.mean(data * data, axis=1)) >= 32768.0 * 10 ** (threshold_dbfs / 20))
-    return 0 if not len(loud) else int(loud[-1] + 1) * window
 
 
 class HeadlessClient:

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NS_PER_S = 1_000_000_000
+from voxframe.pipeline.audio import amplitude, loud
+from voxframe.pipeline.clock import NS_PER_S
 
 
 @dataclass(slots=True)
@@ -44,7 +45,7 @@ class OnsetDetector:
         self.options = options or OnsetOptions()
         self.segments: list[SpeechSegment] = []
         self._window = sample_rate * self.options.window_ms // 1000
-        self._threshold = 32768.0 * 10 ** (self.options.threshold_dbfs / 20)
+        self._threshold = amplitude(self.options.threshold_dbfs)
         self._gap_ns = int(self.options.min_gap_s * NS_PER_S)
         self._carry = np.zeros(0, dtype=np.float64)
         self._carry_start_ns = 0
@@ -68,9 +69,8 @@ class OnsetDetector:
         self._carry, self._carry_start_ns = data[whole:], time_of(whole)
         if whole:
             windows = data[:whole].reshape(-1, self._window)
-            rms = np.sqrt(np.mean(windows * windows, axis=1))
             window_ns = self._window * NS_PER_S // self.sample_rate
-            for i in np.flatnonzero(rms >= self._threshold):
+            for i in np.flatnonzero(loud(windows, self.options.threshold_dbfs)):
                 begin = time_of(int(i) * self._window)
                 self._loud(begin, begin + window_ns)
         self.close_gaps(arrival_ns)

@@ -26,6 +26,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from voxframe.pipeline import PipelineTask
+from voxframe.pipeline.clock import NS_PER_S
 
 from ._ice import IceOptions, gather_on, ignore_checks_from_other_hosts
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
@@ -36,7 +37,6 @@ from .output import WebRTCOutputTransport
 
 logger = logging.getLogger("voxframe.webrtc")
 
-NS_PER_S = 1_000_000_000
 #: How often the watchdog looks at the connection (it also wakes on every state change).
 _WATCH_INTERVAL_S = 0.25
 #: Client events queued while the data channel is not open yet.
