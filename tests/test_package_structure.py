@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("pipeline", "processors", "transports", "fakes")
+PACKAGES = ("pipeline", "processors", "transports", "fakes", "runner")
 
 
 def _modules() -> dict[str, Path]:
@@ -89,6 +89,7 @@ LAYERS = {
     "processors": {"pipeline"},
     "transports": {"pipeline"},
     "fakes": {"pipeline"},
+    "runner": {"pipeline", "processors", "transports"},
 }
 
 
@@ -118,13 +119,14 @@ def test_no_module_is_a_two_thousand_line_file() -> None:
 def test_package_inits_import_no_optional_dependency() -> None:
     """A user who installs only one provider's extra can import every package of the core.
 
-    `transports.webrtc` and `fakes` are exempt: aiortc/aiohttp/websockets are their whole point.
+    `transports.webrtc`, `fakes` and `runner` are exempt: aiortc/aiohttp/websockets are their whole point.
     """
     optional = ["aiortc", "av", "websockets", "openai", "onnxruntime", "faster_whisper", "piper", "aiohttp"]
     inits = [
         name
         for name, path in _modules().items()
-        if path.name == "__init__.py" and not name.startswith(("voxframe.transports.webrtc", "voxframe.fakes"))
+        if path.name == "__init__.py"
+        and not name.startswith(("voxframe.transports.webrtc", "voxframe.fakes", "voxframe.runner"))
     ]
     code = "import sys\n" + "".join(f"import {name}\n" for name in inits)
     code += f"print(sorted(m for m in {optional!r} if m in sys.modules))"
