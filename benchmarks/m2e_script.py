@@ -7,7 +7,7 @@ whenever the caller is busy encoding or listening, and that lateness would pass 
 The fakes get a transcript for every utterance the caller says (in order) and answer each user
 message with a reply that opens with a short sentence ("Sure."), as voice assistants prompted
 for brevity do; the question used for barge-in trials gets a long answer to talk over. Latency
-profiles are the fakes' defaults (LATENCY.md's p50s, no jitter), so the service time of a turn
+profiles are the fakes' defaults (LATENCY.md's p50 and p95, seeded lognormal draws), so the service time of a turn
 is a known constant and the rest of mouth-to-ear is the framework's.
 """
 

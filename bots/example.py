@@ -7,11 +7,19 @@
 With no keys it runs on embedded models (Whisper, an offline responder, Piper); set
 DEEPGRAM_API_KEY, OPENAI_API_KEY (or OPENAI_BASE_URL) and CARTESIA_API_KEY to use those
 services instead (`python -m voxframe.fakes` prints variables for local fakes of them).
+
+Two environment variables change how early it answers (benchmarks/mouth_to_ear.py uses them
+for its like-for-like rows; the defaults are the bot as shipped):
+
+    VOXFRAME_VAD_PAUSE_S=off     no pause: the STT finalizes and the LLM starts at the stop only
+    VOXFRAME_VAD_PAUSE_S=0.25    another pause time (seconds, below VAD_STOP_S)
+    VOXFRAME_PREEMPTIVE=0        finalize at the pause but start the reply only at the stop
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 from typing import Any
 
 from voxframe.pipeline import LLMContext, Pipeline, Tool
@@ -29,6 +37,28 @@ VAD_STOP_S = 0.5
 #: A shorter quiet at which the reply is already prepared (the STT finalizes, the LLM starts):
 #: the bot still speaks only after the stop, and drops the reply unheard if the user goes on.
 VAD_PAUSE_S = 0.2
+
+
+def vad_pause_s() -> float | None:
+    """The pause time: VAD_PAUSE_S, or VOXFRAME_VAD_PAUSE_S ("off": none)."""
+    raw = os.environ.get("VOXFRAME_VAD_PAUSE_S", "").strip().lower()
+    if not raw:
+        return VAD_PAUSE_S
+    if raw in ("off", "none", "0"):
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise SystemExit(f"VOXFRAME_VAD_PAUSE_S must be seconds or 'off', got {raw!r}") from None
+
+
+def preemptive() -> bool:
+    """Whether a reply starts at the pause (VOXFRAME_PREEMPTIVE=0: only at the stop)."""
+    raw = os.environ.get("VOXFRAME_PREEMPTIVE", "1").strip().lower()
+    if raw not in ("0", "1", "false", "true", "no", "yes"):
+        raise SystemExit(f"VOXFRAME_PREEMPTIVE must be 0 or 1, got {raw!r}")
+    return raw in ("1", "true", "yes")
+
 
 CAPITALS = {"france": "Paris", "germany": "Berlin", "italy": "Rome", "japan": "Tokyo", "spain": "Madrid"}
 
@@ -57,12 +87,15 @@ TOOLS = [
 def create_pipeline(bot: BotSession) -> Pipeline:
     """One caller's pipeline, built afresh for every call."""
     context = LLMContext(messages=[{"role": "system", "content": SYSTEM_PROMPT}], tools=TOOLS)
-    user, assistant = context_aggregators(context, UserAggregatorOptions(preemptive=True))
+    pause_s = vad_pause_s()
+    user, assistant = context_aggregators(
+        context, UserAggregatorOptions(preemptive=preemptive() and pause_s is not None)
+    )
     return Pipeline(
         [
             bot.input,  # the caller's microphone, over WebRTC
             # who speaks when, and barge-in; each 32 ms window is scored as it arrives
-            VADProcessor(VADOptions(params=VADParams(stop_s=VAD_STOP_S, pause_s=VAD_PAUSE_S), windows_per_hop=1)),
+            VADProcessor(VADOptions(params=VADParams(stop_s=VAD_STOP_S, pause_s=pause_s), windows_per_hop=1)),
             bot.services.stt(),  # speech to text: Deepgram, or Whisper
             user,  # the user's words join the context and start a reply (at a pause, preemptively)
             ReplyRecovery(),  # a cough that cut the bot off: it answers again
@@ -75,4 +108,5 @@ def create_pipeline(bot: BotSession) -> Pipeline:
 
 
 if __name__ == "__main__":
+    vad_pause_s(), preemptive()  # a bad option stops the bot here, not in its first call
     run_bot(create_pipeline)

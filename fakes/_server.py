@@ -22,18 +22,40 @@ from aiohttp import WSCloseCode, WSMsgType, web
 logger = logging.getLogger("voxframe.fakes")
 
 
+#: The standard normal's 95th percentile: a lognormal's p95 is exp(mu + Z95 * sigma).
+Z95 = 1.6448536269514722
+
+
 @dataclass(slots=True)
 class LatencyProfile:
-    """A service latency: `p50_s` always, or lognormal around p50 with the given p95 (jitter)."""
+    """A service latency: lognormal with median `p50_s` and 95th percentile `p95_s`.
+
+    A lognormal is fitted to the two figures a source publishes (mu = ln p50, sigma =
+    ln(p95 / p50) / Z95): always positive, with the long right tail service latencies have.
+    Draws come from the fake's seeded `random.Random`, so two runs (two frameworks) with the
+    same seed are told the same latencies in the same order. Without a `p95_s` (or with
+    `jitter=False`) every draw is `p50_s`: the constant tests rely on.
+    """
 
     p50_s: float
     p95_s: float | None = None
-    jitter: bool = False
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.p50_s < 0 or (self.p95_s is not None and self.p95_s < self.p50_s):
+            raise ValueError(f"a latency profile needs 0 <= p50 <= p95, got {self.p50_s} and {self.p95_s}")
+
+    @property
+    def sigma(self) -> float:
+        """The fitted lognormal's sigma (0: a constant)."""
+        if not self.jitter or not self.p95_s or self.p50_s <= 0:
+            return 0.0
+        return math.log(self.p95_s / self.p50_s) / Z95
 
     def sample(self, rng: random.Random) -> float:
-        if not self.jitter or not self.p95_s or self.p95_s <= self.p50_s or self.p50_s <= 0:
+        sigma = self.sigma
+        if sigma == 0.0:
             return self.p50_s
-        sigma = math.log(self.p95_s / self.p50_s) / 1.645
         return rng.lognormvariate(math.log(self.p50_s), sigma)
 
 
@@ -125,11 +147,18 @@ class FakeServer:
         self.api_key = api_key
         self.faults: list[Fault] = []
         self.connections: list[Connection] = []
+        self.seed = seed
         self.rng = random.Random(seed)
         self.port = port  # 0: an ephemeral port, known once started
         self._runner: web.AppRunner | None = None
         self._sockets: dict[web.WebSocketResponse, Connection] = {}
         self._changed = anyio.Event()
+
+    def reseed(self, seed: int) -> None:
+        """Restart the latency draws from `seed` (a benchmark does so before each stack's block,
+        so both frameworks are told the same latencies turn by turn)."""
+        self.seed = seed
+        self.rng.seed(seed)
 
     # --- lifecycle ---------------------------------------------------------------------------
 

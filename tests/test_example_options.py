@@ -1,0 +1,32 @@
+"""bots/example.py's options for the benchmark's rows: no pause, not preemptive, a bad value refused."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from example_helpers import BOTS  # noqa: F401  (puts bots/ on sys.path)
+
+example = importlib.import_module("example")  # bots/example.py
+
+
+def test_defaults_are_the_bot_as_shipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VOXFRAME_VAD_PAUSE_S", raising=False)
+    monkeypatch.delenv("VOXFRAME_PREEMPTIVE", raising=False)
+    assert (example.vad_pause_s(), example.preemptive()) == (example.VAD_PAUSE_S, True)
+
+
+def test_the_pause_can_be_turned_off_or_moved_and_preemption_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXFRAME_VAD_PAUSE_S", "off")
+    assert example.vad_pause_s() is None
+    monkeypatch.setenv("VOXFRAME_VAD_PAUSE_S", "0.25")
+    assert example.vad_pause_s() == 0.25
+    monkeypatch.setenv("VOXFRAME_PREEMPTIVE", "0")
+    assert example.preemptive() is False
+
+
+@pytest.mark.parametrize(("name", "value"), [("VOXFRAME_VAD_PAUSE_S", "soon"), ("VOXFRAME_PREEMPTIVE", "maybe")])
+def test_a_bad_value_is_refused_with_its_name(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit, match=name):
+        example.vad_pause_s() if name == "VOXFRAME_VAD_PAUSE_S" else example.preemptive()
