@@ -50,6 +50,59 @@ def test_abbreviations_decimals_initials_and_quotes(text: str, segments: list[st
     assert split_all(list(text)) == segments
 
 
+# Replies as an LLM voice assistant writes them (English: the language the voices speak). Each
+# pair is one reply and the segments TTS must receive; a cut inside "Dr. Smith" splits a name
+# across two syntheses, a missed cut after "no." makes the first audio wait for the next sentence.
+REAL_REPLIES = [
+    ("The answer is no. Try again later.", ["The answer is no.", "Try again later."]),
+    ("I left at 9 am. Then I had lunch.", ["I left at 9 am.", "Then I had lunch."]),
+    ("It starts at 8 pm. See you there.", ["It starts at 8 pm.", "See you there."]),
+    ("The meeting is on Sun. Bring snacks.", ["The meeting is on Sun.", "Bring snacks."]),
+    ("Today is Sat. Tomorrow is Sunday.", ["Today is Sat.", "Tomorrow is Sunday."]),
+    ("It is Wed. The report is due Friday.", ["It is Wed.", "The report is due Friday."]),
+    ("Her birthday is in Mar. She turns ten.", ["Her birthday is in Mar.", "She turns ten."]),
+    ("The shop closes in Dec. It reopens in spring.", ["The shop closes in Dec.", "It reopens in spring."]),
+    ("The time zone is EST. That is five hours behind.", ["The time zone is EST.", "That is five hours behind."]),
+    ("Call Acme and Co. They can help.", ["Call Acme and Co.", "They can help."]),
+    ("Ask Al. He knows the way.", ["Ask Al.", "He knows the way."]),
+    ("Dr. Smith will see you now. Please come in.", ["Dr. Smith will see you now.", "Please come in."]),
+    ("Mr. and Mrs. Jones are here. Shall I let them in?", ["Mr. and Mrs. Jones are here.", "Shall I let them in?"]),
+    ("Bring fruit, e.g. apples or pears. Thanks!", ["Bring fruit, e.g. apples or pears.", "Thanks!"]),
+    ("Use a short name, i.e. one word. Done.", ["Use a short name, i.e. one word.", "Done."]),
+    ("The U.S. dollar rose today. Stocks fell.", ["The U.S. dollar rose today.", "Stocks fell."]),
+    ("The rate is 3.5 percent. That is low.", ["The rate is 3.5 percent.", "That is low."]),
+    ("Pi is about 3.14159. Neat, right?", ["Pi is about 3.14159.", "Neat, right?"]),
+    ("Come by at 5 p.m. tomorrow. I will wait.", ["Come by at 5 p.m. tomorrow.", "I will wait."]),
+    ("It ends at 5 p.m. Tomorrow is free.", ["It ends at 5 p.m.", "Tomorrow is free."]),
+    ("Smith et al. found the same. It holds.", ["Smith et al. found the same.", "It holds."]),
+    ("Hmm... let me think. Yes, it works.", ["Hmm...", "let me think.", "Yes, it works."]),
+    ("Room No. 5 is free. Book it now.", ["Room No. 5 is free.", "Book it now."]),
+]
+
+
+@pytest.mark.parametrize(("text", "segments"), REAL_REPLIES)
+def test_real_replies_are_cut_at_sentence_ends_only(text: str, segments: list[str]) -> None:
+    options = SentenceOptions(first_clause_min_words=0)  # sentence boundaries alone
+    assert split_all(list(text), options) == segments  # one character per token
+    words = text.split(" ")
+    assert split_all([f"{w} " for w in words], options) == segments  # trailing spaces
+    assert split_all([w if i == 0 else f" {w}" for i, w in enumerate(words)], options) == segments  # LLM-style
+
+
+def test_an_ordinary_word_before_a_period_releases_the_sentence_with_the_next_word() -> None:
+    splitter = SentenceSplitter(SentenceOptions(first_clause_min_words=0))
+    assert splitter.push("The answer is no.") == []
+    assert splitter.push(" ") == []  # "no." could be "No. 5": the next word's first letter decides
+    assert splitter.push("Try") == ["The answer is no."]
+    assert splitter.flush() == "Try"
+
+
+def test_a_question_mark_is_released_by_the_space_alone() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.push("Ready?") == []
+    assert splitter.push(" ") == ["Ready?"]
+
+
 def test_clause_cuts_can_be_turned_off() -> None:
     assert split_all(["One, two, three, four. Five"], SentenceOptions(first_clause_min_words=0)) == [
         "One, two, three, four.",

@@ -1,29 +1,34 @@
 """Streaming text segmentation for TTS: cut LLM tokens into clauses as soon as they are settled.
 
 Latency comes first: the first clause of a reply goes to synthesis the moment its punctuation
-is *settled*, i.e. the next character shows the mark really ends the clause. "Hello." followed
-by a space is settled; "3." followed by "5" is a decimal; "Dr." and "e.g." are abbreviations;
-"J. K." are initials. The first segment of a reply may end at a clause mark (comma, semicolon,
-colon, dash) once it has a few words, so the bot starts talking early; later segments end at
-sentence marks only, which keeps prosody natural and requests few.
+is *settled*, i.e. the text after the mark shows it really ends the clause. "?" and "!" (and
+clause marks) are settled by the space after them, and so is an ellipsis ("Wait... what?" pauses
+there when spoken, so it is cut). A single period is ambiguous ("3.5", "Dr. Smith",
+"e.g. apples", "5 p.m. tomorrow", but "The answer is no. Try"), so it is settled by the first
+visible character after the space, and pysbd (English rules: the voices speak English) decides
+whether the period ends a sentence. LLM tokens carry their leading space (" Try"), so that
+character usually arrives with the space and the wait costs nothing. pysbd is called once per
+such period, on at most `_CONTEXT_CHARS` of text (about 0.5 ms), never per token.
+
+The first segment of a reply may end at a clause mark (comma, semicolon, colon, dash) once it
+has a few words, so the bot starts talking early; later segments end at sentence marks only,
+which keeps prosody natural and requests few.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import pysbd
+
 _SENTENCE_MARKS = frozenset(".!?\u2026\u3002\uff01\uff1f")  # … 。 fullwidth ! ?
 _CLAUSE_MARKS = frozenset(",;:\u2014\u3001\uff0c\uff1b\uff1a")  # — 、 fullwidth , ; :
 #: Closing quotes and brackets may follow a mark before the space that settles it.
 _CLOSERS = frozenset("\"')]}\u00bb\u201d\u2019")  # » and closing curly quotes
-_OPENERS = "\"'([{\u00ab\u201c\u2018"
-#: Lower-case words that end in a period without ending a sentence.
-_ABBREVIATION_TEXT = """
-mr mrs ms dr prof sr jr st vs etc e.g i.e eg ie inc ltd co corp no nos fig approx dept est
-mt ft jan feb mar apr jun jul aug sep sept oct nov dec mon tue wed thu fri sat sun
-a.m p.m am pm u.s u.k cf al viz
-"""
-ABBREVIATIONS = frozenset(_ABBREVIATION_TEXT.split())
+#: Text before a period that pysbd sees: enough for "Smith et al." or "U.S.", and a bound on
+#: the cost of a call however long the sentence grows.
+_CONTEXT_CHARS = 80
+_SEGMENTER = pysbd.Segmenter(language="en", clean=False)
 
 
 @dataclass(slots=True)
@@ -90,8 +95,15 @@ class SentenceSplitter:
                     # Not settled yet: the next token decides. Rescan this mark then.
                     self._scan_from = i
                     return None
-                if buf[end].isspace() and not self._is_false_stop(buf, i):
-                    return end
+                if buf[end].isspace():
+                    if buf[i] != "." or ".." in buf[i:end]:
+                        return end  # "?", "!", a clause mark, or an ellipsis (a spoken pause)
+                    settled = _ends_sentence(buf, i, end)
+                    if settled is None:
+                        self._scan_from = i  # the next visible character decides
+                        return None
+                    if settled:
+                        return end
                 i = end
                 continue
             i += 1
@@ -102,18 +114,28 @@ class SentenceSplitter:
         min_words = self.options.first_clause_min_words
         return self._segments_out == 0 and min_words > 0 and len(self._buf[:i].split()) >= min_words
 
-    @staticmethod
-    def _is_false_stop(buf: str, i: int) -> bool:
-        """A period after an abbreviation or an initial does not end a sentence."""
-        if buf[i] != ".":
-            return False
-        start = i
-        while start > 0 and not buf[start - 1].isspace():
-            start -= 1
-        word = buf[start:i].lstrip(_OPENERS)
-        if len(word) == 1 and word.isupper():
-            return True  # an initial: "J. K. Rowling"
-        return word.lower() in ABBREVIATIONS
+
+def _ends_sentence(buf: str, mark: int, end: int) -> bool | None:
+    """Whether the period at `mark` (its closers end at `end`) ends a sentence; None: not known yet.
+
+    pysbd needs the first character of the next word (its case, or a digit, tells "5 p.m.
+    tomorrow" from "5 p.m. Tomorrow"); the decision reads only text up to that character, so
+    it does not depend on how the tokens were chunked.
+    """
+    after = end
+    while after < len(buf) and buf[after].isspace():
+        after += 1
+    if after == len(buf):
+        return None
+    start = max(0, mark - _CONTEXT_CHARS)
+    text = buf[start : after + 1]
+    boundary = end - start
+    position = 0
+    for sentence in _SEGMENTER.segment(text):
+        position += len(sentence)
+        if len(text[:position].rstrip()) == boundary:
+            return True
+    return False
 
 
-__all__ = ["ABBREVIATIONS", "SentenceOptions", "SentenceSplitter"]
+__all__ = ["SentenceOptions", "SentenceSplitter"]
