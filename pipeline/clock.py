@@ -75,23 +75,28 @@ class VirtualClock:
         Tasks made runnable before the call get to run (and go to sleep) first, so a sleep they
         are about to start is not skipped over.
         """
-        await wait_all_tasks_blocked()
+        await _yield_rounds()
         target = self._now + delta_ns
         while self._sleepers and self._sleepers[0][0] <= target:
             deadline, _, event = heapq.heappop(self._sleepers)
             self._now = max(self._now, deadline)
             event.set()
-            await wait_all_tasks_blocked()
+            await _yield_rounds()
         self._now = target
-        await wait_all_tasks_blocked()
+        await _yield_rounds()
 
     @property
     def sleepers(self) -> int:
         return len(self._sleepers)
 
 
-async def wait_all_tasks_blocked(rounds: int = 50) -> None:
-    """Let every runnable task run until it blocks (bounded number of scheduler passes)."""
+async def _yield_rounds(rounds: int = 50) -> None:
+    """Pass through the event loop `rounds` times, so tasks made runnable get to run.
+
+    Not trio's `wait_all_tasks_blocked`: asyncio cannot tell when every task is blocked, so this
+    is a bounded number of scheduler passes, enough for the short chains a virtual-time step
+    wakes. Tests use it through `tests/support.py`'s `yield_rounds`.
+    """
     for _ in range(rounds):
         await anyio.lowlevel.checkpoint()
 

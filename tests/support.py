@@ -25,7 +25,7 @@ from voxframe.pipeline import (
     PipelineParams,
     PipelineTask,
 )
-from voxframe.pipeline.clock import wait_all_tasks_blocked
+from voxframe.pipeline.clock import _yield_rounds
 
 FrameKind = type[Frame] | tuple[type[Frame], ...]
 
@@ -107,7 +107,7 @@ async def running(
         tg.start_soon(task.run)
         with anyio.fail_after(30):  # the embedded models load in the start frame
             await task.wait_started()
-        await wait_all_tasks_blocked()
+        await yield_rounds()
         try:
             yield task
         finally:
@@ -132,3 +132,13 @@ async def receive_until(
 
 
 __all__ = ["Recorder", "Seen", "receive_until", "running"]
+
+
+async def yield_rounds(rounds: int = 50) -> None:
+    """Let tasks made runnable run: `rounds` passes through the event loop (no stronger promise).
+
+    asyncio cannot report that every task is blocked (trio's `wait_all_tasks_blocked`), so a
+    test that needs a fact settled waits for an event; this is for letting a just-woken chain
+    of tasks reach its next await on a virtual clock.
+    """
+    await _yield_rounds(rounds)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-import importlib
+import importlib.util
 
 import pytest
-from example_helpers import BOTS  # noqa: F401  (puts bots/ on sys.path)
 
-example = importlib.import_module("example")  # bots/example.py
+from tests.example_helpers import EXAMPLE
+
+
+def _load_example():  # bots/example.py, imported by path as the runner does (no sys.path edit)
+    spec = importlib.util.spec_from_file_location("example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+example = _load_example()
 
 
 def test_defaults_are_the_bot_as_shipped(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from tests.pipeline_helpers import quiet_params
-from tests.support import Recorder, running
+from tests.support import Recorder, running, yield_rounds
 from voxframe.pipeline import (
     UP,
     ErrorFrame,
@@ -28,7 +28,6 @@ from voxframe.pipeline import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from voxframe.pipeline.clock import wait_all_tasks_blocked
 from voxframe.processors.llm import LLMService, ToolCall
 
 pytestmark = pytest.mark.anyio
@@ -214,7 +213,7 @@ async def test_tools_of_a_reply_begun_while_the_user_speaks_wait_for_the_users_s
         with anyio.fail_after(5):
             await llm.stalled.wait()  # the model asked for the tool
         llm.stall.set()
-        await wait_all_tasks_blocked()
+        await yield_rounds()
         assert ran == [] and tail.of(FunctionCallFrame) == []
         if user == "stops":
             await task.queue_frame(UserStoppedSpeakingFrame())

@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from tests.embedded_helpers import MS
-from tests.support import Recorder, running
+from tests.support import Recorder, running, yield_rounds
 from voxframe.pipeline import (
     FunctionCallFrame,
     FunctionCallResultFrame,
@@ -19,7 +19,6 @@ from voxframe.pipeline import (
     Tool,
     VirtualClock,
 )
-from voxframe.pipeline.clock import wait_all_tasks_blocked
 from voxframe.processors.llm.offline import OfflineLLM, OfflineOptions, evaluate, offline_tools, parse_arithmetic
 from voxframe.processors.vad.recovery import RESUME_NOTE
 
@@ -104,13 +103,13 @@ async def test_an_interruption_stops_the_stream_mid_reply() -> None:
         turn = task.turns.begin()
         await task.queue_frame(LLMContextFrame(context=context_for("Tell me a story."), turn=turn))
         for _ in range(3):
-            await wait_all_tasks_blocked()  # the responder is asleep until its next word is due
+            await yield_rounds()  # the responder is asleep until its next word is due
             await clock.advance(100 * MS)
         await below.wait_for(lambda: len(below.of(LLMTextFrame)) == 3)
         await task.queue_frame(InterruptionFrame(stale_upto=task.turns.interrupt()))
         for _ in range(50):
             await clock.advance(100 * MS)
-        await wait_all_tasks_blocked()
+        await yield_rounds()
         assert len(below.of(LLMTextFrame)) == 3 and below.of(LLMResponseEndFrame) == []
         assert clock.sleepers == 0  # nothing of the reply is left waiting
 

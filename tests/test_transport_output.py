@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from webrtc_helpers import MS, advance, dominant_hz, tone
 
-from tests.support import Recorder, running
+from tests.support import Recorder, running, yield_rounds
 from voxframe.pipeline import (
     DOWN,
     UP,
@@ -30,7 +30,6 @@ from voxframe.pipeline import (
     VirtualClock,
     WordTiming,
 )
-from voxframe.pipeline.clock import wait_all_tasks_blocked
 from voxframe.transports import MemoryOutputOptions, MemoryOutputTransport, OutputOptions
 
 pytestmark = pytest.mark.anyio
@@ -137,7 +136,7 @@ async def test_end_frame_waits_until_the_queued_audio_has_played() -> None:
     task = PipelineTask(Pipeline([out, down]), PipelineParams(idle_timeout_s=None), clock=clock)
     async with anyio.create_task_group() as tg:
         tg.start_soon(task.run)
-        await wait_all_tasks_blocked()
+        await yield_rounds()
         await task.queue_frames([speech(1, 0.2), EndFrame()])
         await advance(clock, 150 * MS)
         assert not task.finished

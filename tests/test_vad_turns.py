@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.embedded_helpers import MS, NS_PER_S, RATE, LoudIsSpeech, frames_of, silence
-from tests.support import Recorder, running
+from tests.support import Recorder, running, yield_rounds
 from voxframe.pipeline import (
     DOWN,
     UP,
@@ -27,7 +27,6 @@ from voxframe.pipeline import (
     UserStoppedSpeakingFrame,
     VirtualClock,
 )
-from voxframe.pipeline.clock import wait_all_tasks_blocked
 from voxframe.processors.vad import ReplyRecovery, VADOptions, VADParams, VADProcessor
 from voxframe.processors.vad.recovery import RESUME_NOTE
 
@@ -118,7 +117,7 @@ async def test_no_words_after_an_interruption_asks_for_the_reply_again_at_the_de
         await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
         stop_ns = h.below.times(UserStoppedSpeakingFrame)[0]
         await h.clock.advance(stop_ns + NS_PER_S - 1 - h.clock.now_ns())
-        await wait_all_tasks_blocked()
+        await yield_rounds()
         assert h.below.of(FalseInterruptionFrame) == []
         await h.clock.advance(1)
         await h.below.wait_for(lambda: h.below.of(FalseInterruptionFrame))
@@ -135,7 +134,7 @@ async def test_words_after_an_interruption_are_a_real_one() -> None:
         await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
         task.turns.begin()  # the transcript arrived: the user aggregator began the next reply
         await h.clock.advance(2 * NS_PER_S)
-        await wait_all_tasks_blocked()
+        await yield_rounds()
         assert h.below.of(FalseInterruptionFrame) == []
 
 
@@ -151,7 +150,7 @@ async def test_speaking_again_before_the_deadline_moves_the_check_to_the_next_st
         await h.below.wait_for(lambda: len(h.below.of(UserStoppedSpeakingFrame)) == 2)
         first_stop, second_stop = h.below.times(UserStoppedSpeakingFrame)
         await h.clock.advance(first_stop + NS_PER_S + 100 * MS - h.clock.now_ns())
-        await wait_all_tasks_blocked()
+        await yield_rounds()
         assert h.below.of(FalseInterruptionFrame) == []
         await h.clock.advance(second_stop + NS_PER_S - h.clock.now_ns())
         await h.below.wait_for(lambda: h.below.of(FalseInterruptionFrame))
@@ -231,7 +230,7 @@ async def test_a_pause_is_decided_on_the_clock_when_its_last_sample_is_due_not_w
         # The speech ends at 500 ms, so the pause is due at 700 ms; the audio stops 20 ms short.
         await h.feed(task, np.concatenate([tone(0.5), silence(0.18)]))
         await h.clock.advance(20 * MS - 1)
-        await wait_all_tasks_blocked()
+        await yield_rounds()
         assert h.below.of(UserPausedSpeakingFrame) == []
         await h.clock.advance(1)
         await h.below.wait_for(lambda: h.below.of(UserPausedSpeakingFrame))
@@ -257,7 +256,7 @@ async def test_a_pause_waits_for_its_audio_when_the_clock_may_not_decide_it(why:
     async with running(h.processors(), h.clock) as task:
         await h.feed(task, np.concatenate([tone(0.5), tail]))
         await h.clock.advance(100 * MS)  # long past the pause's due time (700 ms)
-        await wait_all_tasks_blocked()
+        await yield_rounds()
         assert h.below.of(UserPausedSpeakingFrame) == []
         for frame in frames_of(silence(0.04), h.clock.now_ns() - 40 * MS):  # the missing audio, late
             await task.queue_frame(frame)

@@ -19,13 +19,13 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 from anyio.streams.text import TextReceiveStream
 
+from tests.support import yield_rounds
 from voxframe.pipeline import (
     Pipeline,
     PipelineParams,
     PipelineTask,
     VirtualClock,
 )
-from voxframe.pipeline.clock import wait_all_tasks_blocked
 from voxframe.processors.echo import AudioEcho
 from voxframe.transports.webrtc import (
     ClientOptions,
@@ -57,7 +57,7 @@ async def advance(clock: VirtualClock, delta_ns: int) -> None:
 
     (`VirtualClock.advance` moves time before tasks woken by the test itself have run.)
     """
-    await wait_all_tasks_blocked()
+    await yield_rounds()
     await clock.advance(delta_ns)
 
 
