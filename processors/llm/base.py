@@ -8,9 +8,9 @@ rest of a reply for an `LLMContextFrame(turn=N)`:
   traces `llm_first_token` and sends a `ttfb` metric;
 * when the model asks for tools: unless turn N is stale by then (and, for a reply prepared at
   the user's pause, only once the user's stop has confirmed it, unless every tool asked for is
-  `read_only`), runs every handler at once in
-  one task group (each bounded by `tool_timeout_s`), appends the assistant message holding the
-  `tool_calls` and one `tool` message per result to the context, and runs the model again;
+  `read_only`), runs every handler at once in one task group (each bounded by
+  `tool_timeout_s`), appends the assistant message holding the `tool_calls` and one `tool`
+  message per result to the context, and runs the model again;
 * an interruption that voids turn N cancels the call (the worker's cancel scope); the subclass
   closes its stream in `finally`/`async with`; no tool call of a stale turn ever starts;
 * a failure (auth, rate limit, server error, broken stream) becomes a short spoken apology and a

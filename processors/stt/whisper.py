@@ -297,7 +297,8 @@ class WhisperSTT(FrameProcessor):
         if not last.text:
             return
         if last.end - start < self.options.max_segment_s * SAMPLE_RATE:
-            await self.push(InterimTranscriptionFrame(text=last.text, user_id=self.options.user_id, language="en"))
+            o = self.options
+            await self.push(InterimTranscriptionFrame(text=last.text, user_id=o.user_id, language=o.language))
         else:  # a very long turn: finalize what we have and go on from there
             await self._emit_final(last)
             self._utterance_from, self._last = last.end, None
@@ -318,7 +319,8 @@ class WhisperSTT(FrameProcessor):
     async def _emit_final(self, transcript: Transcript) -> None:
         if transcript.text:
             self.trace("stt_final", latest=True)
-            await self.push(TranscriptionFrame(text=transcript.text, user_id=self.options.user_id, language="en"))
+            o = self.options
+            await self.push(TranscriptionFrame(text=transcript.text, user_id=o.user_id, language=o.language))
 
 
 __all__ = ["Transcript", "WhisperEngine", "WhisperOptions", "WhisperSTT", "load_whisper"]

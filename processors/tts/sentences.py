@@ -4,11 +4,12 @@ Latency comes first: the first clause of a reply goes to synthesis the moment it
 is *settled*, i.e. the text after the mark shows it really ends the clause. "?" and "!" (and
 clause marks) are settled by the space after them, and so is an ellipsis ("Wait... what?" pauses
 there when spoken, so it is cut). A single period is ambiguous ("3.5", "Dr. Smith",
-"e.g. apples", "5 p.m. tomorrow", but "The answer is no. Try"), so it is settled by the first
-visible character after the space, and pysbd (English rules: the voices speak English) decides
-whether the period ends a sentence. LLM tokens carry their leading space (" Try"), so that
-character usually arrives with the space and the wait costs nothing. pysbd is called once per
-such period, on at most `_CONTEXT_CHARS` of text (about 0.5 ms), never per token.
+"e.g. apples", "5 p.m. tomorrow", but "The answer is no. Try"): pysbd (English rules: the
+voices speak English) decides whether it ends a sentence. The space settles it when pysbd would
+cut before any next word ("Hello there. "); otherwise the first visible character after the
+space does. LLM tokens carry their leading space (" Try"), so that character usually arrives
+with the space and the wait costs nothing. pysbd runs only at a period followed by a space, on
+at most `_CONTEXT_CHARS` of text (about 0.5 ms a call), never on other tokens.
 
 The first segment of a reply may end at a clause mark (comma, semicolon, colon, dash) once it
 has a few words, so the bot starts talking early; later segments end at sentence marks only,
@@ -29,6 +30,8 @@ _CLOSERS = frozenset("\"')]}\u00bb\u201d\u2019")  # » and closing curly quotes
 #: the cost of a call however long the sentence grows.
 _CONTEXT_CHARS = 80
 _SEGMENTER = pysbd.Segmenter(language="en", clean=False)
+#: Stand-ins for the first character of a next word not yet streamed: capital, lower case, digit.
+_NEXT_WORD_PROBES = ("A", "a", "1")
 
 
 @dataclass(slots=True)
@@ -125,11 +128,18 @@ def _ends_sentence(buf: str, mark: int, end: int) -> bool | None:
     after = end
     while after < len(buf) and buf[after].isspace():
         after += 1
-    if after == len(buf):
-        return None
     start = max(0, mark - _CONTEXT_CHARS)
-    text = buf[start : after + 1]
-    boundary = end - start
+    if after < len(buf):
+        return _pysbd_cuts(buf[start : after + 1], end - start)
+    # The next word has not arrived: cut now if every kind of next word would end the sentence
+    # ("Hello there. " ends either way), else wait for it ("no. " could be "No. 5").
+    if all(_pysbd_cuts(buf[start:after] + probe, end - start) for probe in _NEXT_WORD_PROBES):
+        return True
+    return None
+
+
+def _pysbd_cuts(text: str, boundary: int) -> bool:
+    """Whether pysbd ends a sentence of `text` at index `boundary`."""
     position = 0
     for sentence in _SEGMENTER.segment(text):
         position += len(sentence)

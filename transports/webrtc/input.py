@@ -1,7 +1,8 @@
 """`WebRTCInputTransport`: the caller's microphone track as `InputAudioFrame`s.
 
-aiortc decodes Opus into 48 kHz stereo s16 frames of 20 ms. Each becomes one frame at the
-pipeline's input rate (16 kHz mono by default) via a streaming `av.AudioResampler` (~1 ms of
+aiortc's Opus decoder yields 48 kHz s16 frames of 20 ms (laid out as stereo); a streaming
+`av.AudioResampler` downmixes each to one mono frame at the pipeline's input rate (16 kHz by
+default; a frame already mono at that rate passes through) (~1 ms of
 filter delay). `pts` keeps the RTP position (samples at the input rate since the stream began),
 so gaps from lost packets show up as gaps in `pts`.
 
