@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import datetime
 import os
+from dataclasses import replace
 from typing import Any
 
 from voxframe.pipeline import LLMContext, Pipeline, Tool
 from voxframe.processors.aggregators import UserAggregatorOptions, context_aggregators
+from voxframe.processors.llm.offline import offline_tools
 from voxframe.processors.vad import ReplyRecovery, VADOptions, VADParams, VADProcessor
 from voxframe.runner import BotSession, run_bot
 
@@ -81,6 +83,8 @@ TOOLS = [
         capital_of,
         read_only=True,
     ),
+    # The date and arithmetic, so the offline responder answers what the README promises.
+    *(replace(tool, read_only=True) for tool in offline_tools() if tool.name in ("get_date", "calculate")),
 ]
 
 

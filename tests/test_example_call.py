@@ -7,11 +7,13 @@ Once on the embedded models (no key), once with the three cloud clients pointed 
 
 from __future__ import annotations
 
+import datetime
 import sys
 import wave
 from pathlib import Path
 
 import anyio
+import numpy as np
 import pytest
 from example_helpers import (
     EXAMPLE,
@@ -23,6 +25,7 @@ from example_helpers import (
     words,
 )
 
+from tests.embedded_helpers import RATE, silence, speak
 from voxframe.fakes import (
     CartesiaFake,
     DeepgramFake,
@@ -31,14 +34,14 @@ from voxframe.fakes import (
     OpenAIFake,
     OpenAIFakeOptions,
 )
-from voxframe.transports.wav import read_wav
+from voxframe.transports.wav import read_wav, write_wav
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
-async def call_example(reply: Path, env: dict[str, str]) -> str:
+async def call_example(reply: Path, env: dict[str, str], question: Path = QUESTION_WAV) -> str:
     """Run the --call command; returns its output, asserting it exited 0."""
-    command = [sys.executable, str(EXAMPLE), "--call", str(QUESTION_WAV), "--reply-out", str(reply)]
+    command = [sys.executable, str(EXAMPLE), "--call", str(question), "--reply-out", str(reply)]
     with anyio.fail_after(120):
         done = await anyio.run_process(command, env=env, cwd=ROOT, check=False)
     out = done.stdout.decode()
@@ -63,6 +66,25 @@ async def test_call_on_the_embedded_models_hears_the_question_and_answers(tmp_pa
     assert words(answered)[:2] == ["it", "is"], answered  # the time, via the get_time tool
     assert 0 < float(output_line(out, "mouth-to-ear").split()[0]) < 5000
     assert_reply_audio(reply)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer_words"),
+    [
+        ("What is seven times eight?", ["56"]),  # the calculate tool
+        ("What is the date today?", [datetime.date.today().strftime("%B").lower()]),  # get_date: the month
+    ],
+)
+async def test_the_embedded_example_answers_the_date_and_arithmetic(
+    tmp_path: Path, question: str, answer_words: list[str]
+) -> None:
+    """What the README promises the offline responder answers, asked as a user would."""
+    wav = tmp_path / "question.wav"
+    write_wav(wav, np.concatenate([speak(question), silence(0.3)]), RATE)
+    out = await call_example(tmp_path / "reply.wav", clean_env(), question=wav)
+
+    answered = words(output_line(out, "bot answered"))
+    assert all(word in answered for word in answer_words), out
 
 
 async def test_call_with_the_cloud_clients_against_the_fakes(tmp_path: Path) -> None:
