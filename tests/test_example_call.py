@@ -106,6 +106,6 @@ async def test_call_with_the_cloud_clients_against_the_fakes(tmp_path: Path) -> 
     assert any(len(conn.audio) > 16_000 for conn in fakes.deepgram.connections)
     request = fakes.openai.requests[0]
     assert (request["messages"][-1]["role"], request["messages"][-1]["content"]) == ("user", "What time is it?")
-    assert {t["function"]["name"] for t in request["tools"]} == {"get_time", "capital_of"}
+    assert {t["function"]["name"] for t in request["tools"]} == {"get_time", "capital_of", "get_date", "calculate"}
     spoken = " ".join(text for ctx in fakes.cartesia.contexts.values() for text in ctx["texts"])
     assert words(spoken) == words("It is half past ten in the morning.")
