@@ -169,7 +169,8 @@ async def test_the_reply_timeout_fires_at_exactly_its_virtual_time() -> None:
     clock = VirtualClock()
     async with fake() as f:
         f.faults.append(Fault.stall_after(after_received=1))
-        options = CartesiaOptions(url=f.url, api_key="key", reply_timeout_s=30.0)
+        # The liveness watch is off so that the reply timeout is what fires.
+        options = CartesiaOptions(url=f.url, api_key="key", reply_timeout_s=30.0, stream=StreamOptions())
         head, tail = Recorder("head"), Recorder("tail")
         task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params(), clock=clock)
         async with running(task):
@@ -182,3 +183,18 @@ async def test_the_reply_timeout_fires_at_exactly_its_virtual_time() -> None:
             await tail.wait_for(lambda: stopped(tail, 1))
     (error,) = head.of(ErrorFrame, UP)
     assert "no answer for 30.0 s" in error.error
+
+
+async def test_a_socket_silent_before_any_audio_is_replaced_and_the_reply_spoken() -> None:
+    async with fake() as f:
+        f.faults.append(Fault.stall_after(after_received=1))
+        stream = StreamOptions(liveness_timeout_s=0.3, backoff=Backoff(initial_s=0.01))
+        options = CartesiaOptions(url=f.url, api_key="key", stream=stream)
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params())
+        async with running(task):
+            await task.queue_frames(reply(1, "Anyone there?"))
+            await tail.wait_for(lambda: stopped(tail, 1))
+    assert f.connections[0].ended == "stalled" and len(f.connections) == 2
+    assert words(tail, 1) == ["Anyone", "there?"]
+    assert not head.of(ErrorFrame, UP)

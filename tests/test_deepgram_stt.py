@@ -164,3 +164,17 @@ async def test_the_pipeline_input_rate_is_what_deepgram_is_asked_for() -> None:
     assert finals(tail) == ["Telephone quality."]
     assert fake.connections[-1].query["sample_rate"] == "8000"
     assert bytes(fake.connections[-1].audio) == pcm
+
+
+async def test_a_stalled_stream_is_replaced_and_the_words_still_arrive() -> None:
+    options = DeepgramFakeOptions(transcripts=["One.", "Two words."], final_latency=ZERO)
+    stream = StreamOptions(keepalive_interval_s=5.0, liveness_timeout_s=0.5, backoff=Backoff(initial_s=0.01))
+    async with DeepgramFake(options) as fake, transcribing(fake, stream=stream) as (task, tail):
+        await say(task, speech(0.6) + silence(0.5))
+        await tail.wait_for(lambda: finals(tail) == ["One."])
+        conn = fake.connections[0]
+        conn.fault = Fault.stall_after(after_received=len(conn.received) + 10)  # silent mid-utterance
+        await say(task, speech(1.0) + silence(0.5))
+        await tail.wait_for(lambda: len(finals(tail)) == 2)
+    assert finals(tail) == ["One.", "Two words."]
+    assert conn.ended == "stalled" and len(fake.connections) >= 2

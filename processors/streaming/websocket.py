@@ -11,9 +11,14 @@ Used by the Deepgram and Cartesia clients, which only speak their protocol on to
   the provider missed. A failure that will not heal (a revoked key) or too many failed attempts
   go to `on_failed` and the stream ends; it never raises into the task group;
 * with `keepalive_interval_s`, `keepalive_message()` is sent whenever nothing else was sent for
-  that long (Deepgram closes a silent stream after about 10 s).
+  that long (Deepgram closes a silent stream after about 10 s);
+* with `liveness_timeout_s`, a connection that owes an answer (something was sent with
+  `owes_reply=True`) and receives nothing at all for that long is taken for dead even though
+  TCP still holds: it is aborted, logged, and handled as a drop (reconnect, `on_reconnected`
+  replays). A stalled provider would otherwise leave the bot deaf or mute for the rest of the call.
 
-Times here are real network time, not the pipeline clock.
+Connect and close timeouts are real network time; the liveness deadline is on the pipeline's
+injected clock (`voxframe.pipeline.clock`), so a VirtualClock can step it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import anyio
 from anyio.abc import TaskStatus
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock
 
 from .reconnect import Backoff, ProviderError, is_permanent_status
 
@@ -49,6 +56,8 @@ class StreamOptions:
     backoff: Backoff = field(default_factory=Backoff)
     #: Give up reconnecting after this many failed attempts in a row.
     max_reconnect_attempts: int = 20
+    #: A connection owing an answer that receives nothing for this long is replaced; None: never.
+    liveness_timeout_s: float | None = None
 
 
 class WebSocketStream:
@@ -64,8 +73,10 @@ class WebSocketStream:
         on_failed: Callable[[ProviderError], Awaitable[None]] | None = None,
         on_bad_message: Callable[[Exception], Awaitable[None]] | None = None,
         keepalive_message: Callable[[], Message] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.name = name
+        self.clock = clock or current_clock()
         self.options = options
         self._endpoint = endpoint
         self._on_message = on_message
@@ -78,9 +89,12 @@ class WebSocketStream:
         self._connected = anyio.Event()
         self._closing = False
         self._last_send = 0.0
-        #: How many times it connected, and how many connections were lost.
+        self._owed_since_ns: int | None = None  # clock time of the oldest unanswered owing send
+        self._owed = anyio.Event()  # set when an answer becomes owed
+        #: How many times it connected, how many connections were lost, how many of them went silent.
         self.connects = 0
         self.drops = 0
+        self.stalls = 0
         self.last_connect_s = 0.0
 
     @property
@@ -99,6 +113,8 @@ class WebSocketStream:
             async with anyio.create_task_group() as tg:
                 if self.options.keepalive_interval_s and self._keepalive_message is not None:
                     tg.start_soon(self._keepalive, self.options.keepalive_interval_s)
+                if self.options.liveness_timeout_s:
+                    tg.start_soon(self._watch_liveness, round(self.options.liveness_timeout_s * NS_PER_S))
                 await self._read_and_reconnect()
                 tg.cancel_scope.cancel()
         except ProviderError as exc:
@@ -112,6 +128,7 @@ class WebSocketStream:
             assert ws is not None
             try:
                 async for message in ws:
+                    self._owed_since_ns = None  # any message shows the provider is alive
                     await self._handle(message)
             except ConnectionClosed:
                 pass
@@ -168,6 +185,7 @@ class WebSocketStream:
                 self.connects += 1
                 self.last_connect_s = anyio.current_time() - started
                 self._last_send = anyio.current_time()
+                self._owed_since_ns = None  # a new connection owes nothing until asked
                 self._connected.set()
                 return
             if error.permanent or failures >= limit:
@@ -186,10 +204,37 @@ class WebSocketStream:
             self._last_send = now
             await self.send(self._keepalive_message())
 
+    async def _watch_liveness(self, timeout_ns: int) -> None:
+        """Abort a connection that owes an answer and has been silent for `timeout_ns`."""
+        while True:
+            owed_since, ws = self._owed_since_ns, self._ws
+            if owed_since is None or ws is None:
+                self._owed = anyio.Event()
+                await self._owed.wait()
+                continue
+            due = owed_since + timeout_ns
+            if self.clock.now_ns() < due:
+                await self.clock.sleep_until(due)
+                continue
+            if self._owed_since_ns != owed_since or self._ws is not ws:
+                continue  # answered (or replaced) while this slept
+            self.stalls += 1
+            self._owed_since_ns = None
+            logger.warning(
+                "%s: no message for %.1f s while an answer is owed; replacing the connection",
+                self.name,
+                timeout_ns / NS_PER_S,
+            )
+            ws.transport.abort()  # no close handshake: a stalled peer would not answer it
+
     # --- sending and closing -----------------------------------------------------------------
 
-    async def send(self, message: Message) -> bool:
-        """Send if connected; False if the message could not go out (the caller may replay it)."""
+    async def send(self, message: Message, *, owes_reply: bool = False) -> bool:
+        """Send if connected; False if the message could not go out (the caller may replay it).
+
+        `owes_reply`: the provider must answer this (audio to transcribe, text to speak), so
+        its silence from now on counts against the liveness deadline.
+        """
         ws = self._ws
         if ws is None:
             return False
@@ -198,6 +243,9 @@ class WebSocketStream:
         except ConnectionClosed:
             return False
         self._last_send = anyio.current_time()
+        if owes_reply and self._owed_since_ns is None:
+            self._owed_since_ns = self.clock.now_ns()
+            self._owed.set()
         return True
 
     async def restart(self) -> None:

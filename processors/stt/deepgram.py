@@ -68,7 +68,11 @@ class DeepgramOptions:
     extra_query: dict[str, str] = field(default_factory=dict)
     #: Audio kept for replay after a drop is bounded to this much.
     replay_limit_s: float = 30.0
-    stream: StreamOptions = field(default_factory=lambda: StreamOptions(keepalive_interval_s=5.0))
+    #: Deepgram answers audio at least every couple of seconds (empty finals in silence), so
+    #: 5 s without a message while audio flows is a stalled stream: it is replaced and replayed.
+    stream: StreamOptions = field(
+        default_factory=lambda: StreamOptions(keepalive_interval_s=5.0, liveness_timeout_s=5.0)
+    )
 
 
 class _ReplayBuffer:
@@ -139,6 +143,7 @@ class DeepgramSTT(FrameProcessor):
             on_failed=self._on_failed,
             on_bad_message=self._on_bad_message,
             keepalive_message=lambda: json.dumps({"type": "KeepAlive"}),
+            clock=self.clock,
         )
         await self.task_group.start(self._stream.run)
 
@@ -206,7 +211,7 @@ class DeepgramSTT(FrameProcessor):
         self._replay.add(frame.audio)
         if self._replaying or self._stream is None:
             return  # the replay in progress sends it, in order
-        await self._stream.send(frame.audio)
+        await self._stream.send(frame.audio, owes_reply=True)
 
     async def _finalize(self, frame: UserStoppedSpeakingFrame | UserPausedSpeakingFrame) -> None:
         """The words so far are all there will be for now: have them final at once."""
@@ -218,7 +223,7 @@ class DeepgramSTT(FrameProcessor):
         else:
             self._awaiting_final = True
         if self._stream is not None:
-            await self._stream.send(json.dumps({"type": "Finalize"}))
+            await self._stream.send(json.dumps({"type": "Finalize"}), owes_reply=True)
 
     async def _close_stream(self) -> None:
         """End of session: CloseStream flushes the last words, then the server closes."""
@@ -295,12 +300,12 @@ class DeepgramSTT(FrameProcessor):
                 pending = self._replay.since(position)
                 position = self._replay.end
                 for i in range(0, len(pending), _REPLAY_PIECE_BYTES):
-                    if not await stream.send(pending[i : i + _REPLAY_PIECE_BYTES]):
+                    if not await stream.send(pending[i : i + _REPLAY_PIECE_BYTES], owes_reply=True):
                         return  # lost again: the next reconnection replays from the same point
         finally:
             self._replaying = False
         if self._awaiting_final:
-            await stream.send(json.dumps({"type": "Finalize"}))
+            await stream.send(json.dumps({"type": "Finalize"}), owes_reply=True)
 
     async def _on_failed(self, error: ProviderError) -> None:
         await self.push_error(f"{self.name}: {error}", fatal=True, exception=error)

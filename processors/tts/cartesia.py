@@ -56,7 +56,8 @@ class CartesiaOptions:
     #: Cartesia may hold text back to build longer phrases; clauses are already whole here.
     max_buffer_delay_ms: int = 0
     reply_timeout_s: float = 5.0
-    stream: StreamOptions = field(default_factory=StreamOptions)
+    #: A socket owing audio that stays silent 3 s is replaced (before `reply_timeout_s` fails it).
+    stream: StreamOptions = field(default_factory=lambda: StreamOptions(liveness_timeout_s=3.0))
     tts: TTSOptions = field(default_factory=TTSOptions)
 
 
@@ -94,6 +95,7 @@ class CartesiaTTS(TTSService):
             on_lost=self._on_lost,
             on_failed=self._on_failed,
             on_bad_message=self._on_bad_message,
+            clock=self.clock,
         )
         await self.task_group.start(self._stream.run)
 
@@ -193,7 +195,8 @@ class CartesiaTTS(TTSService):
         if context.owed_since_ns is None:
             context.owed_since_ns = self.clock.now_ns()
         assert self._stream is not None
-        await self._stream.send(json.dumps(request))  # if down, the resend after reconnecting carries it
+        # if down, the resend after reconnecting carries it
+        await self._stream.send(json.dumps(request), owes_reply=True)
 
     async def _resend(self, context: _Context) -> None:
         """The socket dropped before any audio came: same text, new context, new socket."""
