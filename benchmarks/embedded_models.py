@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
 import anyio
 import numpy as np
+from stats import p50, percentile
 
 from voxframe.pipeline import (
     Direction,
@@ -203,13 +203,8 @@ class _StopCounter(FrameProcessor):
 # --- report ---------------------------------------------------------------------------------------
 
 
-def p50(values: list[float]) -> float:
-    return statistics.median(values)
-
-
 def p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return percentile(values, 95)
 
 
 async def measure(runs: int) -> dict[str, object]:

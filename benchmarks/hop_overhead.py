@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import time
 from pathlib import Path
 
 import anyio
 from peer import pipecat_python  # benchmarks/ is the script's own directory, first on sys.path
+from stats import p50
 
 from voxframe.pipeline import (
     Direction,
@@ -99,7 +99,7 @@ async def measure_voxframe(n: int, samples: int, stream: int, queued: bool) -> d
         await task.cancel()
     latencies.sort()
     return {
-        "hop_p50_us": statistics.median(latencies) / 1000,
+        "hop_p50_us": p50(latencies) / 1000,
         "hop_p95_us": latencies[int(len(latencies) * 0.95)] / 1000,
         "throughput_fps": stream / elapsed,
     }
@@ -133,8 +133,8 @@ def main() -> None:
     def ratio(peer: str, key: str, invert: bool) -> float:
         # Per-hop latency over all chain lengths (median of the three), throughput at N=50.
         if key == "hop_p50_us":
-            ours = statistics.median(results["voxframe"][str(n)][key] for n in CHAIN_LENGTHS)
-            theirs = statistics.median(results[peer][str(n)][key] for n in CHAIN_LENGTHS)
+            ours = p50(results["voxframe"][str(n)][key] for n in CHAIN_LENGTHS)
+            theirs = p50(results[peer][str(n)][key] for n in CHAIN_LENGTHS)
         else:
             ours, theirs = results["voxframe"]["50"][key], results[peer]["50"][key]
         return ours / theirs if invert else theirs / ours

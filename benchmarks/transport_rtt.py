@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ import numpy as np
 from anyio.streams.text import TextReceiveStream
 from peer import pipecat_python  # benchmarks/ is the script's own directory, first on sys.path
 from peer_scripts.voxframe_echo_bot import echo_task
+from stats import p50, percentile
 
 from voxframe.transports.webrtc import (
     ClientOptions,
@@ -56,11 +56,6 @@ def burst(rate: int = 48_000, tone_s: float = 0.1, total_s: float = 0.5) -> np.n
     t = np.arange(int(tone_s * rate)) / rate
     tone = np.round(0.5 * 32767 * np.sin(2 * np.pi * BURST_HZ * t)).astype(np.int16)
     return np.concatenate([tone, np.zeros(int((total_s - tone_s) * rate), dtype=np.int16)])
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 # --- servers in their own processes ----------------------------------------------------------------
@@ -125,11 +120,11 @@ class Result:
 
     @property
     def p50(self) -> float:
-        return statistics.median(self.rtts) if self.rtts else float("nan")
+        return p50(self.rtts) if self.rtts else float("nan")
 
     @property
     def p95(self) -> float:
-        return percentile(self.rtts, 0.95) if self.rtts else float("nan")
+        return percentile(self.rtts, 95) if self.rtts else float("nan")
 
     def row(self) -> str:
         return f"{self.name:<34} {self.p50:>8.1f} {self.p95:>8.1f} {len(self.rtts):>5}/{self.bursts}"
@@ -225,9 +220,9 @@ class JitterResult:
 
     def row(self) -> str:
         total = max(1, self.released + self.lost + self.late)
-        p50 = statistics.median(self.rtts) if self.rtts else float("nan")
-        p95 = percentile(self.rtts, 0.95) if self.rtts else float("nan")
-        return f"{self.name:<34} {p50:>8.1f} {p95:>8.1f} {100 * (self.lost + self.late) / total:>8.2f}%"
+        median = p50(self.rtts) if self.rtts else float("nan")
+        p95 = percentile(self.rtts, 95) if self.rtts else float("nan")
+        return f"{self.name:<34} {median:>8.1f} {p95:>8.1f} {100 * (self.lost + self.late) / total:>8.2f}%"
 
 
 async def jitter_run(name: str, receive: ReceiveOptions, bursts: int, jitter_ms: float) -> JitterResult:

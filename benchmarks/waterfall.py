@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from stats import percentile
 
 #: The stages of a reply, in the order they happen, with the label a reader sees.
 POINTS: tuple[tuple[str, str], ...] = (
@@ -44,12 +44,6 @@ STAGE_COLOURS = (
     "#807dba",
     "#969696",
 )
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Percentile (q in 0..100) of a non-empty sequence, interpolated between ranks as numpy's
-    default: p50 is the median, the same figure the last line reports."""
-    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
 def relative_points(points_ns: Mapping[str, int], origin_ns: int) -> dict[str, float]:
