@@ -154,3 +154,8 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True
     )
+    # aiortc and aioice narrate every ICE check at INFO: a line per packet pair is noise in a bot's
+    # log, so they speak only at DEBUG (where they help) or when something goes wrong.
+    quiet = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    for name in ("aioice", "aiortc"):
+        logging.getLogger(name).setLevel(quiet)

@@ -203,7 +203,7 @@ class Session:
             self.end_reason = self.end_reason or "server stopped"
             with anyio.CancelScope(shield=True):
                 await self.close()
-            logger.info("session %s ended: %s", self.id, self.end_reason)
+            # The server logs the one end line (with the duration) once the session is gone.
 
     async def _wait_connected(self) -> bool:
         with anyio.move_on_after(self.options.connect_timeout_s):
