@@ -22,5 +22,9 @@ setup(
     package_dir={f"voxframe.{root}": root for root in ROOTS},
     # The browser client is served from the installed package: `static` is a package of its own
     # (an `__init__.py`), so setuptools installs its page files as that package's data.
-    package_data={"voxframe.transports.webrtc.static": ["*.html", "*.js"]},
+    # py.typed in each top package: voxframe is a namespace, so PEP 561 marks its parts one by one.
+    package_data={
+        "voxframe.transports.webrtc.static": ["*.html", "*.js"],
+        **{f"voxframe.{root}": ["py.typed"] for root in ROOTS},
+    },
 )

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import itertools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, dataclass_transform
 
 from .clock import now_ns
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .context import LLMContext
 
 _frame_ids = itertools.count(1)
+_F = TypeVar("_F", bound="Frame")
 
 
 @dataclass(slots=True, kw_only=True, weakref_slot=True, eq=False)
@@ -54,7 +55,10 @@ class Frame:
         return twin
 
 
-frame = dataclass(slots=True, kw_only=True, eq=False)
+@dataclass_transform(kw_only_default=True, eq_default=False)
+def frame(cls: type[_F]) -> type[_F]:
+    """The dataclass form of every frame class (keyword-only fields, identity equality)."""
+    return dataclass(slots=True, kw_only=True, eq=False)(cls)
 
 
 @frame
