@@ -9,7 +9,7 @@ turns a port-0 bind made under it into a bind to a free port of the range. A ran
 port fails that bind (aioice skips the candidate) and marks the `Binding` exhausted, so the caller
 can refuse the call instead of answering without candidates.
 
-`check_hook()` verifies that aioice still binds that way and that the loop takes the wrapper, and
+`check_port_hook()` verifies that aioice still binds that way and that the loop takes the wrapper, and
 fails with a clear error naming the installed aioice/aiortc versions otherwise.
 """
 
@@ -49,7 +49,7 @@ class PortRange:
 
     def __post_init__(self) -> None:
         if not 1 <= self.low <= self.high <= 65535:
-            raise ValueError(f"a UDP port range is LOW-HIGH with 1 <= LOW <= HIGH <= 65535, got {self}")
+            raise ValueError(f"a UDP port range needs 1 <= LOW <= HIGH <= 65535, got {self.low}-{self.high}")
 
     @classmethod
     def parse(cls, text: str) -> PortRange:
@@ -58,7 +58,9 @@ class PortRange:
         try:
             return cls(int(low), int(high) if sep else int(low))
         except ValueError:
-            raise ValueError(f"expected a UDP port range LOW-HIGH (e.g. 40000-40999), got {text!r}") from None
+            raise ValueError(
+                f"expected a UDP port range LOW-HIGH, 1 <= LOW <= HIGH <= 65535 (e.g. 40000-40999), got {text!r}"
+            ) from None
 
     def __len__(self) -> int:
         return self.high - self.low + 1
@@ -86,7 +88,7 @@ def _versions() -> str:
 
 
 @functools.cache
-def check_hook() -> None:
+def check_port_hook() -> None:
     """Fail (PortHookError) unless aioice still binds host candidates as ``local_addr=(address, 0)``."""
     try:
         parameters = list(inspect.signature(_BINDER).parameters)
@@ -157,7 +159,7 @@ def bind_in(ports: PortRange | None) -> Iterator[Binding]:
     if ports is None:
         yield binding
         return
-    check_hook()
+    check_port_hook()
     _install(asyncio.get_running_loop())
     token = _binding.set(binding)
     try:
