@@ -13,7 +13,7 @@ from webrtc_helpers import LOOPBACK, client_options, free_udp_range, server_opti
 
 from voxframe.pipeline import FrameProcessor, Pipeline
 from voxframe.processors.echo import AudioEcho
-from voxframe.runner import BotServer, BotSession, parse_options
+from voxframe.runner import BotServer, BotSession, StartupError, parse_options
 from voxframe.runner.services import Services
 from voxframe.transports.webrtc import (
     HeadlessClient,
@@ -155,15 +155,18 @@ def test_only_host_candidates_of_the_public_ips_version_are_rewritten() -> None:
 
 
 def test_an_aioice_that_binds_differently_is_a_clear_error_naming_the_versions(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     async def get_component_candidates(self: object, component: int, addresses: list[str]) -> list[object]:
         return []
 
+    options = parse_options(["--udp-ports", "40000-40009", "--no-warm-up"], env={}, dotenv_path=tmp_path / "none")
     with monkeypatch.context() as patched:
         patched.setattr(_ports, "_BINDER", get_component_candidates)
         _ports.check_port_hook.cache_clear()
         with pytest.raises(PortHookError, match=r"aioice \d+\.\d+.*aiortc \d+\.\d+"):
             _ports.check_port_hook()
+        with pytest.raises(StartupError, match=r"^--udp-ports: .*get_component_candidates"):  # at start, one line
+            BotServer(echo_bot, Services.from_env({}), options)
     _ports.check_port_hook.cache_clear()
     _ports.check_port_hook()  # the installed aioice is the one the hook was written for
