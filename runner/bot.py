@@ -45,12 +45,14 @@ from voxframe.transports.webrtc import (
     ClientOptions,
     HeadlessClient,
     IceOptions,
+    PortHookError,
     ServerOptions,
     Session,
     SessionOptions,
     WebRTCInputTransport,
     WebRTCOutputTransport,
     WebRTCServer,
+    check_port_hook,
 )
 from voxframe.transports.webrtc.server import RouteInstaller
 
@@ -90,6 +92,18 @@ def ice_for(host: str, servers: list | None = None) -> IceOptions:
     return IceOptions(servers=list(servers or []), host_addresses=("127.0.0.1",) if is_loopback(host) else None)
 
 
+def server_ice(options: RunnerOptions) -> IceOptions:
+    """The sessions' ICE: `ice_for` plus the announced public IP and the UDP port range."""
+    ice = ice_for(options.host, options.ice_servers)
+    ice.public_ip, ice.udp_ports = options.public_ip, options.udp_ports
+    if options.udp_ports is not None:
+        try:
+            check_port_hook()
+        except PortHookError as exc:
+            raise StartupError(f"--udp-ports: {exc}") from exc
+    return ice
+
+
 class BotServer:
     """A `WebRTCServer` whose sessions run `create_pipeline`, each with a `TurnReporter`."""
 
@@ -106,7 +120,7 @@ class BotServer:
         #: The latest turns of every session (bounded: a server runs for days).
         self.records: deque[TurnRecord] = deque(maxlen=1000)
         self._trace: TextIO | None = None
-        session = SessionOptions(ice=ice_for(options.host, options.ice_servers))
+        session = SessionOptions(ice=server_ice(options))
         minter = TurnMinter(options.turn_secret, tuple(options.turn_urls)) if options.turn_secret else None
         server_options = ServerOptions(
             host=options.host, port=options.port, session=session, auth_token=options.token,

@@ -2,7 +2,7 @@
 
 Every option is checked here, before any model loads, and a bad one is one line on stderr
 (`StartupError`): a non-loopback host without a token, a TLS key that does not load, a TURN
-secret without a TURN URL.
+secret without a TURN URL, a UDP port range that is not one.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from voxframe.transports.webrtc import IceServer
+from voxframe.transports.webrtc import IceServer, PortRange
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -48,6 +48,10 @@ class RunnerOptions:
     drain_deadline_s: float = 30.0
     #: Starts every session id (a load balancer routes on it).
     session_id_prefix: str = ""
+    #: Announced in the host candidates instead of the local address (a server behind 1:1 NAT).
+    public_ip: str | None = None
+    #: Every ICE host candidate binds a UDP port of this range (a full range refuses calls with 503).
+    udp_ports: PortRange | None = None
 
     @property
     def loopback(self) -> bool:
@@ -77,6 +81,21 @@ def parse_ice_server(text: str) -> IceServer:
     if not url.startswith(("stun:", "turn:", "turns:")) or len(rest) not in (0, 2):
         raise argparse.ArgumentTypeError(f"expected stun:/turn:/turns: URL[,username,credential], got {text!r}")
     return IceServer(urls=[url], username=rest[0] if rest else None, credential=rest[1] if rest else None)
+
+
+def parse_port_range(text: str) -> PortRange:
+    """``LOW-HIGH``, e.g. ``40000-40999``."""
+    try:
+        return PortRange.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_public_ip(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an IPv4 or IPv6 address, got {text!r}") from None
 
 
 def _environment(env: Mapping[str, str] | None, dotenv_path: Path) -> dict[str, str]:
@@ -110,6 +129,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--turn-url", action="append", default=(default("TURN_URLS") or "").split(),
         help="TURN URL for minted per-caller credentials; repeatable [VOXFRAME_TURN_URLS]",
     )  # fmt: skip
+    p.add_argument(
+        "--public-ip", type=parse_public_ip, default=default("PUBLIC_IP"),
+        help="announce this address in the ICE host candidates (behind 1:1 NAT) [VOXFRAME_PUBLIC_IP]",
+    )  # fmt: skip
+    p.add_argument(
+        "--udp-ports", type=parse_port_range, default=default("UDP_PORTS"), metavar="LOW-HIGH",
+        help="bind every ICE host candidate to a UDP port of this range [VOXFRAME_UDP_PORTS]",
+    )  # fmt: skip
     p.add_argument("--tls-cert", type=Path, default=default("TLS_CERT"), help="PEM certificate [VOXFRAME_TLS_CERT]")
     p.add_argument("--tls-key", type=Path, default=default("TLS_KEY"), help="PEM key [VOXFRAME_TLS_KEY]")
     p.add_argument("--log-level", choices=LOG_LEVELS, default=default("LOG_LEVEL", "info"), help="[VOXFRAME_LOG_LEVEL]")
@@ -138,7 +165,8 @@ def parse_options(
         host=args.host, port=args.port, token=args.token or None, ice_servers=args.ice_server,
         turn_secret=args.turn_secret or None, turn_urls=args.turn_url, tls_cert=args.tls_cert, tls_key=args.tls_key,
         log_level=args.log_level, warm_up=not args.no_warm_up, call=args.call, reply_out=args.reply_out,
-        trace_out=args.trace_out, drain_deadline_s=args.drain_deadline,
+        trace_out=args.trace_out, drain_deadline_s=args.drain_deadline, public_ip=args.public_ip,
+        udp_ports=args.udp_ports,
     )  # fmt: skip
     if not options.loopback and options.token is None and not args.insecure_no_token and options.call is None:
         parser.error(f"--host {options.host} is reachable from other machines: set --token (or --insecure-no-token)")

@@ -14,6 +14,7 @@ import pytest
 
 from voxframe.runner import parse_options
 from voxframe.runner.turn_credentials import TurnMinter, turn_rest_credentials
+from voxframe.transports.webrtc import PortRange
 
 ROOT = Path(__file__).resolve().parent.parent
 VOXFRAME = Path(sys.executable).parent / "voxframe"
@@ -27,6 +28,39 @@ def test_options_come_from_flags_environment_and_dotenv(tmp_path: Path) -> None:
     options = parse_options(["--port", "9100", "--ice-server", "turn:t.example:3478,u,p"], env={}, dotenv_path=dotenv)
     assert options.port == 9100
     assert [(s.urls, s.username, s.credential) for s in options.ice_servers] == [(["turn:t.example:3478"], "u", "p")]
+
+
+def test_public_ip_and_udp_ports_come_from_flags_and_environment(tmp_path: Path) -> None:
+    none = tmp_path / "none"
+    options = parse_options(["--public-ip", "203.0.113.7", "--udp-ports", "40000-40999"], env={}, dotenv_path=none)
+    assert (options.public_ip, options.udp_ports) == ("203.0.113.7", PortRange(40000, 40999))
+    env = {"VOXFRAME_PUBLIC_IP": "2001:db8::7", "VOXFRAME_UDP_PORTS": "41000-41009"}
+    options = parse_options([], env=env, dotenv_path=none)
+    assert (options.public_ip, options.udp_ports) == ("2001:db8::7", PortRange(41000, 41009))
+    options = parse_options(["--udp-ports", "42000-42000"], env=env, dotenv_path=none)  # the flag wins
+    assert options.udp_ports == PortRange(42000, 42000)
+    assert parse_options([], env={}, dotenv_path=none).udp_ports is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "named"),
+    [
+        (["--udp-ports", "40999-40000"], {}, "--udp-ports"),
+        (["--udp-ports", "40000-70000"], {}, "--udp-ports"),
+        (["--udp-ports", "forty"], {}, "--udp-ports"),
+        ([], {"VOXFRAME_UDP_PORTS": "40000-"}, "--udp-ports"),
+        (["--public-ip", "bot.example.com"], {}, "--public-ip"),
+        ([], {"VOXFRAME_PUBLIC_IP": "1.2.3"}, "--public-ip"),
+    ],
+)
+def test_a_bad_port_range_or_public_ip_is_one_line(
+    argv: list[str], env: dict[str, str], named: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_options(argv, env=env, dotenv_path=tmp_path / "none")
+    assert exited.value.code == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(error) == 1 and f"argument {named}:" in error[0], error
 
 
 def test_a_public_host_needs_a_token(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import shutil
 import socket
 import subprocess
 import threading
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from voxframe.processors.echo import AudioEcho
 from voxframe.transports.webrtc import (
     ClientOptions,
     IceOptions,
+    PortRange,
     ServerOptions,
     Session,
     SessionOptions,
@@ -121,6 +123,22 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def free_udp_range(size: int) -> PortRange:
+    """`size` consecutive UDP ports free on 127.0.0.1, below the kernel's ephemeral range (where
+    port-0 binds of other tests land)."""
+    rng = random.Random()
+    for _ in range(50):
+        low = rng.randrange(20_000, 32_000 - size)
+        with ExitStack() as held:
+            try:
+                for port in range(low, low + size):
+                    held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM)).bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return PortRange(low, low + size - 1)
+    raise AssertionError(f"no {size} consecutive free UDP ports found on 127.0.0.1")
 
 
 @asynccontextmanager

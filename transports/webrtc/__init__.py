@@ -8,6 +8,7 @@ Inside the factory, `session.input` and `session.output` are the pipeline's two 
 """
 
 from ._ice import IceOptions, IceServer, gather_on
+from ._ports import PortHookError, PortRange, check_port_hook
 from ._receive import ReceiveOptions, ReceiveStatistics
 from .client import ClientError, ClientOptions, HeadlessClient, PlayedUtterance
 from .events import ClientEventsObserver
@@ -31,6 +32,8 @@ __all__ = [
     "OpusOptions",
     "PacedAudioTrack",
     "PlayedUtterance",
+    "PortHookError",
+    "PortRange",
     "ReceiveOptions",
     "ReceiveStatistics",
     "ServerOptions",
@@ -42,5 +45,6 @@ __all__ = [
     "WebRTCInputTransport",
     "WebRTCOutputTransport",
     "WebRTCServer",
+    "check_port_hook",
     "gather_on",
 ]

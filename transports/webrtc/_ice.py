@@ -6,6 +6,10 @@ candidates only"). aioice gathers host candidates on every interface and offers 
 choice; `host_addresses` narrows gathering for the code running inside it (a context variable
 consulted by a wrapper around aioice's address lookup), which is how tests keep all traffic on
 127.0.0.1. Remote candidates are filtered to the same hosts so nothing is sent elsewhere.
+
+Behind a firewall or a 1:1 NAT, `udp_ports` keeps every host candidate's socket on a port of a
+range (see `_ports.py`) and `public_ip` is announced in our description instead of the host
+candidates' private address (the NAT maps it to the same ports).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import Any
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+from ._ports import Binding, PortRange, bind_in
 
 _original_get_host_addresses = aioice.ice.get_host_addresses
 _host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
@@ -72,6 +78,20 @@ class IceOptions:
     relay_only: bool = False
     #: Gather and accept candidates only on these hosts (e.g. ("127.0.0.1",)); None: any.
     host_addresses: tuple[str, ...] | None = None
+    #: Bind every host candidate's socket to a port of this range (None: any free port).
+    udp_ports: PortRange | None = None
+    #: Announce this address in our host candidates instead of the local one (a 1:1 NAT's public IP).
+    public_ip: str | None = None
+
+    @contextmanager
+    def gathering(self) -> Iterator[Binding]:
+        """Gather candidates inside this block as these options say (hosts, port range)."""
+        with gather_on(self.host_addresses), bind_in(self.udp_ports) as binding:
+            yield binding
+
+    def announce(self, sdp: str) -> str:
+        """Our description as the other end should see it: host candidates carry `public_ip`."""
+        return sdp if self.public_ip is None else announce_address(sdp, self.public_ip)
 
     def rtc_configuration(self) -> RTCConfiguration:
         servers = [RTCIceServer(urls=s.urls, username=s.username, credential=s.credential) for s in self.servers]
@@ -125,6 +145,26 @@ def ignore_checks_from_other_hosts(pc: RTCPeerConnection, hosts: Sequence[str]) 
                 _original(message, addr, protocol)
 
         connection.request_received = request_received
+
+
+def announce_address(sdp: str, public_ip: str) -> str:
+    """Put `public_ip` in place of the address of every host candidate of its IP version (ports
+    unchanged), and in the `c=` lines that named one of those addresses."""
+    public = ipaddress.ip_address(public_ip)
+    replaced: set[str] = set()
+    lines = sdp.splitlines()
+    for i, line in enumerate(lines):
+        bits = line.split()
+        host = candidate_host(line) if line.startswith("a=candidate:") else None
+        if host is not None and bits[6:8] == ["typ", "host"] and ipaddress.ip_address(host).version == public.version:
+            replaced.add(bits[4])
+            bits[4] = str(public)
+            lines[i] = " ".join(bits)
+    for i, line in enumerate(lines):
+        bits = line.split()
+        if line.startswith("c=") and len(bits) == 3 and bits[2] in replaced:
+            lines[i] = f"{bits[0]} {bits[1]} {public}"
+    return "\r\n".join(lines) + "\r\n"
 
 
 def candidate_host(candidate_sdp: str) -> str | None:

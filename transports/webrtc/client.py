@@ -31,7 +31,7 @@ from voxframe.pipeline.clock import NS_PER_S
 
 from .._audio import StreamResampler, to_pcm16
 from ..wav import read_wav
-from ._ice import IceOptions, gather_on
+from ._ice import IceOptions
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
 from ._signal import Signal
 from .onsets import OnsetDetector, OnsetOptions
@@ -118,11 +118,11 @@ class HeadlessClient:
         if self.stage.decoded is not None:  # decoded inline: aiortc's own track stays silent
             self._remote = self.stage.decoded
             self._track_arrived.set()
-        with gather_on(self.options.ice.host_addresses):
+        with self.options.ice.gathering():
             await self.pc.setLocalDescription(await self.pc.createOffer())
         if not any(line.startswith("a=candidate:") for line in self.pc.localDescription.sdp.splitlines()):
             raise ClientError("no ICE candidate could be gathered (check the TURN server and its credentials)")
-        offer = {"sdp": self.pc.localDescription.sdp, "type": self.pc.localDescription.type}
+        offer = {"sdp": self.options.ice.announce(self.pc.localDescription.sdp), "type": "offer"}
         headers = {"Authorization": f"Bearer {self.options.token}"} if self.options.token else {}
         answer = await self._post(base_url.rstrip("/") + self.options.offer_path, offer, headers)
         self.session_id = answer.get("session_id")

@@ -195,7 +195,7 @@ class WebRTCServer:
             answer = await session.accept(sdp, kind)
         except SessionError as exc:
             await self._discard(session)
-            raise ApiError(400, exc.code, str(exc)) from exc
+            raise ApiError(exc.status, exc.code, str(exc)) from exc
         except BaseException:
             await self._discard(session)
             raise

@@ -28,7 +28,7 @@ from aiortc.sdp import candidate_from_sdp
 from voxframe.pipeline import PipelineTask
 from voxframe.pipeline.clock import NS_PER_S
 
-from ._ice import IceOptions, gather_on, ignore_checks_from_other_hosts
+from ._ice import IceOptions, ignore_checks_from_other_hosts
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
 from ._signal import Signal
 from .events import ClientEventsObserver, Message
@@ -44,11 +44,13 @@ _MAX_PENDING_EVENTS = 256
 
 
 class SessionError(Exception):
-    """The caller's offer or candidate cannot be used; `code` is the JSON error code."""
+    """The caller's offer or candidate cannot be used; `code` is the JSON error code, `status` the HTTP one
+    (503: the server cannot take the call now, e.g. no free UDP port)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
         super().__init__(message)
         self.code = code
+        self.status = status
 
 
 @dataclass(slots=True)
@@ -112,9 +114,13 @@ class Session:
         self.pc.addTrack(self.output.track)
         if self.options.ice.host_addresses is not None:
             ignore_checks_from_other_hosts(self.pc, self.options.ice.host_addresses)
-        with gather_on(self.options.ice.host_addresses):
+        with self.options.ice.gathering() as binding:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return self.pc.localDescription
+        if binding.exhausted:
+            ports = self.options.ice.udp_ports
+            raise SessionError("udp_ports_exhausted", f"no free UDP port in {ports} for this call; retry", status=503)
+        answer = self.pc.localDescription
+        return RTCSessionDescription(sdp=self.options.ice.announce(answer.sdp), type=answer.type)
 
     async def add_candidate(self, candidate: dict[str, Any] | None) -> bool:
         """Add a trickled remote candidate (None: end of candidates). False if filtered out."""
