@@ -27,7 +27,8 @@ CHECKS = {
     "deepgram": "import voxframe.processors.stt.deepgram",
     "cartesia": "import voxframe.processors.tts.cartesia; "
     "from voxframe.processors.tts.sentences import SentenceSplitter; "
-    "assert SentenceSplitter().push('The answer is no. Try again later. ') == ['The answer is no.', 'Try again later.']",
+    "cut = SentenceSplitter().push('The answer is no. Try again later. '); "
+    "assert cut == ['The answer is no.', 'Try again later.'], cut",
     "openai": "import voxframe.processors.llm.openai",
     "fakes": "import voxframe.fakes, voxframe.fakes.deepgram, voxframe.fakes.openai, voxframe.fakes.cartesia",
     "vad": "from voxframe.processors.vad import SileroVADAnalyzer, WebRTCVADAnalyzer; "
