@@ -5,6 +5,7 @@
     python3 dev.py test [ARGS]      run the whole test suite (ARGS go to pytest)
     python3 dev.py bench NAME [ARGS]  run benchmarks/NAME.py
     python3 dev.py lint             ruff check
+    python3 dev.py typecheck        mypy over the voxframe package (pipeline, processors, ...)
     python3 dev.py fakes            start the fake Deepgram/OpenAI/Cartesia servers
 
 Every command first makes sure `.venv` exists and holds the project with all its extras,
@@ -64,8 +65,20 @@ def ensure_test_tools() -> None:
         apt_install(missing)
 
 
+def package_view() -> Path:
+    """A folder where `voxframe/<part>` links to each top-level part of the checkout, so mypy sees
+    the package as it is installed (the editable install maps it with an import hook mypy cannot follow)."""
+    view = VENV / "typecheck-view"
+    (view / "voxframe").mkdir(parents=True, exist_ok=True)
+    for part in ("pipeline", "processors", "transports", "fakes", "runner"):
+        link = view / "voxframe" / part
+        if not link.is_symlink():
+            link.symlink_to(ROOT / part)
+    return view
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"example", "test", "bench", "lint", "fakes"}:
+    if not argv or argv[0] not in {"example", "test", "bench", "lint", "typecheck", "fakes"}:
         print(__doc__)
         return 2
     command, args = argv[0], argv[1:]
@@ -82,6 +95,9 @@ def main(argv: list[str]) -> int:
         cmd = [str(PY), f"benchmarks/{args[0]}.py", *args[1:]]
     elif command == "fakes":
         cmd = [str(PY), "-m", "voxframe.fakes", *args]
+    elif command == "typecheck":
+        cmd = [str(PY), "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", "voxframe", *args]
+        os.environ["MYPYPATH"] = str(package_view())
     else:
         cmd = [str(PY), "-m", "ruff", "check", "."]
     sys.stdout.flush()
