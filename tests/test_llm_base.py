@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -38,7 +39,16 @@ class Stall:
 
 
 STALL = Stall()
-Script = list[str | ToolCall | Exception | Stall]
+
+
+@dataclass(slots=True)
+class Pause:
+    """A script item: the stream is quiet for `s` seconds of the pipeline's clock."""
+
+    s: float
+
+
+Script = list[str | ToolCall | Exception | Stall | Pause]
 
 
 class ScriptedLLM(LLMService):
@@ -64,7 +74,10 @@ class ScriptedLLM(LLMService):
                 if isinstance(item, Exception):
                     raise item
                 if isinstance(item, Stall):
-                    await anyio.Event().wait()
+                    await anyio.sleep_forever()
+                if isinstance(item, Pause):
+                    await self.clock.sleep_until(self.clock.now_ns() + round(item.s * NS_PER_S))
+                    continue
                 yield item
             if self.stall is not None:
                 self.stalled.set()
@@ -272,11 +285,14 @@ async def test_a_stream_stalled_mid_reply_ends_at_the_bound_with_the_apology_as_
     tokens: list[str], transcript: str
 ) -> None:
     clock = VirtualClock()
-    llm = ScriptedLLM([*tokens, STALL], ["Next."], options=LLMOptions(inter_token_timeout_s=3.0))
+    bounds = LLMOptions(first_token_timeout_s=5.0, inter_token_timeout_s=3.0)
+    llm = ScriptedLLM([Pause(1.1), *tokens, STALL], ["Next."], options=bounds)  # the first token at 1.1 s
     head, tail = Recorder("head"), Recorder("tail")
     context = LLMContext(messages=[{"role": "user", "content": "hi"}])
     async with running([head, llm, tail], clock=clock) as task:
         await task.queue_frame(LLMContextFrame(context=context, turn=1))
+        await yield_rounds()
+        await clock.advance(1_100_000_000)
         await tail.wait_for(lambda: len(tail.of(LLMTextFrame)) == len(tokens))
         await clock.advance(3 * NS_PER_S - 1)
         assert not tail.of(TTSSpeakFrame) and not tail.of(LLMResponseEndFrame)
@@ -284,7 +300,7 @@ async def test_a_stream_stalled_mid_reply_ends_at_the_bound_with_the_apology_as_
         await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
         await task.queue_frame(LLMContextFrame(context=context, turn=2))
         await tail.wait_for(lambda: len(tail.of(LLMResponseEndFrame)) == 2)
-    assert tail.times(TTSSpeakFrame) == tail.times(LLMResponseEndFrame)[:1] == [3 * NS_PER_S]
+    assert tail.times(TTSSpeakFrame) == tail.times(LLMResponseEndFrame)[:1] == [4_100_000_000]
     assert said(tail, 1) == transcript
     (error,) = head.of(ErrorFrame, UP)
     assert not error.fatal and "stalled" in error.error

@@ -123,12 +123,15 @@ class _Watchdog:
         self.began = False
         self.scope = anyio.CancelScope()
         self._life = anyio.CancelScope()
-        self._moved = anyio.Event()
+        self._nap: anyio.CancelScope | None = None
+        self._nap_until: int | None = None
 
     def beat(self) -> None:
         self.began = True
-        self.due_ns = None if self.gap_ns is None else self.clock.now_ns() + self.gap_ns
-        self._moved.set()
+        due = self.due_ns = None if self.gap_ns is None else self.clock.now_ns() + self.gap_ns
+        # A deadline moved earlier (the first item's 5 s bound became a 3 s gap) wakes the sleeper.
+        if self._nap is not None and due is not None and (self._nap_until is None or due < self._nap_until):
+            self._nap.cancel()
 
     def stop(self) -> None:
         self._life.cancel()
@@ -137,14 +140,15 @@ class _Watchdog:
         with self._life:
             while True:
                 due = self.due_ns
-                if due is None:
-                    self._moved = anyio.Event()
-                    await self._moved.wait()
-                elif self.clock.now_ns() < due:
-                    await self.clock.sleep_until(due)
-                else:
+                if due is not None and self.clock.now_ns() >= due:
                     self.scope.cancel()
                     return
+                with anyio.CancelScope() as self._nap:
+                    self._nap_until = due
+                    if due is None:
+                        await anyio.sleep_forever()
+                    else:
+                        await self.clock.sleep_until(due)
 
     def describe(self) -> str:
         if self.began:
