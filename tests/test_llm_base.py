@@ -332,3 +332,23 @@ async def test_a_stream_silent_from_the_start_is_run_again_once_then_apologised_
         assert said(tail, 1) == APOLOGY and tail.times(TTSSpeakFrame) == [10 * NS_PER_S]
         (error,) = head.of(ErrorFrame, UP)
         assert "no first token in 5.0 s" in error.error
+
+
+async def test_a_stream_stalled_after_asking_for_a_tool_is_not_run_again_and_the_tool_never_runs() -> None:
+    ran: list[str] = []
+
+    async def book(args: dict[str, Any]) -> str:
+        ran.append("book")
+        return "booked"
+
+    clock = VirtualClock()
+    context = LLMContext(messages=[{"role": "user", "content": "Book it"}], tools=[Tool("book", "", {}, book)])
+    llm = ScriptedLLM([ToolCall("call_1", "book", "{}"), STALL], ["Booked."], options=LLMOptions(stall_retries=1))
+    tail = Recorder("tail")
+    async with running([llm, tail], clock=clock) as task:
+        await task.queue_frame(LLMContextFrame(context=context, turn=1))
+        await yield_rounds()
+        await clock.advance(3 * NS_PER_S)  # the gap bound after the call
+        await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
+    assert ran == [] and not tail.of(FunctionCallFrame) and len(llm.seen) == 1
+    assert said(tail, 1) == APOLOGY and [m["role"] for m in context.messages] == ["user"]
