@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -28,21 +29,37 @@ from voxframe.pipeline import (
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
 )
-from voxframe.processors.llm import LLMService, ToolCall
+from voxframe.pipeline.clock import NS_PER_S, VirtualClock
+from voxframe.processors.llm import LLMOptions, LLMService, ToolCall
 
 pytestmark = pytest.mark.anyio
 
-Script = list[str | ToolCall | Exception]
+class Stall:
+    """A script item: the stream goes quiet here, until the run is cancelled."""
+
+
+STALL = Stall()
+
+
+@dataclass(slots=True)
+class Pause:
+    """A script item: the stream is quiet for `s` seconds of the pipeline's clock."""
+
+    s: float
+
+
+Script = list[str | ToolCall | Exception | Stall | Pause]
 
 
 class ScriptedLLM(LLMService):
     """A model double at the I/O boundary: each run plays the next script of items.
 
-    An Exception item is raised (a broken stream); `stall` blocks a run at its end until set.
+    An Exception item is raised (a broken stream), STALL never returns (a stalled stream);
+    `stall` blocks a run at its end until set.
     """
 
-    def __init__(self, *runs: Script) -> None:
-        super().__init__()
+    def __init__(self, *runs: Script, options: LLMOptions | None = None) -> None:
+        super().__init__(options)
         self.runs = list(runs)
         self.seen: list[list[dict[str, Any]]] = []
         self.stall: anyio.Event | None = None
@@ -56,6 +73,11 @@ class ScriptedLLM(LLMService):
             for item in script:
                 if isinstance(item, Exception):
                     raise item
+                if isinstance(item, Stall):
+                    await anyio.sleep_forever()
+                if isinstance(item, Pause):
+                    await self.clock.sleep_until(self.clock.now_ns() + round(item.s * NS_PER_S))
+                    continue
                 yield item
             if self.stall is not None:
                 self.stalled.set()
@@ -236,8 +258,97 @@ async def test_a_broken_stream_is_apologised_for_reported_and_the_session_goes_o
         await task.queue_frame(LLMContextFrame(context=context, turn=2))
         await tail.wait_for(lambda: len(tail.of(LLMResponseEndFrame)) == 2)
     apology = tail.of(TTSSpeakFrame)
-    assert len(apology) == 1 and apology[0].turn == 1 and apology[0].text.startswith("Sorry")
+    assert len(apology) == 1 and apology[0].turn == 1
+    assert said(tail, 1) == "Partial\u2026 Sorry, I ran into a problem. Could you say that again?"
     errors = head.of(ErrorFrame, UP)
     assert len(errors) == 1 and not errors[0].fatal and "stream broke" in errors[0].error
     assert [f.text for f in tail.of(LLMTextFrame) if f.turn == 2] == ["Fine now."]
     assert not task.finished or task.error is None
+
+
+def said(tail: Recorder, turn: int) -> str:
+    """A turn's text joined as a transcript joins it (the turn reporter, the client's bot_text)."""
+    return "".join(f.text for f in tail.of((LLMTextFrame, TTSSpeakFrame)) if f.turn == turn)
+
+
+APOLOGY = LLMOptions().apology
+
+
+@pytest.mark.parametrize(
+    ("tokens", "transcript"),
+    [
+        (["You", " said"], f"You said\u2026 {APOLOGY}"),  # cut mid-sentence: it trails off
+        (["Hello", " there", "."], f"Hello there. {APOLOGY}"),
+    ],
+)
+async def test_a_stream_stalled_mid_reply_ends_at_the_bound_with_the_apology_as_its_own_sentence(
+    tokens: list[str], transcript: str
+) -> None:
+    clock = VirtualClock()
+    bounds = LLMOptions(first_token_timeout_s=5.0, inter_token_timeout_s=3.0)
+    llm = ScriptedLLM([Pause(1.1), *tokens, STALL], ["Next."], options=bounds)  # the first token at 1.1 s
+    head, tail = Recorder("head"), Recorder("tail")
+    context = LLMContext(messages=[{"role": "user", "content": "hi"}])
+    async with running([head, llm, tail], clock=clock) as task:
+        await task.queue_frame(LLMContextFrame(context=context, turn=1))
+        await yield_rounds()
+        await clock.advance(1_100_000_000)
+        await tail.wait_for(lambda: len(tail.of(LLMTextFrame)) == len(tokens))
+        await clock.advance(3 * NS_PER_S - 1)
+        assert not tail.of(TTSSpeakFrame) and not tail.of(LLMResponseEndFrame)
+        await clock.advance(1)
+        await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
+        await task.queue_frame(LLMContextFrame(context=context, turn=2))
+        await tail.wait_for(lambda: len(tail.of(LLMResponseEndFrame)) == 2)
+    assert tail.times(TTSSpeakFrame) == tail.times(LLMResponseEndFrame)[:1] == [4_100_000_000]
+    assert said(tail, 1) == transcript
+    (error,) = head.of(ErrorFrame, UP)
+    assert not error.fatal and "stalled" in error.error
+    assert said(tail, 2) == "Next."  # the stalled run was not run again: nothing is said twice
+    assert llm.closed == 2
+
+
+@pytest.mark.parametrize("second_run", ["answers", "stalls too"])
+async def test_a_stream_silent_from_the_start_is_run_again_once_then_apologised_for(second_run: str) -> None:
+    clock = VirtualClock()
+    retry: Script = ["Hello."] if second_run == "answers" else [STALL]
+    llm = ScriptedLLM([STALL], retry, options=LLMOptions(first_token_timeout_s=5.0, stall_retries=1))
+    head, tail = Recorder("head"), Recorder("tail")
+    context = LLMContext(messages=[{"role": "user", "content": "hi"}])
+    async with running([head, llm, tail], clock=clock) as task:
+        await task.queue_frame(LLMContextFrame(context=context, turn=1))
+        await yield_rounds()
+        await clock.advance(5 * NS_PER_S)
+        if second_run == "answers":
+            await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
+        else:
+            await clock.advance(5 * NS_PER_S)
+            await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
+    assert llm.seen[0] == llm.seen[1] and llm.closed == 2
+    if second_run == "answers":
+        assert said(tail, 1) == "Hello." and tail.times(LLMTextFrame) == [5 * NS_PER_S]
+        assert not head.of(ErrorFrame, UP)
+    else:
+        assert said(tail, 1) == APOLOGY and tail.times(TTSSpeakFrame) == [10 * NS_PER_S]
+        (error,) = head.of(ErrorFrame, UP)
+        assert "no first token in 5.0 s" in error.error
+
+
+async def test_a_stream_stalled_after_asking_for_a_tool_is_not_run_again_and_the_tool_never_runs() -> None:
+    ran: list[str] = []
+
+    async def book(args: dict[str, Any]) -> str:
+        ran.append("book")
+        return "booked"
+
+    clock = VirtualClock()
+    context = LLMContext(messages=[{"role": "user", "content": "Book it"}], tools=[Tool("book", "", {}, book)])
+    llm = ScriptedLLM([ToolCall("call_1", "book", "{}"), STALL], ["Booked."], options=LLMOptions(stall_retries=1))
+    tail = Recorder("tail")
+    async with running([llm, tail], clock=clock) as task:
+        await task.queue_frame(LLMContextFrame(context=context, turn=1))
+        await yield_rounds()
+        await clock.advance(3 * NS_PER_S)  # the gap bound after the call
+        await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
+    assert ran == [] and not tail.of(FunctionCallFrame) and len(llm.seen) == 1
+    assert said(tail, 1) == APOLOGY and [m["role"] for m in context.messages] == ["user"]

@@ -27,6 +27,7 @@ from voxframe.pipeline import (
     Tool,
     TTSSpeakFrame,
 )
+from voxframe.processors.llm import LLMOptions
 from voxframe.processors.llm.openai import OpenAILLM, OpenAIOptions
 
 pytestmark = pytest.mark.anyio
@@ -137,7 +138,7 @@ async def test_a_failure_is_apologised_for_reported_and_the_session_goes_on(faul
         await tail.wait_for(lambda: ends(tail) == [1, 2])
         assert not task.finished
     (apology,) = tail.of(TTSSpeakFrame)
-    assert apology.turn == 1 and apology.text.startswith("Sorry")
+    assert apology.turn == 1 and apology.text.strip() == LLMOptions().apology
     (error,) = head.of(ErrorFrame, UP)
     assert not error.fatal and reason in error.error
     assert text_of(tail, 2) == "You said: again"
@@ -190,3 +191,56 @@ async def test_tool_calls_of_an_interrupted_turn_never_run() -> None:
     assert f.connections[0].ended == "stalled, client closed"
     assert ran == [] and len(f.requests) == 1 and not tail.of(FunctionCallFrame)
     assert [m["role"] for m in context.messages] == ["system", "user"]
+
+
+def said(tail: Recorder, turn: int) -> str:
+    """A turn's text joined as the turn reporter and the client's bot_text join it."""
+    return "".join(f.text for f in tail.of((LLMTextFrame, TTSSpeakFrame)) if f.turn == turn)
+
+
+async def test_a_stream_stalled_mid_reply_is_cut_and_apologised_for_and_the_next_turn_works() -> None:
+    bounds = LLMOptions(inter_token_timeout_s=0.3)
+    async with fake() as f, llm_pipeline(f, llm=bounds, read_timeout_s=60.0) as (task, head, tail):
+        f.faults.append(Fault.stall_after(after_sent=3))  # the role chunk, "You", " said"; then nothing
+        await task.queue_frame(LLMContextFrame(context=user("one two"), turn=1))
+        await tail.wait_for(lambda: ends(tail) == [1])
+        await f.wait_for(lambda: f.connections[0].done.is_set())
+        await task.queue_frame(LLMContextFrame(context=user("again"), turn=2))
+        await tail.wait_for(lambda: ends(tail) == [1, 2])
+    assert said(tail, 1) == "You said\u2026 " + LLMOptions().apology
+    assert f.connections[0].ended == "stalled, client closed"
+    (error,) = head.of(ErrorFrame, UP)
+    assert not error.fatal and "stalled" in error.error
+    assert len(f.requests) == 2  # what was said is not asked for again
+    assert text_of(tail, 2) == "You said: again"
+
+
+async def test_a_stream_silent_from_the_start_is_requested_again() -> None:
+    bounds = LLMOptions(first_token_timeout_s=0.3)
+    async with fake() as f, llm_pipeline(f, llm=bounds, read_timeout_s=60.0) as (task, head, tail):
+        f.faults.append(Fault.stall_after(after_sent=0))  # headers, then not a chunk
+        await task.queue_frame(LLMContextFrame(context=user("hi"), turn=1))
+        await tail.wait_for(lambda: ends(tail) == [1])
+    assert said(tail, 1) == "You said: hi" and not head.of(ErrorFrame, UP)
+    assert [c.ended for c in f.connections] == ["stalled, client closed", "completed"]
+    assert f.requests[0] == f.requests[1]
+
+
+async def test_a_long_tool_call_is_progress_not_a_stall() -> None:
+    booked: list[dict[str, Any]] = []
+
+    async def book(args: dict[str, Any]) -> str:
+        booked.append(args)
+        return "booked"
+
+    context = user("Book a table")
+    context.tools = [Tool("book", "Book a table", {"type": "object", "properties": {}}, book)]
+    args = {"city": "Paris", "note": "a window table for two, by the garden if you can"}  # 10 argument chunks
+    call = Reply.calls(("book", args))
+    bounds = LLMOptions(first_token_timeout_s=0.3, inter_token_timeout_s=0.3)
+    # 0.05 s a chunk: the call takes about 0.6 s to stream, twice the bound, with no text at all.
+    async with fake(call, "Booked.", token_interval_s=0.05) as f, llm_pipeline(f, llm=bounds) as (task, head, tail):
+        await task.queue_frame(LLMContextFrame(context=context, turn=1))
+        await tail.wait_for(lambda: ends(tail) == [1])
+    assert booked == [args] and text_of(tail, 1) == "Booked."
+    assert not head.of(ErrorFrame, UP) and len(f.requests) == 2

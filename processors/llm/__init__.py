@@ -4,6 +4,6 @@ Provider modules are imported by their full path (they need optional dependencie
 `from voxframe.processors.llm.openai import OpenAILLM`.
 """
 
-from .base import LLMOptions, LLMService, ToolCall
+from .base import LLMOptions, LLMService, StreamStalled, ToolCall
 
-__all__ = ["LLMOptions", "LLMService", "ToolCall"]
+__all__ = ["LLMOptions", "LLMService", "StreamStalled", "ToolCall"]

@@ -13,8 +13,17 @@ rest of a reply for an `LLMContextFrame(turn=N)`:
   message per result to the context, and runs the model again;
 * an interruption that voids turn N cancels the call (the worker's cancel scope); the subclass
   closes its stream in `finally`/`async with`; no tool call of a stale turn ever starts;
-* a failure (auth, rate limit, server error, broken stream) becomes a short spoken apology and a
-  non-fatal `ErrorFrame`; the session goes on.
+* a stream that goes quiet is a failure too, on the injected clock: no first item within
+  `first_token_timeout_s`, or a gap over `inter_token_timeout_s` once it began. A run that
+  stalled before saying or asking anything is retried (`stall_retries` per reply);
+* a failure (auth, rate limit, server error, broken or stalled stream) becomes a short spoken
+  apology and a non-fatal `ErrorFrame`; the session goes on. After a partial reply the apology
+  is a sentence of its own: the partial is closed with an ellipsis unless it ended a sentence,
+  and the apology carries a leading space, as tokens do, so text joined per turn reads
+  "You said… Sorry, …" and TTS speaks two sentences; what was said is never said again.
+
+A subclass may yield "" to show progress that is not text (a tool call's arguments arriving),
+so a long tool call is not taken for a stall.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from voxframe.pipeline import (
     TTSSpeakFrame,
     UserTurnGate,
 )
-from voxframe.pipeline.clock import NS_PER_S
+from voxframe.pipeline.clock import NS_PER_S, Clock
 
 logger = logging.getLogger("voxframe")
 
@@ -68,6 +77,25 @@ class LLMOptions:
     #: Model runs per reply (each tool round is one more run).
     max_model_runs: int = 5
     tool_timeout_s: float = 10.0
+    #: Longest wait for a model run's first item (text, tool call or progress); None: no bound.
+    first_token_timeout_s: float | None = 5.0
+    #: Longest gap between a run's items once it began; None: no bound.
+    inter_token_timeout_s: float | None = 3.0
+    #: Retries per reply of a run that stalled before it said or asked anything.
+    stall_retries: int = 1
+
+
+#: A partial reply ending in one of these already ends a sentence.
+_SENTENCE_ENDS = frozenset(".!?\u2026")
+
+
+class StreamStalled(TimeoutError):
+    """A model run went quiet for longer than its bound."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        #: Nothing was said or asked in the run, so running it again repeats nothing.
+        self.retryable = retryable
 
 
 @dataclass(slots=True)
@@ -76,6 +104,56 @@ class _Reply:
     started_ns: int
     text: list[str] = field(default_factory=list)
     first_token: bool = False
+    #: The last visible character pushed in this reply ("" before any text).
+    said_tail: str = ""
+    stall_retries: int = 0
+
+
+class _Watchdog:
+    """Cancels `scope` once the stream has been quiet past its deadline, which each item moves.
+
+    One task sleeping on the injected clock for the whole run, not a scope per item: a scope
+    entered around each `__anext__` would wrap the provider generator's own scopes (its HTTP
+    stream) across a yield.
+    """
+
+    def __init__(self, clock: Clock, first_ns: int | None, gap_ns: int | None) -> None:
+        self.clock, self.first_ns, self.gap_ns = clock, first_ns, gap_ns
+        self.due_ns = None if first_ns is None else clock.now_ns() + first_ns
+        self.began = False
+        self.scope = anyio.CancelScope()
+        self._life = anyio.CancelScope()
+        self._nap: anyio.CancelScope | None = None
+        self._nap_until: int | None = None
+
+    def beat(self) -> None:
+        self.began = True
+        due = self.due_ns = None if self.gap_ns is None else self.clock.now_ns() + self.gap_ns
+        # A deadline moved earlier (the first item's 5 s bound became a 3 s gap) wakes the sleeper.
+        if self._nap is not None and due is not None and (self._nap_until is None or due < self._nap_until):
+            self._nap.cancel()
+
+    def stop(self) -> None:
+        self._life.cancel()
+
+    async def run(self) -> None:
+        with self._life:
+            while True:
+                due = self.due_ns
+                if due is not None and self.clock.now_ns() >= due:
+                    self.scope.cancel()
+                    return
+                with anyio.CancelScope() as self._nap:
+                    self._nap_until = due
+                    if due is None:
+                        await anyio.sleep_forever()
+                    else:
+                        await self.clock.sleep_until(due)
+
+    def describe(self) -> str:
+        if self.began:
+            return f"the stream stalled: nothing for {(self.gap_ns or 0) / NS_PER_S:.1f} s"
+        return f"no first token in {(self.first_ns or 0) / NS_PER_S:.1f} s"
 
 
 class LLMService(FrameProcessor):
@@ -104,7 +182,7 @@ class LLMService(FrameProcessor):
         await self.push(LLMResponseStartFrame(turn=turn))
         try:
             for _ in range(self.llm_options.max_model_runs):
-                calls = await self._run_model(context, reply)
+                calls = await self._run_model_retrying(context, reply)
                 if not calls:
                     break
                 if not all(t is None or t.read_only for t in map(context.tool, (c.name for c in calls))):
@@ -118,28 +196,63 @@ class LLMService(FrameProcessor):
                 )
         except Exception as exc:
             logger.warning("%s: reply %d failed: %r", self.name, turn, exc)
-            if self.llm_options.apology:
-                await self.push(TTSSpeakFrame(text=self.llm_options.apology, turn=turn))
+            await self._apologize(reply)
             await self.push_error(f"{self.name}: {exc}", exception=exc)
         await self.push(LLMResponseEndFrame(turn=turn))
+
+    async def _apologize(self, reply: _Reply) -> None:
+        """Say the apology as a sentence of its own after whatever of the reply was pushed."""
+        apology = self.llm_options.apology
+        if not apology:
+            return
+        if reply.said_tail:
+            if reply.said_tail not in _SENTENCE_ENDS:
+                await self.push(LLMTextFrame(text="\u2026", turn=reply.turn))  # the reply trails off
+            apology = " " + apology
+        await self.push(TTSSpeakFrame(text=apology, turn=reply.turn))
+
+    async def _run_model_retrying(self, context: LLMContext, reply: _Reply) -> list[ToolCall]:
+        while True:
+            try:
+                return await self._run_model(context, reply)
+            except StreamStalled as exc:
+                if not exc.retryable or reply.stall_retries >= self.llm_options.stall_retries:
+                    raise
+                reply.stall_retries += 1
+                logger.warning("%s: reply %d: %s; running the model again", self.name, reply.turn, exc)
 
     async def _run_model(self, context: LLMContext, reply: _Reply) -> list[ToolCall]:
         calls: list[ToolCall] = []
         reply.text.clear()
-        async with aclosing(self.stream_completion(context, reply.turn)) as items:
-            async for item in items:
-                if isinstance(item, ToolCall):
-                    calls.append(item)
-                elif item:
-                    if not reply.first_token:
-                        reply.first_token = True
-                        now = self.clock.now_ns()
-                        self.trace("llm_first_token", turn=reply.turn, t_ns=now)
-                        ttfb = (now - reply.started_ns) / NS_PER_S
-                        await self.push(MetricsFrame(processor=self.name, metric="ttfb", value=ttfb))
-                    reply.text.append(item)
-                    await self.push(LLMTextFrame(text=item, turn=reply.turn))
+        opts = self.llm_options
+        watch = _Watchdog(self.clock, _ns(opts.first_token_timeout_s), _ns(opts.inter_token_timeout_s))
+        if watch.first_ns is not None or watch.gap_ns is not None:
+            self.task_group.start_soon(watch.run)
+        try:
+            with watch.scope:
+                async with aclosing(self.stream_completion(context, reply.turn)) as items:
+                    async for item in items:
+                        watch.beat()
+                        if isinstance(item, ToolCall):
+                            calls.append(item)
+                        elif item:
+                            await self._push_text(reply, item)
+        finally:
+            watch.stop()
+        if watch.scope.cancelled_caught:
+            raise StreamStalled(watch.describe(), retryable=not reply.text and not calls)
         return calls
+
+    async def _push_text(self, reply: _Reply, text: str) -> None:
+        if not reply.first_token:
+            reply.first_token = True
+            now = self.clock.now_ns()
+            self.trace("llm_first_token", turn=reply.turn, t_ns=now)
+            ttfb = (now - reply.started_ns) / NS_PER_S
+            await self.push(MetricsFrame(processor=self.name, metric="ttfb", value=ttfb))
+        reply.text.append(text)
+        reply.said_tail = text.rstrip()[-1:] or reply.said_tail
+        await self.push(LLMTextFrame(text=text, turn=reply.turn))
 
     async def _run_tools(self, context: LLMContext, reply: _Reply, calls: list[ToolCall]) -> None:
         """Run every call at once; the context gets the calls and their results together."""
@@ -173,6 +286,10 @@ class LLMService(FrameProcessor):
         await self.push(FunctionCallResultFrame(call_id=call.id, function_name=call.name, result=value, turn=turn))
 
 
+def _ns(seconds: float | None) -> int | None:
+    return None if seconds is None or seconds <= 0 else round(seconds * NS_PER_S)
+
+
 def _parse_args(call: ToolCall) -> dict[str, Any]:
     try:
         args = json.loads(call.arguments or "{}")
@@ -181,4 +298,4 @@ def _parse_args(call: ToolCall) -> dict[str, Any]:
     return args if isinstance(args, dict) else {}
 
 
-__all__ = ["LLMOptions", "LLMService", "ToolCall"]
+__all__ = ["LLMOptions", "LLMService", "StreamStalled", "ToolCall"]

@@ -44,7 +44,8 @@ class OpenAIOptions:
     #: None: $OPENAI_BASE_URL, else the public API. Any OpenAI-compatible server works.
     base_url: str | None = None
     connect_timeout_s: float = 5.0
-    #: Longest wait for the next chunk (first token included) before the stream counts as broken.
+    #: Longest wait for the next chunk before the HTTP read fails: a backstop; the base's
+    #: `LLMOptions.first_token_timeout_s` and `inter_token_timeout_s` bound a quiet stream first.
     read_timeout_s: float = 15.0
     #: A 429 is retried once after min(retry-after, this); 0 disables the retry.
     rate_limit_retry_max_s: float = 1.0
@@ -96,6 +97,8 @@ class OpenAILLM(LLMService):
                     if part.function is not None:
                         call["name"] += part.function.name or ""
                         call["arguments"] += part.function.arguments or ""
+                if delta.tool_calls:
+                    yield ""  # progress: a long tool call is not a stall to the base's bound
         for index in sorted(calls):
             call = calls[index]
             yield ToolCall(id=call["id"], name=call["name"], arguments=call["arguments"])
