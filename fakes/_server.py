@@ -174,7 +174,7 @@ class FakeServer:
         await site.start()
         server = site._server
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]  # asyncio's Server
         logger.info("%s listening on %s", self.name, self.url)
         return self
 

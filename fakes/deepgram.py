@@ -125,6 +125,8 @@ class DeepgramFake(FakeServer):
 class _Session(WebSocketSession):
     """One live connection: reads audio and control messages, answers through an outbox."""
 
+    fake: DeepgramFake
+
     def __init__(
         self, fake: DeepgramFake, conn: Connection, ws: web.WebSocketResponse, request: web.Request, request_id: str
     ) -> None:
@@ -178,13 +180,13 @@ class _Session(WebSocketSession):
             self._on_edge(edge)
         utterance = self.utterance
         pos = self.segmenter.position_s
-        open_utterance = (
-            utterance is not None
-            and not utterance.finalized
+        open_utterance = utterance is not None and (
+            not utterance.finalized
             and utterance.end_s is None
             and not utterance.finalize_pending
         )
-        if open_utterance and self.interims and pos - utterance.last_interim_s >= self.options.interim_every_s:
+        interim_due = utterance is not None and pos - utterance.last_interim_s >= self.options.interim_every_s
+        if open_utterance and utterance is not None and self.interims and interim_due:
             utterance.last_interim_s = pos
             words = self._words(utterance, pos, interim=True)
             self._queue(self._result(words, is_final=False, speech_final=False, end_s=pos))
@@ -192,8 +194,9 @@ class _Session(WebSocketSession):
         if idle and not self.segmenter.speaking and pos - self.segment_start_s >= self.options.silence_final_every_s:
             self._queue(self._result([], is_final=True, speech_final=False, end_s=pos))
         last_word_end = self.words_since_utterance_end
-        quiet = last_word_end is not None and not self.segmenter.speaking
-        if quiet and self.utterance_end_s is not None and pos - last_word_end >= self.utterance_end_s:
+        gap_s = self.utterance_end_s
+        quiet = not self.segmenter.speaking
+        if quiet and last_word_end is not None and gap_s is not None and pos - last_word_end >= gap_s:
             self.words_since_utterance_end = None
             self._queue({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": round(last_word_end, 3)})
 

@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -230,7 +230,9 @@ class LLMService(FrameProcessor):
             self.task_group.start_soon(watch.run)
         try:
             with watch.scope:
-                async with aclosing(self.stream_completion(context, reply.turn)) as items:
+                # Providers write stream_completion as an async generator, which aclosing closes.
+                stream = cast(AsyncGenerator[str | ToolCall, None], self.stream_completion(context, reply.turn))
+                async with aclosing(stream) as items:
                     async for item in items:
                         watch.beat()
                         if isinstance(item, ToolCall):

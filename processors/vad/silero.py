@@ -35,7 +35,7 @@ def _session(spec: ModelSpec):  # -> onnxruntime.InferenceSession (import kept l
 class SileroVADAnalyzer:
     """Silero speech probabilities for one audio stream (the ONNX session is shared)."""
 
-    sample_rates = (16_000,)
+    sample_rates: tuple[int, ...] = (16_000,)
 
     def __init__(self, spec: ModelSpec = SILERO_VAD) -> None:
         self.spec = spec

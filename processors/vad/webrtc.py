@@ -13,7 +13,7 @@ class WebRTCVADAnalyzer:
     `aggressiveness` 0-3: higher rejects more non-speech (and more quiet speech).
     """
 
-    sample_rates = (8_000, 16_000, 32_000, 48_000)
+    sample_rates: tuple[int, ...] = (8_000, 16_000, 32_000, 48_000)
 
     def __init__(self, aggressiveness: int = 2) -> None:
         if aggressiveness not in range(4):

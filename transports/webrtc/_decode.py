@@ -38,7 +38,7 @@ class DecodedAudioTrack(MediaStreamTrack):
         self.sample_rate = RATE
         self.decode_errors = 0
         self._queue: asyncio.Queue[av.AudioFrame | None] = asyncio.Queue()
-        self._decoder: av.CodecContext | None = None
+        self._decoder: av.AudioCodecContext | None = None
         self._first_timestamp: int | None = None
         self._time_base = fractions.Fraction(1, RATE)
 
@@ -66,8 +66,8 @@ class DecodedAudioTrack(MediaStreamTrack):
                 self._queue.get_nowait()
             self._queue.put_nowait(frame)
 
-    def _open(self) -> av.CodecContext:
-        decoder = av.CodecContext.create("libopus", "r")
+    def _open(self) -> av.AudioCodecContext:
+        decoder = av.AudioCodecContext.create("libopus", "r")
         decoder.sample_rate = RATE
         decoder.layout = layout_name(self.num_channels)
         decoder.format = "s16"
