@@ -33,6 +33,7 @@ from .._audio import StreamResampler, to_pcm16
 from ..wav import read_wav
 from ._ice import IceOptions, gather_on
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
+from ._release import release_peer_connection
 from ._signal import Signal
 from .onsets import OnsetDetector, OnsetOptions
 from .tracks import PacedAudioTrack
@@ -147,6 +148,7 @@ class HeadlessClient:
         if self._remote is not None:
             self._remote.stop()
         await self.pc.close()
+        release_peer_connection(self.pc)
 
     # --- talking -------------------------------------------------------------------------------------
 

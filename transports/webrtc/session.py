@@ -30,6 +30,7 @@ from voxframe.pipeline.clock import NS_PER_S
 
 from ._ice import IceOptions, gather_on, ignore_checks_from_other_hosts
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
+from ._release import release_peer_connection
 from ._signal import Signal
 from .events import ClientEventsObserver, Message
 from .input import InputOptions, WebRTCInputTransport
@@ -85,6 +86,7 @@ class Session:
         self._changed = Signal()
         self._hang_up = False
         self._closed = False
+        self._events_observer: ClientEventsObserver | None = None
         self.pc.on("connectionstatechange", self._on_state_change)
         self.pc.on("datachannel", self._on_datachannel)
 
@@ -189,7 +191,8 @@ class Session:
         """Serve the caller until the session ends; always releases everything."""
         try:
             self.task = task = await factory(self)
-            task.params.observers.append(ClientEventsObserver(self.send_event, task.tracer))
+            self._events_observer = ClientEventsObserver(self.send_event, task.tracer)
+            task.params.observers.append(self._events_observer)
             if await self._wait_connected():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._watch, task)
@@ -258,16 +261,28 @@ class Session:
         return None
 
     async def close(self) -> None:
-        """Release the peer connection, its tracks and aiortc's tasks and threads (idempotent)."""
+        """Release the peer connection, its tracks and aiortc's tasks and threads (idempotent).
+
+        Also cuts every reference from what may outlive the call back to this session (the
+        pipeline's observer, aiortc's listeners, the data channel's), so the session, its peer
+        connection and their codecs are freed when the call ends, not at the next cycle
+        collection.
+        """
         if self._closed:
             return
         self._closed = True
+        if self._events_observer is not None:
+            self._events_observer.close()
         self.output.track.stop()
         for stage in self._stages:
             if stage.decoded is not None:
                 stage.decoded.stop()
         with anyio.move_on_after(self.options.close_timeout_s):
             await self.pc.close()
+        release_peer_connection(self.pc)
+        if self.channel is not None:
+            self.channel.remove_all_listeners()
+        self._pending_events.clear()
 
 
 def _looks_like_sdp(sdp: str) -> bool:

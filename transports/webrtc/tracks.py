@@ -86,7 +86,9 @@ class PacedAudioTrack(MediaStreamTrack):
         self._ready = asyncio.Event()
         self._pts = 0
         self._on_sent = on_sent
-        self._encoder = OpusChunkEncoder(sample_rate, num_channels, opus) if opus is not None else None
+        self._encoder: OpusChunkEncoder | None = None
+        if opus is not None:
+            self._encoder = OpusChunkEncoder(sample_rate, num_channels, opus)
 
     def put(self, pcm: bytes, tag: object = None) -> None:
         """Queue one chunk (s16, this track's rate and channels); `tag` comes back in `on_sent`."""
@@ -119,12 +121,18 @@ class PacedAudioTrack(MediaStreamTrack):
             pts, self._pts = self._pts, self._pts + samples
             if self._on_sent is not None and tag is not None:
                 self._on_sent(tag)
-            if self._encoder is None:
+            encoder = self._encoder
+            if encoder is None:
+                if self.readyState != "live":
+                    raise MediaStreamError
                 return frame
-            packet = self._encoder.encode(frame, pts)
+            packet = encoder.encode(frame, pts)
             if packet is not None:
                 return packet
 
     def stop(self) -> None:
         super().stop()
+        self._queue.clear()
         self._ready.set()  # wake a pending recv so the sender sees the end
+        # The Opus encoder runs FFmpeg worker threads: they go now, not when the track is freed.
+        self._encoder = None
