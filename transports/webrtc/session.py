@@ -86,6 +86,7 @@ class Session:
         self._changed = Signal()
         self._hang_up = False
         self._closed = False
+        self._pipeline_over = False
         self._events_observer: ClientEventsObserver | None = None
         self.pc.on("connectionstatechange", self._on_state_change)
         self.pc.on("datachannel", self._on_datachannel)
@@ -198,7 +199,10 @@ class Session:
                     tg.start_soon(self._watch, task)
                     await task.run()
                     self.end_reason = self.end_reason or "pipeline ended"
-                    tg.cancel_scope.cancel()
+                    # The watchdog returns by itself: a cancelled task's exception would keep
+                    # its frame, and so this session, in a cycle until a collection.
+                    self._pipeline_over = True
+                    self._changed.fire()
         except Exception as exc:
             self.end_reason = f"error: {exc!r}"
             logger.exception("session %s failed", self.id)
@@ -224,7 +228,7 @@ class Session:
 
     async def _watch(self, task: PipelineTask) -> None:
         """End the task when the caller is gone (bounded by `_WATCH_INTERVAL_S` + timeouts)."""
-        while True:
+        while not self._pipeline_over:
             reason = self._end_condition() or self._media_timed_out()
             if reason is not None:
                 self.end_reason = reason
