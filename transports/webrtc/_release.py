@@ -1,8 +1,9 @@
 """Breaking the reference cycles a closed call leaves, so it is freed the moment it ends.
 
 A closed `RTCPeerConnection` stays tied in cycles (its transports keep the connection's bound
-methods as event listeners, and so on), so without this its tracks, Opus codecs and resamplers,
-and the two FFmpeg worker threads an Opus encoder starts, would wait for the cycle collector.
+methods as event listeners; our receive hook points back at its receiver), so without this the
+connection, its transports, tracks and codecs would wait for the cycle collector. (The codecs
+and resamplers that run FFmpeg worker threads are also dropped explicitly where they live.)
 """
 
 from __future__ import annotations

@@ -121,18 +121,15 @@ class PacedAudioTrack(MediaStreamTrack):
             pts, self._pts = self._pts, self._pts + samples
             if self._on_sent is not None and tag is not None:
                 self._on_sent(tag)
-            encoder = self._encoder
-            if encoder is None:
-                if self.readyState != "live":
-                    raise MediaStreamError
+            if self._encoder is None:
                 return frame
-            packet = encoder.encode(frame, pts)
+            packet = self._encoder.encode(frame, pts)
             if packet is not None:
                 return packet
 
     def stop(self) -> None:
         super().stop()
-        self._queue.clear()
+        self._queue.clear()  # so `recv` ends now rather than encode what nobody will send
         self._ready.set()  # wake a pending recv so the sender sees the end
         # The Opus encoder runs FFmpeg worker threads: they go now, not when the track is freed.
         self._encoder = None
