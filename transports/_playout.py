@@ -62,6 +62,11 @@ class Playout:
         """No more audio is coming: release what the resampler holds and pad the tail."""
         self._close_stream()
 
+    def release(self) -> None:
+        """The output is over: drop the resampler now (FFmpeg's filter graph runs threads)."""
+        self._resampler = None
+        self._resampler_key = None
+
     def _close_stream(self) -> None:
         if self._resampler is not None:
             self._append(self._resampler.flush())

@@ -114,6 +114,11 @@ class OutputTransport(FrameProcessor):
     def speaking_turn(self) -> int | None:
         return self._speaking.turn if self._speaking is not None else None
 
+    async def cleanup(self) -> None:
+        """The task is over: release the playout's resampler (and its threads) at once."""
+        if self.playout is not None:
+            self.playout.release()
+
     # --- frames in --------------------------------------------------------------------------------
 
     async def process(self, frame: Frame, direction: Direction) -> None:

@@ -83,6 +83,8 @@ class DecodedAudioTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         if self.readyState == "live":
+            while not self._queue.empty():  # unread audio is of no use once the call is over
+                self._queue.get_nowait()
             self._queue.put_nowait(None)  # wake a pending recv
         super().stop()
         self._decoder = None

@@ -167,3 +167,9 @@ def install_receive_path(receiver: RTCRtpReceiver, options: ReceiveOptions) -> R
         stage = ReorderStage(handle, options.reorder_window, ordered=not aiortc_buffer)
     receiver._handle_rtp_packet = stage.add  # type: ignore[method-assign]
     return stage
+
+
+def remove_receive_path(receiver: RTCRtpReceiver) -> None:
+    """Undo `install_receive_path` once the call is over: the stage's hook points back at the
+    receiver (a reference cycle that would keep the call alive until a cycle collection)."""
+    vars(receiver).pop("_handle_rtp_packet", None)

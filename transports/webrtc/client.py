@@ -33,12 +33,15 @@ from .._audio import StreamResampler, to_pcm16
 from ..wav import read_wav
 from ._ice import IceOptions
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
+from ._release import release_peer_connection
 from ._signal import Signal
 from .onsets import OnsetDetector, OnsetOptions
 from .tracks import PacedAudioTrack
 
 MIC_RATE = 48_000
 CHUNK = MIC_RATE // 50  # 20 ms
+#: How long the microphone and speaker loops get to end by themselves at hang-up.
+_LOOPS_END_S = 1.0
 
 
 class ClientError(Exception):
@@ -107,7 +110,10 @@ class HeadlessClient:
                 try:
                     yield client
                 finally:
-                    tg.cancel_scope.cancel()
+                    # Stopped tracks end both loops on their own: a task that ends cancelled
+                    # would leave its frames (and this client) in a cycle with its exception.
+                    client._stop_tracks()
+                    tg.cancel_scope.deadline = anyio.current_time() + _LOOPS_END_S
         finally:
             with anyio.CancelScope(shield=True):
                 await client.close()
@@ -143,10 +149,16 @@ class HeadlessClient:
 
     async def close(self) -> None:
         """Hang up: stop the tracks and release the peer connection."""
+        self._stop_tracks()
+        await self.pc.close()
+        release_peer_connection(self.pc)
+        self._channel.remove_all_listeners()
+
+    def _stop_tracks(self) -> None:
         self.mic.stop()
         if self._remote is not None:
             self._remote.stop()
-        await self.pc.close()
+        self._track_arrived.set()  # a speaker still waiting for the track ends too
 
     # --- talking -------------------------------------------------------------------------------------
 
@@ -181,7 +193,7 @@ class HeadlessClient:
         deadline = time.monotonic_ns()
         current: tuple[np.ndarray, anyio.Event, list[int]] | None = None
         position = 0
-        while True:
+        while self.mic.readyState == "live":
             deadline += period_ns
             await anyio.sleep(max(0, deadline - time.monotonic_ns()) / NS_PER_S)
             if current is None and self._to_play:
@@ -209,7 +221,8 @@ class HeadlessClient:
     async def _run_speaker(self) -> None:
         await self._track_arrived.wait()
         track = self._remote
-        assert track is not None
+        if track is None:  # hung up before the server's track arrived
+            return
         while True:
             try:
                 frame = await track.recv()

@@ -67,6 +67,10 @@ class ClientEventsObserver(Observer):
         self._tracer = tracer
         self._speech_end_ns: int | None = None
 
+    def close(self) -> None:
+        """Send nothing more; drops `send` (which would keep its session alive)."""
+        self._send = _discard
+
     def on_frame(self, src: FrameProcessor, frame: Frame, direction: Direction, t_ns: int) -> None:
         if not isinstance(frame, _REPORTED):
             return
@@ -114,3 +118,7 @@ class ClientEventsObserver(Observer):
             "latency_ms": round((first_out - origin) / NS_PER_MS, 1),
             "points_ms": {name: round((at - origin) / NS_PER_MS, 1) for name, at in points.items() if ":" not in name},
         }
+
+
+def _discard(message: Message) -> None:
+    """The `send` of a closed observer."""

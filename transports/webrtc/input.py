@@ -49,6 +49,7 @@ class WebRTCInputTransport(FrameProcessor):
         self._track: MediaStreamTrack | None = None
         self._track_attached: anyio.Event | None = None
         self._reader_scope = anyio.CancelScope()
+        self._resampler: av.AudioResampler | None = None
 
     def attach(self, track: MediaStreamTrack) -> None:
         """Hand over the caller's audio track (the session does this when it arrives)."""
@@ -74,9 +75,17 @@ class WebRTCInputTransport(FrameProcessor):
         track = self._track
         assert track is not None
         rate = self.start_frame.audio_in_sample_rate
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+        # Held by the transport, not the coroutine: a cancelled reader's frame can outlive the
+        # call (its exception keeps it), and FFmpeg's filter graph runs worker threads.
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
         # aiortc frames are 20 ms; keep at most this many waiting.
         max_backlog = max(1, self.options.max_backlog_ms // 20)
+        try:
+            await self._read_frames(track, rate, max_backlog)
+        finally:
+            self._resampler = None
+
+    async def _read_frames(self, track: MediaStreamTrack, rate: int, max_backlog: int) -> None:
         while True:
             try:
                 decoded = await track.recv()
@@ -89,7 +98,8 @@ class WebRTCInputTransport(FrameProcessor):
                 pcm = decoded.to_ndarray().tobytes()
             else:
                 decoded.pts = None  # positions are kept here; the resampler must not "fix" gaps
-                pcm = b"".join(f.to_ndarray().tobytes() for f in resampler.resample(decoded))
+                assert self._resampler is not None
+                pcm = b"".join(f.to_ndarray().tobytes() for f in self._resampler.resample(decoded))
             if pcm:
                 await self.push(InputAudioFrame(audio=pcm, sample_rate=rate, num_channels=1, pts=pts))
 

@@ -30,6 +30,7 @@ from voxframe.pipeline.clock import NS_PER_S
 
 from ._ice import IceOptions, ignore_checks_from_other_hosts
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
+from ._release import release_peer_connection
 from ._signal import Signal
 from .events import ClientEventsObserver, Message
 from .input import InputOptions, WebRTCInputTransport
@@ -87,6 +88,8 @@ class Session:
         self._changed = Signal()
         self._hang_up = False
         self._closed = False
+        self._pipeline_over = False
+        self._events_observer: ClientEventsObserver | None = None
         self.pc.on("connectionstatechange", self._on_state_change)
         self.pc.on("datachannel", self._on_datachannel)
 
@@ -195,13 +198,17 @@ class Session:
         """Serve the caller until the session ends; always releases everything."""
         try:
             self.task = task = await factory(self)
-            task.params.observers.append(ClientEventsObserver(self.send_event, task.tracer))
+            self._events_observer = ClientEventsObserver(self.send_event, task.tracer)
+            task.params.observers.append(self._events_observer)
             if await self._wait_connected():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._watch, task)
                     await task.run()
                     self.end_reason = self.end_reason or "pipeline ended"
-                    tg.cancel_scope.cancel()
+                    # The watchdog returns by itself: a cancelled task's exception would keep
+                    # its frame, and so this session, in a cycle until a collection.
+                    self._pipeline_over = True
+                    self._changed.fire()
         except Exception as exc:
             self.end_reason = f"error: {exc!r}"
             logger.exception("session %s failed", self.id)
@@ -227,7 +234,7 @@ class Session:
 
     async def _watch(self, task: PipelineTask) -> None:
         """End the task when the caller is gone (bounded by `_WATCH_INTERVAL_S` + timeouts)."""
-        while True:
+        while not self._pipeline_over:
             reason = self._end_condition() or self._media_timed_out()
             if reason is not None:
                 self.end_reason = reason
@@ -264,16 +271,28 @@ class Session:
         return None
 
     async def close(self) -> None:
-        """Release the peer connection, its tracks and aiortc's tasks and threads (idempotent)."""
+        """Release the peer connection, its tracks and aiortc's tasks and threads (idempotent).
+
+        Also cuts every reference from what may outlive the call back to this session (the
+        pipeline's observer, aiortc's listeners, the data channel's), so the session, its peer
+        connection and their codecs are freed when the call ends, not at the next cycle
+        collection.
+        """
         if self._closed:
             return
         self._closed = True
+        if self._events_observer is not None:
+            self._events_observer.close()
         self.output.track.stop()
         for stage in self._stages:
             if stage.decoded is not None:
                 stage.decoded.stop()
         with anyio.move_on_after(self.options.close_timeout_s):
             await self.pc.close()
+        release_peer_connection(self.pc)
+        if self.channel is not None:
+            self.channel.remove_all_listeners()
+        self._pending_events.clear()
 
 
 def _looks_like_sdp(sdp: str) -> bool:

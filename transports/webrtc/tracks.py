@@ -86,7 +86,9 @@ class PacedAudioTrack(MediaStreamTrack):
         self._ready = asyncio.Event()
         self._pts = 0
         self._on_sent = on_sent
-        self._encoder = OpusChunkEncoder(sample_rate, num_channels, opus) if opus is not None else None
+        self._encoder: OpusChunkEncoder | None = None
+        if opus is not None:
+            self._encoder = OpusChunkEncoder(sample_rate, num_channels, opus)
 
     def put(self, pcm: bytes, tag: object = None) -> None:
         """Queue one chunk (s16, this track's rate and channels); `tag` comes back in `on_sent`."""
@@ -127,4 +129,7 @@ class PacedAudioTrack(MediaStreamTrack):
 
     def stop(self) -> None:
         super().stop()
+        self._queue.clear()  # so `recv` ends now rather than encode what nobody will send
         self._ready.set()  # wake a pending recv so the sender sees the end
+        # The Opus encoder runs FFmpeg worker threads: they go now, not when the track is freed.
+        self._encoder = None
