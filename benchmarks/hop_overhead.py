@@ -5,7 +5,19 @@ stamps it again: per-hop latency = (sink - probe) / (N + 1), over many single fr
 stream of 20 ms audio frames is pushed as fast as it goes: frames/s through the chain. Pipecat
 (pinned, its own virtual environment) runs the same measurement in the same run, with its own
 `Pipeline`/`FrameProcessor`, in three configurations: its defaults, its lean worker, and direct
-mode. Ratios are taken against Pipecat's defaults (as its users run it) and its direct mode.
+mode. voxframe runs in three too:
+
+* `voxframe-session`: direct awaits, with the observers a served call installs (the runner's turn
+  reporter and the WebRTC session's client-events observer, which see every frame): voxframe as
+  a session runs it. The headline ratios compare this with Pipecat's defaults (RTVI and turn
+  tracking on), each as its users run it.
+* `voxframe-queued`: every processor `concurrent` (one queue and one task each), no observers:
+  like for like with Pipecat's lean worker, which also queues every hop.
+* `voxframe`: direct awaits, no observers: like for like with Pipecat's direct mode.
+
+Clock points: `time.perf_counter_ns()` when the probe (first processor) receives the frame and
+when the sink (last) receives it, in the same process; both sides' percentiles come from
+benchmarks/stats.py over the raw samples.
 
     python3 dev.py bench hop_overhead [--samples 300] [--stream 2000]
 """
@@ -20,17 +32,20 @@ from pathlib import Path
 
 import anyio
 from peer import pipecat_python  # benchmarks/ is the script's own directory, first on sys.path
-from stats import p50
+from stats import p50, percentile
 
 from voxframe.pipeline import (
     Direction,
     Frame,
     FrameProcessor,
     InputAudioFrame,
+    Observer,
     Pipeline,
     PipelineParams,
     PipelineTask,
 )
+from voxframe.runner.turn_reporter import TurnReporter
+from voxframe.transports.webrtc.events import ClientEventsObserver
 
 CHAIN_LENGTHS = (1, 10, 50)
 
@@ -74,10 +89,17 @@ def audio() -> InputAudioFrame:
     return InputAudioFrame(audio=bytes(640), sample_rate=16_000)
 
 
-async def measure_voxframe(n: int, samples: int, stream: int, queued: bool) -> dict[str, float]:
-    kind = QueuedPass if queued else FrameProcessor
+def session_observers() -> list[Observer]:
+    """What a served call adds to its task: the runner's turn reporter and the page's events."""
+    return [TurnReporter(lambda record: None), ClientEventsObserver(lambda message: None)]
+
+
+async def measure_voxframe(n: int, samples: int, stream: int, config: str) -> dict[str, float]:
+    kind = QueuedPass if config == "voxframe-queued" else FrameProcessor
+    observers = session_observers() if config == "voxframe-session" else []
     probe, sink = Probe(), Sink()
-    task = PipelineTask(Pipeline([probe, *[kind() for _ in range(n)], sink]), PipelineParams(idle_timeout_s=None))
+    params = PipelineParams(idle_timeout_s=None, observers=observers)
+    task = PipelineTask(Pipeline([probe, *[kind() for _ in range(n)], sink]), params)
     async with anyio.create_task_group() as tg:
         tg.start_soon(task.run)
         await task.wait_started()
@@ -97,19 +119,27 @@ async def measure_voxframe(n: int, samples: int, stream: int, queued: bool) -> d
             await sink.done.wait()
         elapsed = (sink.t1 - t0) / 1e9
         await task.cancel()
-    latencies.sort()
+    return summarize(latencies, stream / elapsed)
+
+
+def summarize(latencies_ns: list[float], throughput_fps: float) -> dict[str, float]:
     return {
-        "hop_p50_us": p50(latencies) / 1000,
-        "hop_p95_us": latencies[int(len(latencies) * 0.95)] / 1000,
-        "throughput_fps": stream / elapsed,
+        "hop_p50_us": percentile(latencies_ns, 50) / 1000,
+        "hop_p95_us": percentile(latencies_ns, 95) / 1000,
+        "throughput_fps": throughput_fps,
     }
 
 
 def measure_pipecat(samples: int, stream: int) -> dict[str, dict[str, dict[str, float]]]:
+    """Pipecat's raw samples per configuration and chain length, summarized here like ours."""
     script = Path(__file__).resolve().parent / "peer_scripts" / "pipecat_hops.py"
     cmd = [str(pipecat_python()), str(script), str(samples), str(stream), *map(str, CHAIN_LENGTHS)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=900).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    raw = json.loads(out.strip().splitlines()[-1])
+    return {
+        config: {n: summarize(r["latencies_ns"], r["throughput_fps"]) for n, r in by_n.items()}
+        for config, by_n in raw.items()
+    }
 
 
 def main() -> None:
@@ -118,10 +148,11 @@ def main() -> None:
     parser.add_argument("--stream", type=int, default=2000, help="audio frames in the throughput stream")
     args = parser.parse_args()
 
-    results: dict[str, dict[str, dict[str, float]]] = {"voxframe": {}, "voxframe-queued": {}}
+    configs = ("voxframe-session", "voxframe-queued", "voxframe")
+    results: dict[str, dict[str, dict[str, float]]] = {config: {} for config in configs}
     for n in CHAIN_LENGTHS:
-        results["voxframe"][str(n)] = anyio.run(measure_voxframe, n, args.samples, args.stream, False)
-        results["voxframe-queued"][str(n)] = anyio.run(measure_voxframe, n, args.samples, args.stream, True)
+        for config in configs:
+            results[config][str(n)] = anyio.run(measure_voxframe, n, args.samples, args.stream, config)
     for config, by_n in measure_pipecat(args.samples, args.stream).items():
         results[f"pipecat-{config}"] = by_n
 
@@ -130,21 +161,29 @@ def main() -> None:
         for n, r in by_n.items():
             print(f"{stack:<18}{n:>4}{r['hop_p50_us']:>12.2f}{r['hop_p95_us']:>12.2f}{r['throughput_fps']:>12.0f}")
 
-    def ratio(peer: str, key: str, invert: bool) -> float:
-        # Per-hop latency over all chain lengths (median of the three), throughput at N=50.
+    def ratio(ours_name: str, peer: str, key: str) -> float:
+        """How many times better voxframe is: Pipecat's latency over ours, our throughput over its.
+        Per-hop latency is the median over all chain lengths, throughput is at N=50."""
         if key == "hop_p50_us":
-            ours = p50(results["voxframe"][str(n)][key] for n in CHAIN_LENGTHS)
+            ours = p50(results[ours_name][str(n)][key] for n in CHAIN_LENGTHS)
             theirs = p50(results[peer][str(n)][key] for n in CHAIN_LENGTHS)
-        else:
-            ours, theirs = results["voxframe"]["50"][key], results[peer]["50"][key]
-        return ours / theirs if invert else theirs / ours
+            return theirs / ours
+        return results[ours_name]["50"][key] / results[peer]["50"][key]
 
+    pairs = {
+        "": ("voxframe-session", "pipecat-defaults"),  # each as its users run it
+        "_queued_vs_lean": ("voxframe-queued", "pipecat-lean"),  # a queue and a task per hop, both
+        "_vs_direct": ("voxframe", "pipecat-direct"),  # direct calls, no observers, both
+    }
+    print(f"\nper-hop latency: median over N={CHAIN_LENGTHS}; throughput: N=50, 20 ms audio frames.")
+    for suffix, (ours_name, peer) in pairs.items():
+        print(f"  ratio{suffix or ' (headline)'}: {ours_name} against {peer}")
     print(
-        f"\nper-hop latency: median over N={CHAIN_LENGTHS}; throughput: N=50, 20 ms audio frames.\n"
-        f"hop_latency_ratio={ratio('pipecat-defaults', 'hop_p50_us', False):.1f} "
-        f"throughput_ratio={ratio('pipecat-defaults', 'throughput_fps', True):.1f} "
-        f"hop_latency_ratio_vs_direct={ratio('pipecat-direct', 'hop_p50_us', False):.1f} "
-        f"throughput_ratio_vs_direct={ratio('pipecat-direct', 'throughput_fps', True):.1f}"
+        " ".join(
+            f"hop_latency_ratio{suffix}={ratio(ours_name, peer, 'hop_p50_us'):.1f} "
+            f"throughput_ratio{suffix}={ratio(ours_name, peer, 'throughput_fps'):.1f}"
+            for suffix, (ours_name, peer) in pairs.items()
+        )
     )
 
 

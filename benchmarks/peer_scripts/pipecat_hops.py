@@ -1,7 +1,8 @@
 """Pipecat side of `hop_overhead.py`; runs in Pipecat's own virtual environment.
 
 Same measurement as the voxframe side: a probe at the head of a chain of N pass-through
-processors, a sink at its tail. Prints one JSON object: {config: {n: {...}}}.
+processors, a sink at its tail. Prints one JSON object:
+{config: {n: {"latencies_ns": [...], "throughput_fps": ...}}}.
 Usage: python pipecat_hops.py SAMPLES STREAM_FRAMES N [N ...]
 """
 
@@ -72,7 +73,7 @@ CONFIGS = {
 }
 
 
-async def measure(config: str, n: int, samples: int, stream: int) -> dict[str, float]:
+async def measure(config: str, n: int, samples: int, stream: int) -> dict[str, object]:
     worker_kwargs, direct = CONFIGS[config]
     kw = {"enable_direct_mode": True} if direct else {}
     probe, sink = Probe(**kw), Sink(**kw)
@@ -102,12 +103,8 @@ async def measure(config: str, n: int, samples: int, stream: int) -> dict[str, f
 
     await worker.cancel()
     await asyncio.wait_for(run, 30)
-    latencies.sort()
-    return {
-        "hop_p50_us": latencies[len(latencies) // 2] / 1000,
-        "hop_p95_us": latencies[int(len(latencies) * 0.95)] / 1000,
-        "throughput_fps": stream / elapsed,
-    }
+    # Raw samples: the voxframe side takes every percentile with one function (benchmarks/stats.py).
+    return {"latencies_ns": latencies, "throughput_fps": stream / elapsed}
 
 
 async def main() -> None:
