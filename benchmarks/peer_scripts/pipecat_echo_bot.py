@@ -7,8 +7,9 @@ STUN server is configured). Prints "ready <port>" once listening.
 
     python pipecat_echo_bot.py --port 0 [--lean]
 
---lean turns off what an echo does not need (RTVI, turn tracking, idle timeout), so a ratio is
-not won by handicapping the peer; the default is Pipecat as its users run it.
+--lean turns off what an echo does not need (RTVI, turn tracking, idle timeout) and sends 20 ms
+output chunks like voxframe's, so a ratio is not won by handicapping the peer; the default is
+Pipecat as its users run it. Both run at 48 kHz in and out (no resampler), like voxframe's echo.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from aiohttp import web  # noqa: E402
 from pipecat.frames.frames import Frame, InputAudioRawFrame, OutputAudioRawFrame  # noqa: E402
 from pipecat.pipeline.pipeline import Pipeline  # noqa: E402
 from pipecat.pipeline.runner import PipelineRunner  # noqa: E402
-from pipecat.pipeline.task import PipelineTask  # noqa: E402
+from pipecat.pipeline.task import PipelineParams, PipelineTask  # noqa: E402
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor  # noqa: E402
 from pipecat.transports.base_transport import TransportParams  # noqa: E402
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection  # noqa: E402
@@ -43,14 +44,21 @@ class Echo(FrameProcessor):
 
 
 async def run_call(connection: SmallWebRTCConnection, lean: bool) -> None:
+    # Lean: 20 ms output chunks like voxframe's (Pipecat's default is 4 x 10 ms).
+    chunks = {"audio_out_10ms_chunks": 2} if lean else {}
     transport = SmallWebRTCTransport(
-        webrtc_connection=connection, params=TransportParams(audio_in_enabled=True, audio_out_enabled=True)
+        webrtc_connection=connection,
+        params=TransportParams(audio_in_enabled=True, audio_out_enabled=True, **chunks),
     )
     pipeline = Pipeline([transport.input(), Echo(), transport.output()])
+    # 48 kHz in and out, the Opus track's rate, as on voxframe's side: no resampler on the path.
+    params = PipelineParams(audio_in_sample_rate=48_000, audio_out_sample_rate=48_000)
     if lean:
-        task = PipelineTask(pipeline, enable_rtvi=False, enable_turn_tracking=False, idle_timeout_secs=None)
+        task = PipelineTask(
+            pipeline, params=params, enable_rtvi=False, enable_turn_tracking=False, idle_timeout_secs=None
+        )
     else:
-        task = PipelineTask(pipeline)
+        task = PipelineTask(pipeline, params=params)
 
     @transport.event_handler("on_client_disconnected")
     async def on_client_disconnected(transport, client) -> None:

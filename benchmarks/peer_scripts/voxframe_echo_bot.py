@@ -25,7 +25,9 @@ from voxframe.transports.webrtc import IceOptions, ReceiveOptions, ServerOptions
 
 
 async def echo_task(session: Session) -> PipelineTask:
-    return PipelineTask(Pipeline([session.input, AudioEcho(), session.output]), PipelineParams(idle_timeout_s=None))
+    # 48 kHz in and out, the Opus track's rate: no resampler on the echo's path (Pipecat's alike).
+    params = PipelineParams(idle_timeout_s=None, audio_in_sample_rate=48_000, audio_out_sample_rate=48_000)
+    return PipelineTask(Pipeline([session.input, AudioEcho(), session.output]), params)
 
 
 class LoopLag:
