@@ -26,7 +26,8 @@ and the close guard (see `_closing_guard`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import anyio
@@ -273,7 +274,8 @@ class WebSocketStream:
             await ws.close()
         self._ws = None
 
-    def _closing_guard(self) -> anyio.CancelScope:
+    @contextmanager
+    def _closing_guard(self) -> Iterator[None]:
         """Shielded, and bounded by `close_timeout_s` of real time, not of the injected clock.
 
         A close runs under shield while the pipeline is being cancelled (cleanup, teardown),
@@ -281,7 +283,8 @@ class WebSocketStream:
         never answers the close would hang teardown. It bounds real network I/O, like the
         `close_timeout` websockets itself applies to the handshake.
         """
-        return anyio.CancelScope(shield=True, deadline=anyio.current_time() + self.options.close_timeout_s)
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.options.close_timeout_s):
+            yield
 
 
 def _retry_after_s(exc: InvalidStatus) -> float:
