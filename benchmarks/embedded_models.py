@@ -39,13 +39,13 @@ from voxframe.pipeline import (
     TTSStoppedFrame,
     UserStoppedSpeakingFrame,
 )
+from voxframe.pipeline.clock import NS_PER_S
 from voxframe.processors.stt.whisper import WhisperOptions, WhisperSTT, load_whisper
 from voxframe.processors.tts.piper import PiperOptions, PiperTTS, load_piper_voice, speak
 from voxframe.processors.vad import SileroVADAnalyzer, VADOptions, VADProcessor, WebRTCVADAnalyzer
 from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport
 
 RATE = 16_000
-NS_PER_S = 1_000_000_000
 UTTERANCES = {
     1: "What time is it?",
     3: "I would like to book a table for two people tomorrow evening.",
@@ -78,9 +78,9 @@ class Stamps(FrameProcessor):
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         if isinstance(frame, UserStoppedSpeakingFrame):
-            self.stops.append(time.monotonic_ns())
+            self.stops.append(self.clock.now_ns())
         elif isinstance(frame, TranscriptionFrame):
-            self.finals.append(time.monotonic_ns())
+            self.finals.append(self.clock.now_ns())
             if len(self.finals) >= self.expect:
                 self.done.set()
         await self.push(frame, direction)
@@ -96,7 +96,7 @@ async def vad_processor_cost(seconds: float) -> float:
     vad = VADProcessor(VADOptions(analyzer=SileroVADAnalyzer()))
     task = PipelineTask(Pipeline([vad]), PipelineParams(idle_timeout_s=None))
     chunk = RATE // 50
-    t0 = time.monotonic_ns() - len(audio) * NS_PER_S // RATE
+    t0 = task.clock.now_ns() - len(audio) * NS_PER_S // RATE
     frames = [
         InputAudioFrame(audio=audio[i : i + chunk].tobytes(), sample_rate=RATE, created_ns=t0 + i * NS_PER_S // RATE)
         for i in range(0, len(audio) - chunk + 1, chunk)

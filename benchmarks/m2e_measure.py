@@ -2,7 +2,7 @@
 
 A `Caller` drives the headless WebRTC client like a person: it says an utterance, waits for the
 reply, waits until the bot has been quiet for a moment, says the next. Everything is on the
-monotonic clock the bot's process shares:
+client's clock, the monotonic clock the bot's process shares:
 
 * mouth-to-ear: the last speech sample of the utterance entered the microphone
   (`PlayedUtterance.speech_end_ns`) -> the first audible sample of the reply at the ear (the
@@ -21,18 +21,16 @@ its arrival on (LATENCY.md: the first audible sample leaving the client's jitter
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import numpy as np
 
 from voxframe.pipeline.audio import first_loud_sample
+from voxframe.pipeline.clock import NS_PER_S, fail_at
 from voxframe.transports.webrtc import HeadlessClient, SpeechSegment
 
-NS_PER_S = 1_000_000_000
 NS_PER_MS = 1_000_000
 #: A record's VAD speech end may precede the microphone's by rounding, and follows it by the uplink.
 _MATCH_BEFORE_NS = 100 * NS_PER_MS
@@ -87,11 +85,12 @@ class Caller:
     async def wait_quiet(self, timeout_s: float = 120.0) -> None:
         """Wait until the bot has said nothing for `quiet_s` (it finished its reply)."""
         gap_ns = int(self.client.options.onsets.min_gap_s * NS_PER_S)
-        with anyio.fail_after(timeout_s):
+        clock = self.client.clock
+        async with fail_at(clock.now_ns() + round(timeout_s * NS_PER_S), clock):
             while True:
-                await self.client.wait_for_silence(after_ns=time.monotonic_ns(), timeout_s=timeout_s)
+                await self.client.wait_for_silence(after_ns=clock.now_ns(), timeout_s=timeout_s)
                 try:
-                    await self.client.wait_for_onset(after_ns=time.monotonic_ns() - gap_ns, timeout_s=self.quiet_s)
+                    await self.client.wait_for_onset(after_ns=clock.now_ns() - gap_ns, timeout_s=self.quiet_s)
                 except TimeoutError:
                     return
 
@@ -104,15 +103,14 @@ class Caller:
         """
         asked = await self.say(*question, rate)
         if asked.reply_ns is not None:
-            delay_ns = asked.reply_ns + int(into_reply_s * NS_PER_S) - time.monotonic_ns()
-            await anyio.sleep(max(0, delay_ns) / NS_PER_S)
+            await self.client.clock.sleep_until(asked.reply_ns + int(into_reply_s * NS_PER_S))
         cut_in = await self.say(*interruption, rate)
         await self.wait_quiet()
         reaction = None if asked.reply_ns is None else bargein_reaction_ms(cut_in.speech_start_ns, self.segments())
         return asked, cut_in, reaction
 
     def segments(self) -> list[SpeechSegment]:
-        self.client.detector.close_gaps(time.monotonic_ns())
+        self.client.detector.close_gaps(self.client.clock.now_ns())
         return list(self.client.detector.segments)
 
 

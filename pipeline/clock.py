@@ -117,9 +117,14 @@ def now_ns() -> int:
 @asynccontextmanager
 async def move_on_at(deadline_ns: int, clock: Clock | None = None) -> AsyncIterator[anyio.CancelScope]:
     """Cancel the body when `clock` reaches `deadline_ns` (anyio's `move_on_after` runs on
-    anyio's own clock, which a `VirtualClock` cannot move). `scope.cancelled_caught` tells."""
+    anyio's own clock, which a `VirtualClock` cannot move). `scope.cancelled_caught` tells.
+
+    An error the body raises comes out as itself, as from `move_on_after`, not wrapped in the
+    ExceptionGroup of the task group the alarm runs in (so `except TimeoutError:` still works).
+    """
     clock = clock or current_clock()
     scope = anyio.CancelScope()
+    error: Exception | None = None
 
     async def alarm() -> None:
         await clock.sleep_until(deadline_ns)
@@ -130,8 +135,12 @@ async def move_on_at(deadline_ns: int, clock: Clock | None = None) -> AsyncItera
         try:
             with scope:
                 yield scope
+        except Exception as exc:  # re-raised below, once the alarm is gone; cancellation passes
+            error = exc
         finally:
             tg.cancel_scope.cancel()
+    if error is not None:
+        raise error
 
 
 @asynccontextmanager

@@ -28,7 +28,6 @@ import json
 import logging
 import signal
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ import anyio
 import numpy as np
 
 from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, TransportMessageFrame
-from voxframe.pipeline.clock import NS_PER_S
+from voxframe.pipeline.clock import NS_PER_S, current_clock, fail_at, move_on_at
 from voxframe.transports.wav import write_wav
 from voxframe.transports.webrtc import (
     ClientOptions,
@@ -182,7 +181,7 @@ async def serve_until_signal(bot: BotServer) -> int:
             await drain(bot, bot.options.drain_deadline_s)
         count = bot.server.end_all("server_stopping")
         print(f"stopping: ending {count} session{'s' * (count != 1)}", flush=True)
-        with anyio.move_on_after(10):
+        async with move_on_at(current_clock().now_ns() + 10 * NS_PER_S):
             await bot.server.wait_sessions(lambda sessions: not sessions)
         tg.cancel_scope.cancel()
     print("stopped", flush=True)
@@ -193,7 +192,7 @@ async def drain(bot: BotServer, deadline_s: float) -> None:
     """Admit no new call; let the running ones finish for up to `deadline_s`."""
     bot.server.hold("draining")
     logger.info("draining: %d running calls, up to %g s", len(bot.server.sessions), deadline_s)
-    with anyio.move_on_after(deadline_s):
+    async with move_on_at(current_clock().now_ns() + round(deadline_s * NS_PER_S)):
         await bot.server.wait_sessions(lambda sessions: not sessions)
 
 
@@ -217,13 +216,13 @@ async def call_once(bot: BotServer, wav: Path, timeout_s: float) -> CallResult:
         async with HeadlessClient.connect(url, client_options) as client:
             await client.wait_for_event(READY_EVENT["type"], timeout_s=timeout_s)
             played = await client.play(wav)
-            with anyio.fail_after(timeout_s):
+            async with fail_at(client.clock.now_ns() + round(timeout_s * NS_PER_S), client.clock):
                 onset = await client.wait_for_onset(after_ns=played.speech_end_ns, timeout_s=timeout_s)
                 await client.wait_for_event("bot_stopped_speaking", timeout_s=timeout_s)
                 # What was sent before the bot stopped is still on its way to the ear.
-                await client.wait_for_silence(after_ns=time.monotonic_ns(), timeout_s=timeout_s)
+                await client.wait_for_silence(after_ns=client.clock.now_ns(), timeout_s=timeout_s)
             reply = client.heard(since_ns=onset - NS_PER_S // 10)
-        with anyio.fail_after(10):
+        async with fail_at(current_clock().now_ns() + 10 * NS_PER_S):
             await bot.server.wait_sessions(lambda sessions: not sessions)
         tg.cancel_scope.cancel()
     record = bot.records[0] if bot.records else None

@@ -56,3 +56,13 @@ async def test_a_body_that_finishes_in_time_is_not_cancelled() -> None:
     async with fail_at(NS_PER_S, clock) as scope:
         await anyio.lowlevel.checkpoint()
     assert not scope.cancelled_caught
+
+
+async def test_an_error_in_the_body_comes_out_as_itself_not_in_an_exception_group() -> None:
+    clock = VirtualClock()
+    with pytest.raises(LookupError, match="no such tool"):
+        async with fail_at(NS_PER_S, clock):
+            raise LookupError("no such tool")
+    with pytest.raises(TimeoutError, match="inner"):  # a nested timeout is still a TimeoutError
+        async with move_on_at(NS_PER_S, clock):
+            raise TimeoutError("inner")

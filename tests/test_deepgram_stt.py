@@ -24,6 +24,7 @@ from voxframe.pipeline import (
     TranscriptionFrame,
     UserStoppedSpeakingFrame,
 )
+from voxframe.pipeline.clock import NS_PER_S, VirtualClock
 from voxframe.processors.streaming import Backoff
 from voxframe.processors.streaming.websocket import StreamOptions
 from voxframe.processors.stt.deepgram import DeepgramOptions, DeepgramSTT
@@ -86,6 +87,27 @@ async def test_keepalive_holds_an_idle_stream_open() -> None:
         conn = fake.connections[0]
         await fake.wait_for(lambda: len(conn.json_received("KeepAlive")) >= 10)  # 0.5 s of silence
         assert not conn.ended and len(fake.connections) == 1
+
+
+async def test_the_keepalive_goes_out_after_each_interval_with_nothing_sent_on_virtual_time() -> None:
+    clock = VirtualClock()
+    # 30 s: far longer than the test runs in real time, so only virtual time can bring it.
+    stream = StreamOptions(keepalive_interval_s=30.0)  # no liveness watch: only the keepalive sleeps
+    async with DeepgramFake() as fake:
+        task = PipelineTask(Pipeline([stt_for(fake, stream=stream)]), quiet_params(), clock=clock)
+        async with running(task):
+            conn = fake.connections[0]
+            # Audio is a marker: the socket is ordered, so a KeepAlive sent before it arrives first.
+            await clock.advance(30 * NS_PER_S - 1)
+            await say(task, silence(0.02))
+            await fake.wait_for(lambda: len(conn.received) == 1)
+            await clock.advance(30 * NS_PER_S - 1)  # 60 s after connecting, but not 30 s after the audio
+            await say(task, silence(0.02))
+            await fake.wait_for(lambda: len(conn.received) == 2)
+            assert conn.received == [640, 640]
+            await clock.advance(30 * NS_PER_S)  # exactly 30 s after the last audio
+            await fake.wait_for(lambda: len(conn.received) == 3)
+    assert conn.received[2] == {"type": "KeepAlive"} and len(fake.connections) == 1
 
 
 async def test_after_an_idle_close_it_reconnects_and_transcribes() -> None:

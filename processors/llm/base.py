@@ -53,7 +53,7 @@ from voxframe.pipeline import (
     TTSSpeakFrame,
     UserTurnGate,
 )
-from voxframe.pipeline.clock import NS_PER_S, Clock
+from voxframe.pipeline.clock import NS_PER_S, Clock, fail_at
 
 logger = logging.getLogger("voxframe")
 
@@ -279,7 +279,7 @@ class LLMService(FrameProcessor):
         try:
             if tool is None:
                 raise LookupError(f"no tool named {call.name!r}")
-            with anyio.fail_after(self.llm_options.tool_timeout_s):
+            async with fail_at(self.clock.now_ns() + round(self.llm_options.tool_timeout_s * NS_PER_S), self.clock):
                 value = await tool.handler(json.loads(call.arguments or "{}"))
         except Exception as exc:  # the model hears about a failing tool and can say so
             logger.warning("%s: tool %s failed: %r", self.name, call.name, exc)

@@ -22,11 +22,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import anyio
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from voxframe.pipeline import LLMContext, MetricsFrame
+from voxframe.pipeline.clock import NS_PER_S
 
 from .base import LLMOptions, LLMService, ToolCall
 
@@ -113,7 +113,7 @@ class OpenAILLM(LLMService):
             if self.options.rate_limit_retry_max_s <= 0:
                 raise
             logger.info("%s: rate limited; one retry in %.2f s", self.name, wait_s)
-            await anyio.sleep(wait_s)
+            await self.clock.sleep_until(self.clock.now_ns() + round(wait_s * NS_PER_S))
             return await self._post(request)
 
     async def _post(self, request: dict[str, Any]) -> openai.AsyncStream[ChatCompletionChunk]:

@@ -17,14 +17,17 @@ Used by the Deepgram and Cartesia clients, which only speak their protocol on to
   TCP still holds: it is aborted, logged, and handled as a drop (reconnect, `on_reconnected`
   replays). A stalled provider would otherwise leave the bot deaf or mute for the rest of the call.
 
-Connect and close timeouts are real network time; the liveness deadline is on the pipeline's
-injected clock (`voxframe.pipeline.clock`), so a VirtualClock can step it.
+Every timestamp and timer here (connect timing, the reconnect backoff, the keepalive, the
+liveness deadline) is on the injected clock (`voxframe.pipeline.clock`), so a VirtualClock can
+step them. Two bounds stay real network time: websockets' own open/close handshake timeouts,
+and the close guard (see `_closing_guard`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import anyio
@@ -88,7 +91,7 @@ class WebSocketStream:
         self._ws: ClientConnection | None = None
         self._connected = anyio.Event()
         self._closing = False
-        self._last_send = 0.0
+        self._last_send_ns = 0  # clock time of the last send (the keepalive counts from it)
         self._owed_since_ns: int | None = None  # clock time of the oldest unanswered owing send
         self._owed = anyio.Event()  # set when an answer becomes owed
         #: How many times it connected, how many connections were lost, how many of them went silent.
@@ -112,7 +115,7 @@ class WebSocketStream:
         try:
             async with anyio.create_task_group() as tg:
                 if self.options.keepalive_interval_s and self._keepalive_message is not None:
-                    tg.start_soon(self._keepalive, self.options.keepalive_interval_s)
+                    tg.start_soon(self._keepalive, round(self.options.keepalive_interval_s * NS_PER_S))
                 if self.options.liveness_timeout_s:
                     tg.start_soon(self._watch_liveness, round(self.options.liveness_timeout_s * NS_PER_S))
                 await self._read_and_reconnect()
@@ -159,7 +162,7 @@ class WebSocketStream:
         limit = self.options.backoff.attempts if first else self.options.max_reconnect_attempts
         for failures, delay in enumerate(self.options.backoff.delays(), start=1):
             endpoint = self._endpoint()
-            started = anyio.current_time()
+            started = self.clock.now_ns()
             try:
                 ws = await connect(
                     endpoint.url,
@@ -183,25 +186,25 @@ class WebSocketStream:
             else:
                 self._ws = ws
                 self.connects += 1
-                self.last_connect_s = anyio.current_time() - started
-                self._last_send = anyio.current_time()
+                self._last_send_ns = self.clock.now_ns()
+                self.last_connect_s = (self._last_send_ns - started) / NS_PER_S
                 self._owed_since_ns = None  # a new connection owes nothing until asked
                 self._connected.set()
                 return
             if error.permanent or failures >= limit:
                 raise error
             logger.info("%s: %s; retrying in %.2f s", self.name, error, delay)
-            await anyio.sleep(min(delay, self.options.backoff.max_s))
+            await self.clock.sleep_until(self.clock.now_ns() + round(min(delay, self.options.backoff.max_s) * NS_PER_S))
 
-    async def _keepalive(self, interval_s: float) -> None:
+    async def _keepalive(self, interval_ns: int) -> None:
         assert self._keepalive_message is not None
         while True:
-            due = self._last_send + interval_s
-            now = anyio.current_time()
+            due = self._last_send_ns + interval_ns
+            now = self.clock.now_ns()
             if now < due:
-                await anyio.sleep(due - now)
+                await self.clock.sleep_until(due)
                 continue
-            self._last_send = now
+            self._last_send_ns = now
             await self.send(self._keepalive_message())
 
     async def _watch_liveness(self, timeout_ns: int) -> None:
@@ -242,7 +245,7 @@ class WebSocketStream:
             await ws.send(message)
         except ConnectionClosed:
             return False
-        self._last_send = anyio.current_time()
+        self._last_send_ns = self.clock.now_ns()
         if owes_reply and self._owed_since_ns is None:
             self._owed_since_ns = self.clock.now_ns()
             self._owed.set()
@@ -252,7 +255,7 @@ class WebSocketStream:
         """Close the connection so that `run` opens a fresh one (new parameters), as after a drop."""
         ws = self._ws
         if ws is not None:
-            with anyio.CancelScope(shield=True), anyio.move_on_after(self.options.close_timeout_s):
+            with self._closing_guard():
                 await ws.close()
 
     async def close(self, final_message: Message | None = None) -> None:
@@ -261,7 +264,7 @@ class WebSocketStream:
         ws = self._ws
         if ws is None:
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self.options.close_timeout_s):
+        with self._closing_guard():
             if final_message is not None:
                 try:
                     await ws.send(final_message)
@@ -270,6 +273,18 @@ class WebSocketStream:
                     pass
             await ws.close()
         self._ws = None
+
+    @contextmanager
+    def _closing_guard(self) -> Iterator[None]:
+        """Shielded, and bounded by `close_timeout_s` of real time, not of the injected clock.
+
+        A close runs under shield while the pipeline is being cancelled (cleanup, teardown),
+        when nobody steps a VirtualClock: a deadline on it would never fire, and a peer that
+        never answers the close would hang teardown. It bounds real network I/O, like the
+        `close_timeout` websockets itself applies to the handshake.
+        """
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.options.close_timeout_s):
+            yield
 
 
 def _retry_after_s(exc: InvalidStatus) -> float:

@@ -21,7 +21,6 @@ and a `DecodedAudioTrack` decodes it on the spot to the consumer's rate (see `_d
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,8 @@ from typing import Any
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
+
+from voxframe.pipeline.clock import Clock, current_clock
 
 from ._decode import DecodedAudioTrack
 
@@ -64,14 +65,20 @@ class ReorderStage:
     """Releases RTP packets to `deliver` in sequence order, holding only to repair reordering.
 
     With `ordered=False` it only records arrivals and passes packets straight on (used when
-    aiortc's own jitter buffer does the ordering). `last_arrival_ns` (monotonic) tells the
-    session whether the caller is still sending.
+    aiortc's own jitter buffer does the ordering). `last_arrival_ns` (on `clock`, the
+    session's) tells the session whether the caller is still sending.
     """
 
     def __init__(
-        self, deliver: Callable[[RtpPacket, int], Awaitable[None]], reorder_window: int, *, ordered: bool = True
+        self,
+        deliver: Callable[[RtpPacket, int], Awaitable[None]],
+        reorder_window: int,
+        *,
+        ordered: bool = True,
+        clock: Clock | None = None,
     ) -> None:
         self._deliver = deliver
+        self._clock = clock or current_clock()
         self._window = max(0, reorder_window)
         self._ordered = ordered
         self._next: int | None = None
@@ -82,7 +89,7 @@ class ReorderStage:
         self.decoded: DecodedAudioTrack | None = None
 
     async def add(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        self.last_arrival_ns = time.monotonic_ns()
+        self.last_arrival_ns = self._clock.now_ns()
         if not self._ordered:
             self.stats.released += 1
             await self._deliver(packet, arrival_time_ms)
@@ -140,8 +147,12 @@ class _PassThroughJitterBuffer(JitterBuffer):
         return False, JitterFrame(data=data, timestamp=packet.timestamp)
 
 
-def install_receive_path(receiver: RTCRtpReceiver, options: ReceiveOptions) -> ReorderStage:
-    """Set up an audio receiver's jitter handling per `options`; call before media flows."""
+def install_receive_path(
+    receiver: RTCRtpReceiver, options: ReceiveOptions, clock: Clock | None = None
+) -> ReorderStage:
+    """Set up an audio receiver's jitter handling per `options`; call before media flows.
+
+    Arrival times are read from `clock` (default: the current one)."""
     attr = "_RTCRtpReceiver__jitter_buffer"
     if not hasattr(receiver, attr):
         raise RuntimeError("this aiortc version has no audio jitter buffer where expected")
@@ -161,10 +172,10 @@ def install_receive_path(receiver: RTCRtpReceiver, options: ReceiveOptions) -> R
             await handle(packet, arrival_time_ms)  # statistics, RTCP, depayload into packet._data
             decoded.deliver(packet)
 
-        stage = ReorderStage(handle_and_decode, options.reorder_window)
+        stage = ReorderStage(handle_and_decode, options.reorder_window, clock=clock)
         stage.decoded = decoded
     else:
-        stage = ReorderStage(handle, options.reorder_window, ordered=not aiortc_buffer)
+        stage = ReorderStage(handle, options.reorder_window, ordered=not aiortc_buffer, clock=clock)
     receiver._handle_rtp_packet = stage.add  # type: ignore[method-assign]
     return stage
 

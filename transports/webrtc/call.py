@@ -12,17 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 import anyio
+
+from voxframe.pipeline.clock import NS_PER_S, current_clock, move_on_at, now_ns
 
 from ._ice import IceOptions, IceServer
 from .client import ClientOptions, HeadlessClient
 
 
 def _say(kind: str, **fields: Any) -> None:
-    print(json.dumps({"type": kind, "t_ns": time.monotonic_ns(), **fields}), flush=True)
+    print(json.dumps({"type": kind, "t_ns": now_ns(), **fields}), flush=True)
 
 
 def _options(args: argparse.Namespace) -> ClientOptions:
@@ -45,8 +46,11 @@ async def _run(args: argparse.Namespace) -> None:
             except TimeoutError:
                 _say("no_reply", timeout_s=args.reply_timeout)
         if not args.wav:
-            with anyio.move_on_after(args.seconds if args.seconds is not None else float("inf")):
+            if args.seconds is None:
                 await anyio.sleep_forever()
+            else:
+                async with move_on_at(current_clock().now_ns() + round(args.seconds * NS_PER_S)):
+                    await anyio.sleep_forever()
         for event in client.events:
             _say("event", event=event)
 

@@ -1,9 +1,10 @@
 """`HeadlessClient`: a Python caller for tests, benchmarks and `bots/example.py`.
 
 It does what a person with a browser does, measurably: plays audio (a WAV file or an array)
-into its microphone track in real time, records what it hears, and reports on the monotonic
-clock (shared with the server on one host) when each utterance it played ended and when speech
-it heard started and stopped. Data channel events from the server are kept in `events`.
+into its microphone track in real time, records what it hears, and reports on its clock (the
+injected one, `voxframe.pipeline.clock`: monotonic in a real run, so shared with the server on
+one host) when each utterance it played ended and when speech it heard started and stopped.
+Its timeouts run on that clock too. Data channel events from the server are kept in `events`.
 
     async with HeadlessClient.connect(url) as client:
         played = await client.play(audio, 16_000)
@@ -13,9 +14,8 @@ it heard started and stopped. Data channel events from the server are kept in `e
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from voxframe.pipeline.audio import last_loud_sample
-from voxframe.pipeline.clock import NS_PER_S
+from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock, fail_at, move_on_at
 
 from .._audio import StreamResampler, to_pcm16
 from ..wav import read_wav
@@ -74,8 +74,10 @@ class PlayedUtterance:
 
 
 class HeadlessClient:
-    def __init__(self, options: ClientOptions | None = None) -> None:
+    def __init__(self, options: ClientOptions | None = None, clock: Clock | None = None) -> None:
         self.options = options or ClientOptions()
+        #: Every time the client reports (played, heard, onsets) and every timeout it keeps.
+        self.clock = clock or current_clock()
         self.pc = RTCPeerConnection(self.options.ice.rtc_configuration())
         self.mic = PacedAudioTrack(sample_rate=MIC_RATE, num_channels=1)
         self.events: list[dict[str, Any]] = []
@@ -99,9 +101,11 @@ class HeadlessClient:
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, base_url: str, options: ClientOptions | None = None) -> AsyncIterator[HeadlessClient]:
+    async def connect(
+        cls, base_url: str, options: ClientOptions | None = None, clock: Clock | None = None
+    ) -> AsyncIterator[HeadlessClient]:
         """Call `base_url`; inside the block the call is up (microphone sending silence)."""
-        client = cls(options)
+        client = cls(options, clock)
         try:
             await client._call(base_url)
             async with anyio.create_task_group() as tg:
@@ -120,7 +124,7 @@ class HeadlessClient:
 
     async def _call(self, base_url: str) -> None:
         transceiver = self.pc.addTransceiver(self.mic, direction="sendrecv")
-        self.stage = install_receive_path(transceiver.receiver, self.options.receive)
+        self.stage = install_receive_path(transceiver.receiver, self.options.receive, self.clock)
         if self.stage.decoded is not None:  # decoded inline: aiortc's own track stays silent
             self._remote = self.stage.decoded
             self._track_arrived.set()
@@ -133,7 +137,7 @@ class HeadlessClient:
         answer = await self._post(base_url.rstrip("/") + self.options.offer_path, offer, headers)
         self.session_id = answer.get("session_id")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-        with anyio.move_on_after(self.options.connect_timeout_s):
+        async with move_on_at(self.clock.now_ns() + round(self.options.connect_timeout_s * NS_PER_S), self.clock):
             while self.pc.connectionState not in ("connected", "failed", "closed"):
                 await self._heard.wait()
         if self.pc.connectionState != "connected":
@@ -190,12 +194,12 @@ class HeadlessClient:
         """
         silence = bytes(CHUNK * 2)
         period_ns = NS_PER_S // 50
-        deadline = time.monotonic_ns()
+        deadline = self.clock.now_ns()
         current: tuple[np.ndarray, anyio.Event, list[int]] | None = None
         position = 0
         while self.mic.readyState == "live":
             deadline += period_ns
-            await anyio.sleep(max(0, deadline - time.monotonic_ns()) / NS_PER_S)
+            await self.clock.sleep_until(deadline)
             if current is None and self._to_play:
                 current, position = self._to_play.pop(0), 0
                 current[2].append(deadline - period_ns)  # chunk 0 began being captured then
@@ -228,7 +232,7 @@ class HeadlessClient:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            arrival_ns = time.monotonic_ns()
+            arrival_ns = self.clock.now_ns()
             stereo = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
             mono = stereo[:, 0].copy()
             self.received_samples += len(mono)
@@ -251,7 +255,7 @@ class HeadlessClient:
 
     async def wait_for_onset(self, after_ns: int, timeout_s: float) -> int:
         """The first onset of received speech at or after `after_ns`; TimeoutError if none."""
-        with anyio.fail_after(timeout_s):
+        async with self._fail_after(timeout_s):
             while True:
                 onsets = self.detector.onsets_after(after_ns)
                 if onsets:
@@ -262,14 +266,14 @@ class HeadlessClient:
         """Wait until nothing has been heard for `min_gap_s` since `after_ns` (or since the last
         speech after it); returns when the last speech heard ended (None: none was heard)."""
         gap_ns = int(self.options.onsets.min_gap_s * NS_PER_S)
-        with anyio.fail_after(timeout_s):
+        async with self._fail_after(timeout_s):
             while True:
-                now = time.monotonic_ns()
+                now = self.clock.now_ns()
                 self.detector.close_gaps(now)
                 last_loud = self.detector.last_loud_end_ns or 0
                 if now - max(after_ns, last_loud) >= gap_ns:
                     return self.detector.last_loud_end_ns
-                with anyio.move_on_after((max(after_ns, last_loud) + gap_ns - now) / NS_PER_S):
+                async with move_on_at(max(after_ns, last_loud) + gap_ns, self.clock):
                     await self._heard.wait()
 
     # --- events -------------------------------------------------------------------------------------
@@ -285,9 +289,13 @@ class HeadlessClient:
 
     async def wait_for_event(self, kind: str, timeout_s: float, **match: Any) -> dict[str, Any]:
         """The first data channel event of `kind` (and matching fields); TimeoutError if none."""
-        with anyio.fail_after(timeout_s):
+        async with self._fail_after(timeout_s):
             while True:
                 for event in self.events:
                     if event.get("type") == kind and all(event.get(k) == v for k, v in match.items()):
                         return event
                 await self._event_arrived.wait()
+
+    def _fail_after(self, timeout_s: float) -> AbstractAsyncContextManager[anyio.CancelScope]:
+        """`fail_at` `timeout_s` from now, on the client's clock."""
+        return fail_at(self.clock.now_ns() + round(timeout_s * NS_PER_S), self.clock)

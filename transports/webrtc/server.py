@@ -25,7 +25,6 @@ import json
 import logging
 import secrets
 import ssl
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,8 @@ from typing import Any
 import anyio
 from aiohttp import web
 from anyio.abc import TaskGroup, TaskStatus
+
+from voxframe.pipeline.clock import NS_PER_S
 
 from .session import Session, SessionError, SessionOptions, TaskFactory
 
@@ -302,13 +303,13 @@ class WebRTCServer:
             await session.close()
 
     async def _run_session(self, session: Session) -> None:
-        started = time.monotonic()
+        started = session.clock.now_ns()
         logger.info("session %s started (%d running)", session.id, len(self.sessions))
         try:
             await session.run(self.factory)
         finally:
             self._forget(session)
-            duration = time.monotonic() - started
+            duration = (session.clock.now_ns() - started) / NS_PER_S
             logger.info("session %s ended after %.1f s: %s", session.id, duration, session.end_reason or "cancelled")
 
     def _forget(self, session: Session) -> None:

@@ -9,6 +9,9 @@ asyncio tasks and decoder thread aiortc keeps for it), when any of these happens
 * the peer connection fails or closes, or the caller hangs up (`hang_up`);
 * the caller vanishes without a word: no media for `media_timeout_s`;
 * the connection is not up within `connect_timeout_s`.
+
+Its timers (the connect and media timeouts, the watchdog) run on the session's clock, the
+injected one (`voxframe.pipeline.clock`), so a test on a VirtualClock steps them exactly.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +28,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from voxframe.pipeline import PipelineTask
-from voxframe.pipeline.clock import NS_PER_S
+from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock, fail_at, move_on_at
 
 from ._ice import IceOptions, ignore_checks_from_other_hosts
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
@@ -38,8 +40,8 @@ from .output import WebRTCOutputTransport
 
 logger = logging.getLogger("voxframe.webrtc")
 
-#: How often the watchdog looks at the connection (it also wakes on every state change).
-_WATCH_INTERVAL_S = 0.25
+#: The longest the watchdog sleeps (it also wakes on every state change and at the media deadline).
+_WATCH_INTERVAL_NS = NS_PER_S // 4
 #: Client events queued while the data channel is not open yet.
 _MAX_PENDING_EVENTS = 256
 
@@ -70,11 +72,17 @@ TaskFactory = Callable[["Session"], Awaitable[PipelineTask]]
 
 
 class Session:
-    """A caller. The factory builds the pipeline from `session.input` and `session.output`."""
+    """A caller. The factory builds the pipeline from `session.input` and `session.output`.
 
-    def __init__(self, options: SessionOptions | None = None, session_id: str | None = None) -> None:
+    `clock` (default: the current one) times the session: connect and media timeouts, arrivals.
+    """
+
+    def __init__(
+        self, options: SessionOptions | None = None, session_id: str | None = None, clock: Clock | None = None
+    ) -> None:
         self.id = session_id or secrets.token_urlsafe(12)
         self.options = options or SessionOptions()
+        self.clock = clock or current_clock()
         self.pc = RTCPeerConnection(self.options.ice.rtc_configuration())
         self.input = WebRTCInputTransport(self.options.input, name=f"webrtc.in.{self.id}")
         self.output = WebRTCOutputTransport(name=f"webrtc.out.{self.id}")
@@ -110,7 +118,7 @@ class Session:
         if not audio:
             raise SessionError("no_audio", "the offer has no audio section")
         for transceiver in audio:
-            self._stages.append(install_receive_path(transceiver.receiver, self.options.receive))
+            self._stages.append(install_receive_path(transceiver.receiver, self.options.receive, self.clock))
         caller_audio = self._stages[0].decoded or audio[0].receiver.track
         self._has_audio = True
         self.input.attach(caller_audio)
@@ -219,10 +227,11 @@ class Session:
             # The server logs the one end line (with the duration) once the session is gone.
 
     async def _wait_connected(self) -> bool:
-        with anyio.move_on_after(self.options.connect_timeout_s):
+        deadline = self.clock.now_ns() + round(self.options.connect_timeout_s * NS_PER_S)
+        async with move_on_at(deadline, self.clock):
             while True:
                 if self.pc.connectionState == "connected":
-                    self._connected_ns = time.monotonic_ns()
+                    self._connected_ns = self.clock.now_ns()
                     return True
                 reason = self._end_condition()
                 if reason is not None:
@@ -233,22 +242,26 @@ class Session:
         return False
 
     async def _watch(self, task: PipelineTask) -> None:
-        """End the task when the caller is gone (bounded by `_WATCH_INTERVAL_S` + timeouts)."""
+        """End the task when the caller is gone: on a state change, or at the media deadline.
+        Returns by itself once the pipeline is over (a cancelled watcher would keep the session
+        alive in a cycle with its exception)."""
         while not self._pipeline_over:
             reason = self._end_condition() or self._media_timed_out()
             if reason is not None:
                 self.end_reason = reason
                 await task.cancel()
                 return
-            await self._wait_change()
+            await self._wait_change(self._media_deadline_ns())
 
-    async def _wait_change(self) -> None:
-        with anyio.move_on_after(_WATCH_INTERVAL_S):
+    async def _wait_change(self, until_ns: int | None = None) -> None:
+        """Until something changes, `until_ns`, or `_WATCH_INTERVAL_NS` (a backstop) passes."""
+        wake = self.clock.now_ns() + _WATCH_INTERVAL_NS
+        async with move_on_at(wake if until_ns is None else min(wake, until_ns), self.clock):
             await self._changed.wait()
 
     async def wait_connected(self, timeout_s: float) -> None:
         """Wait until the peer connection is up; TimeoutError if not within `timeout_s`."""
-        with anyio.fail_after(timeout_s):
+        async with fail_at(self.clock.now_ns() + round(timeout_s * NS_PER_S), self.clock):
             while self.pc.connectionState != "connected":
                 await self._changed.wait()
 
@@ -259,15 +272,20 @@ class Session:
             return f"connection {self.pc.connectionState}"
         return None
 
-    def _media_timed_out(self) -> str | None:
+    def _media_deadline_ns(self) -> int | None:
+        """When the caller counts as gone if no packet arrives before (None: never)."""
         timeout = self.options.media_timeout_s
         if timeout is None or not self._has_audio or not self._stages:
             return None
         # Counted from the later of "connected" and the last packet: a caller who never sends
         # anything is as gone as one who stopped.
         last = max(self._connected_ns, *(stage.last_arrival_ns for stage in self._stages))
-        if time.monotonic_ns() - last > timeout * NS_PER_S:
-            return f"no media for {timeout:g} s"
+        return last + round(timeout * NS_PER_S)
+
+    def _media_timed_out(self) -> str | None:
+        deadline = self._media_deadline_ns()
+        if deadline is not None and self.clock.now_ns() >= deadline:
+            return f"no media for {self.options.media_timeout_s:g} s"
         return None
 
     async def close(self) -> None:
@@ -287,6 +305,9 @@ class Session:
         for stage in self._stages:
             if stage.decoded is not None:
                 stage.decoded.stop()
+        # Real time, not the session's clock: `run` closes under shield during teardown, when no
+        # test steps a VirtualClock, so a deadline on it would never fire and a stuck close
+        # would hang the server's shutdown. This bounds aiortc's own (real-time) teardown.
         with anyio.move_on_after(self.options.close_timeout_s):
             await self.pc.close()
         release_peer_connection(self.pc)
