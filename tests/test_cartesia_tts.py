@@ -180,6 +180,22 @@ async def test_a_resume_that_cannot_reconnect_reports_the_lost_rest() -> None:
     assert audio_bytes(tail, 1) == CUT_BYTES  # what came before the cut, then the error
 
 
+async def test_a_socket_that_keeps_dropping_ends_the_utterance_after_max_resumes() -> None:
+    async with fake() as f:
+        f.faults += [Fault.drop_connection(after_audio=5)] * 3  # each cut inside S1: no progress
+        stream = StreamOptions(backoff=Backoff(initial_s=0.01))
+        options = CartesiaOptions(url=f.url, api_key="key", max_resumes=2, stream=stream)
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params())
+        async with running(task):
+            await task.queue_frames(reply(1, S1.strip(), " " + S2.strip()))
+            await tail.wait_for(lambda: stopped(tail, 1))
+    (error,) = head.of(ErrorFrame, UP)
+    assert "lost 3 times in one utterance" in error.error and not error.fatal
+    assert [c["texts"][0] for c in f.contexts.values()] == [S1, S1, S1]  # two resumes, then the error
+    assert audio_bytes(tail, 1) == 3 * 5 * 1920
+
+
 async def test_a_cut_mid_utterance_without_timestamps_is_reported_and_the_next_utterance_works() -> None:
     async with fake() as f:
         f.faults.append(Fault.drop_connection(after_audio=3))

@@ -87,7 +87,7 @@ class _Context:
     sent: list[str] = field(default_factory=list)
     ended: bool = False
     done: bool = False
-    lost: bool = False  # the socket dropped: nothing goes out under this id; the resume sends it
+    lost: int = 0  # drops not resumed from yet: while any, nothing goes out (the resume sends it)
     first: int = 0
     word_ends_s: list[float] = field(default_factory=list)
     heard_s: float = 0.0
@@ -281,10 +281,13 @@ class CartesiaTTS(TTSService):
                 f"Cartesia: connection lost mid-utterance and not back within {bound_s:.1f} s"
             ) from None
         async with context.lock:
+            context.lost -= 1
+            if context.lost:
+                return  # the new socket dropped too: the resume from that drop goes on from here
             self._contexts.pop(context.id, None)
             context.first += context.spoken()
             context.offset_s += context.heard_s
-            context.heard_s, context.word_ends_s, context.lost = 0.0, [], False
+            context.heard_s, context.word_ends_s = 0.0, []
             if context.ended and context.first == len(context.sent):
                 context.done = True  # every clause was heard; only the `done` was lost
                 return
@@ -325,7 +328,7 @@ class CartesiaTTS(TTSService):
 
     async def _on_lost(self, code: int | None, reason: str) -> None:
         for context in self._contexts.values():
-            context.lost = True
+            context.lost += 1
             context.inbox_in.send_nowait(_LOST)
 
     async def _on_failed(self, error: ProviderError) -> None:
