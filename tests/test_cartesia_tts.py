@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from tests.pipeline_helpers import quiet_params
-from tests.support import Recorder, running
+from tests.support import Recorder, running, yield_rounds
 from voxframe.fakes import ZERO, CartesiaFake, CartesiaFakeOptions, Fault, LatencyProfile
 from voxframe.pipeline import (
     UP,
@@ -164,19 +164,25 @@ async def test_a_cut_mid_reply_resumes_the_unspoken_rest_on_a_new_context(fault:
     assert not head.of(ErrorFrame, UP)
 
 
-async def test_a_resume_that_cannot_reconnect_reports_the_lost_rest() -> None:
+async def test_a_resume_that_cannot_reconnect_in_time_reports_the_lost_rest_at_its_virtual_deadline() -> None:
+    clock = VirtualClock()
     async with fake() as f:
         f.faults += [Fault.drop_connection(after_audio=CUT_AFTER_CHUNKS)] + [Fault.reject(503)] * 200
-        stream = StreamOptions(open_timeout_s=0.1, backoff=Backoff(initial_s=0.02, max_s=0.02))
-        stream.max_reconnect_attempts = 1000
+        stream = StreamOptions(open_timeout_s=5.0, backoff=Backoff(initial_s=0.05, max_s=0.05))
+        stream.max_reconnect_attempts = 1000  # the stream keeps trying; the resume gives up first
         options = CartesiaOptions(url=f.url, api_key="key", stream=stream)
         head, tail = Recorder("head"), Recorder("tail")
-        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params())
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params(), clock=clock)
         async with running(task):
             await task.queue_frames(reply(1, S1.strip(), " " + S2.strip(), " " + S3.strip()))
-            await tail.wait_for(lambda: stopped(tail, 1))
+            await f.wait_for(lambda: len(f.connections) >= 2)  # the drop was seen: reconnecting
+            await yield_rounds()
+            await clock.advance(10 * NS_PER_S - 1)  # the resume waits 2 * open_timeout_s
+            assert not head.of(ErrorFrame, UP)
+            await clock.advance(1)
+            await tail.wait_for(lambda: stopped(tail, 1), timeout_s=5)  # not 10 s of real time
     (error,) = head.of(ErrorFrame, UP)
-    assert "not back within 0.2 s" in error.error and not error.fatal
+    assert "not back within 10.0 s" in error.error and not error.fatal
     assert audio_bytes(tail, 1) == CUT_BYTES  # what came before the cut, then the error
 
 
