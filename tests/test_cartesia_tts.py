@@ -274,6 +274,21 @@ async def test_a_stalled_server_fails_the_utterance_instead_of_hanging() -> None
     assert audio_bytes(tail, 1) == 0
 
 
+async def test_a_reply_whose_audio_stops_before_its_end_fails_instead_of_hanging() -> None:
+    async with fake() as f:
+        f.faults.append(Fault.stall_after(after_audio=5))
+        # no liveness watch: the reply timeout is all that notices
+        options = CartesiaOptions(url=f.url, api_key="key", reply_timeout_s=0.3, stream=StreamOptions())
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params())
+        async with running(task):
+            await task.queue_frames(reply(1, S1.strip()))
+            await tail.wait_for(lambda: stopped(tail, 1))
+    (error,) = head.of(ErrorFrame, UP)
+    assert "no answer for 0.3 s" in error.error and not error.fatal
+    assert audio_bytes(tail, 1) == 5 * 1920
+
+
 async def test_the_reply_timeout_fires_at_exactly_its_virtual_time() -> None:
     clock = VirtualClock()
     async with fake() as f:

@@ -10,14 +10,13 @@ The socket reconnects after a drop (or after the stream's liveness watch aborts 
 the utterance then resumes on a new context from its first clause whose audio had not all
 arrived, placed by the word timestamps: what was heard is not said again, except the start of the
 clause the cut fell in, and the caller hears the rest of the reply instead of a cut. A resume that
-cannot reconnect within `2 * stream.open_timeout_s` (on the injected clock), or the
-`max_resumes`-th drop of one utterance, ends it with an error frame. Without word timestamps a
+cannot reconnect within `2 * stream.open_timeout_s` (on the injected clock), or a drop after
+`max_resumes` resumes of one utterance, ends it with an error frame. Without word timestamps a
 cut after audio cannot be placed and ends the utterance with an error frame.
 
-Every wait on the server is bounded: while Cartesia owes an utterance something (audio of text
-it was given, or the `done` of an ended one) and nothing at all comes back for
-`reply_timeout_s`, the utterance fails instead of hanging (the SDK's per-context receive waits
-forever on a dropped socket).
+Every wait on the server is bounded: when text was sent and nothing at all comes back, or an
+ended utterance's audio stops before its `done`, for `reply_timeout_s`, the utterance fails
+instead of hanging (the SDK's per-context receive waits forever on a dropped socket).
 """
 
 from __future__ import annotations
@@ -83,7 +82,6 @@ class _Context:
     id: str
     inbox_in: MemoryObjectSendStream[dict[str, Any]]
     inbox: MemoryObjectReceiveStream[dict[str, Any]]
-    timestamps: bool
     sent: list[str] = field(default_factory=list)
     ended: bool = False
     done: bool = False
@@ -110,13 +108,10 @@ class _Context:
         return count
 
     def owes(self) -> bool:
-        """Whether Cartesia owes more: audio of a clause it was given, or an ended context's
-        `done`. A context all spoken that waits for the LLM's next clause owes nothing."""
-        if self.done:
-            return False
-        if self.ended or not self.timestamps:
-            return self.ended
-        return self.first + self.spoken() < len(self.sent)
+        """Whether Cartesia surely owes more though nothing new went out: the rest of an ended
+        utterance, up to its `done`. (While the LLM still streams, what was spoken may be all
+        there is for now; each clause sent marks the debt again.)"""
+        return self.ended and not self.done
 
 
 class CartesiaTTS(TTSService):
@@ -178,8 +173,7 @@ class CartesiaTTS(TTSService):
 
     def _open_context(self) -> _Context:
         inbox_in, inbox = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
-        timestamps = self.options.add_timestamps
-        context = _Context(id=uuid.uuid4().hex, inbox_in=inbox_in, inbox=inbox, timestamps=timestamps)
+        context = _Context(id=uuid.uuid4().hex, inbox_in=inbox_in, inbox=inbox)
         self._contexts[context.id] = context
         return context
 
@@ -265,7 +259,7 @@ class CartesiaTTS(TTSService):
 
     async def _resume(self, context: _Context) -> None:
         """The socket dropped: go on under a new context from the first clause not all heard."""
-        if context.heard_s and not context.timestamps:
+        if context.heard_s and not self.options.add_timestamps:
             raise ProviderError("Cartesia: connection lost mid-utterance (no word timestamps to resume from)")
         if context.resumes >= self.options.max_resumes:
             raise ProviderError(f"Cartesia: connection lost {context.resumes + 1} times in one utterance")
