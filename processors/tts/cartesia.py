@@ -200,13 +200,12 @@ class CartesiaTTS(TTSService):
         return None
 
     def _note_owed(self, context: _Context) -> None:
-        """After a message: a context still owed more keeps both silence deadlines running."""
-        if not context.owes():
-            context.owed_since_ns = None
-            return
-        context.owed_since_ns = self.clock.now_ns()
-        assert self._stream is not None
-        self._stream.owe_reply()
+        """After a message: a context still owed more keeps both silence deadlines running
+        (otherwise only a send since the message, which marked its own debt, does)."""
+        if context.owes():
+            context.owed_since_ns = self.clock.now_ns()
+            assert self._stream is not None
+            self._stream.owe_reply()
 
     async def _next_message(self, context: _Context) -> dict[str, Any]:
         """The context's next message; a server that owes an answer for too long is an error."""
