@@ -67,13 +67,15 @@ class Fault:
     """One injected failure, applied to the next connection (or HTTP request) a fake accepts.
 
     Either a handshake `status` (401, 429, 400, 500), or an action once the connection has
-    sent `after_sent` or received `after_received` messages: close with `close_code`, `drop`
-    the TCP connection without a close frame, or `stall` (stay open, answer nothing).
+    sent `after_sent` or received `after_received` messages, or sent `after_audio` audio
+    messages (a TTS fake's chunks: a cut in the middle of a reply): close with `close_code`,
+    `drop` the TCP connection without a close frame, or `stall` (stay open, answer nothing).
     """
 
     status: int | None = None
     after_sent: int | None = None
     after_received: int | None = None
+    after_audio: int | None = None
     close_code: int | None = None
     reason: str = ""
     drop: bool = False
@@ -86,21 +88,39 @@ class Fault:
 
     @classmethod
     def close(
-        cls, code: int, reason: str = "", *, after_sent: int | None = None, after_received: int | None = None
+        cls,
+        code: int,
+        reason: str = "",
+        *,
+        after_sent: int | None = None,
+        after_received: int | None = None,
+        after_audio: int | None = None,
     ) -> Fault:
-        return cls(close_code=code, reason=reason, after_sent=after_sent, after_received=after_received)
+        return cls(
+            close_code=code,
+            reason=reason,
+            after_sent=after_sent,
+            after_received=after_received,
+            after_audio=after_audio,
+        )
 
     @classmethod
-    def drop_connection(cls, *, after_sent: int | None = None, after_received: int | None = None) -> Fault:
-        return cls(drop=True, after_sent=after_sent, after_received=after_received)
+    def drop_connection(
+        cls, *, after_sent: int | None = None, after_received: int | None = None, after_audio: int | None = None
+    ) -> Fault:
+        return cls(drop=True, after_sent=after_sent, after_received=after_received, after_audio=after_audio)
 
     @classmethod
-    def stall_after(cls, *, after_sent: int | None = None, after_received: int | None = None) -> Fault:
-        return cls(stall=True, after_sent=after_sent, after_received=after_received)
+    def stall_after(
+        cls, *, after_sent: int | None = None, after_received: int | None = None, after_audio: int | None = None
+    ) -> Fault:
+        return cls(stall=True, after_sent=after_sent, after_received=after_received, after_audio=after_audio)
 
-    def due(self, sent: int, received: int) -> bool:
-        return (self.after_sent is not None and sent >= self.after_sent) or (
-            self.after_received is not None and received >= self.after_received
+    def due(self, sent: int, received: int, audio: int = 0) -> bool:
+        return (
+            (self.after_sent is not None and sent >= self.after_sent)
+            or (self.after_received is not None and received >= self.after_received)
+            or (self.after_audio is not None and audio >= self.after_audio)
         )
 
 
@@ -276,6 +296,7 @@ class WebSocketSession:
         self.fake, self.conn, self.ws, self.request = fake, conn, ws, request
         self.received = 0
         self.sent = 0
+        self.audio_sent = 0
         self.stalled = False
         self.last_activity = time.monotonic()
         self._lock = anyio.Lock()
@@ -315,24 +336,28 @@ class WebSocketSession:
         if not self.conn.ended:
             self.conn.ended = "client closed"
 
-    async def send_json(self, payload: dict[str, Any]) -> None:
+    async def send_json(self, payload: dict[str, Any], *, audio: bool = False) -> bool:
+        """Send one message (`audio`: it carries audio, for `Fault.after_audio`); False if it did
+        not go out (stalled or closed)."""
         if self.stalled or self.ws.closed:
-            return
+            return False
         try:
             async with self._lock:
                 await self.ws.send_str(json.dumps(payload))
         except ConnectionError:  # the client went away mid-send: the session is over
             self.conn.ended = self.conn.ended or "client closed"
             self._end()
-            return
+            return False
         self.sent += 1
+        self.audio_sent += audio
         self.conn.sent.append(payload)
         self.fake.notify()
         await self.apply_fault()
+        return True
 
     async def apply_fault(self) -> None:
         fault = self.conn.fault
-        if fault is None or fault.status is not None or not fault.due(self.sent, self.received):
+        if fault is None or fault.status is not None or not fault.due(self.sent, self.received, self.audio_sent):
             return
         self.conn.fault = None
         if fault.stall:

@@ -190,6 +190,7 @@ class _Session(WebSocketSession):
                 await self._speak(context, self._render(context, context.carry), clock_start or time.monotonic())
             context.done = True
             self.cartesia.contexts[context.id]["done"] = True
+            self.cartesia.notify()
             await self.send_json({"type": "done", "done": True, "status_code": 200, "context_id": context.id})
 
     def _render(self, context: _Context, text: str) -> _Speech:
@@ -217,17 +218,16 @@ class _Session(WebSocketSession):
             if starting and context.timestamps:
                 pending_words = pending_words[len(starting) :]
                 await self._send_timestamps(context, starting)
-            await self.send_json(
-                {
-                    "type": "chunk",
-                    "data": base64.b64encode(chunk).decode(),
-                    "done": False,
-                    "status_code": 206,
-                    "step_time": round(self.options.chunk_s * 1000 / 4, 2),
-                    "context_id": context.id,
-                }
-            )
-            self.cartesia.contexts[context.id]["audio_bytes"] += len(chunk)
+            message = {
+                "type": "chunk",
+                "data": base64.b64encode(chunk).decode(),
+                "done": False,
+                "status_code": 206,
+                "step_time": round(self.options.chunk_s * 1000 / 4, 2),
+                "context_id": context.id,
+            }
+            if await self.send_json(message, audio=True):  # a stalled session sends nothing
+                self.cartesia.contexts[context.id]["audio_bytes"] += len(chunk)
         context.position_s += t
 
     async def _send_timestamps(self, context: _Context, words: list[tuple[str, tuple[float, float]]]) -> None:

@@ -10,7 +10,7 @@ import anyio
 import pytest
 
 from tests.pipeline_helpers import quiet_params
-from tests.support import Recorder, running
+from tests.support import Recorder, running, yield_rounds
 from voxframe.fakes import ZERO, CartesiaFake, CartesiaFakeOptions, Fault, LatencyProfile
 from voxframe.pipeline import (
     UP,
@@ -121,18 +121,127 @@ async def test_a_drop_before_any_audio_is_survived_by_resending_on_a_new_socket(
     assert not head.of(ErrorFrame, UP)
 
 
-async def test_a_drop_mid_utterance_is_reported_and_the_next_utterance_works() -> None:
+S1 = "The first sentence is short. "  # 1.45 s of the fake's audio: 37 chunks of 40 ms
+S2 = "The second one is cut in the middle. "  # 1.85 s, chunks 38 to 84
+S3 = "And the third ends it. "
+CUT_AFTER_CHUNKS = 60  # well inside S2
+CUT_BYTES = round(len(S1) / CPS * 24000) * 2 + (CUT_AFTER_CHUNKS - 37) * 1920
+
+
+def pcm_bytes(text: str) -> int:
+    return round(len(text) / CPS * 24000) * 2
+
+
+@pytest.mark.parametrize(
+    "fault", [Fault.drop_connection(after_audio=CUT_AFTER_CHUNKS), Fault.stall_after(after_audio=CUT_AFTER_CHUNKS)]
+)
+async def test_a_cut_mid_reply_resumes_the_unspoken_rest_on_a_new_context(fault: Fault) -> None:
     async with fake() as f:
-        f.faults.append(Fault.drop_connection(after_sent=3))
-        async with speaking(f) as (task, head, tail):
+        f.faults.append(fault)
+        # a stall is caught by the liveness watch: the socket owes the rest of S2's audio
+        stream = StreamOptions(liveness_timeout_s=0.3, backoff=Backoff(initial_s=0.01))
+        options = CartesiaOptions(url=f.url, api_key="key", stream=stream)
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params())
+        async with running(task):
+            await task.queue_frames(reply(1, S1.strip(), " " + S2.strip(), " " + S3.strip()))
+            await tail.wait_for(lambda: stopped(tail, 1))
+    assert f.connections[0].ended in ("dropped", "stalled") and len(f.connections) == 2
+    cut, resumed = f.contexts.values()
+    assert cut["audio_bytes"] == CUT_BYTES and not f.connections[0].json_sent("done")
+    # the new context speaks what was not heard: S2 from its start, and S3; never S1 again
+    assert resumed["texts"] == [S2, S3, ""] and resumed["done"]
+    assert resumed["audio_bytes"] == pcm_bytes(S2 + S3)
+    # the caller hears all of the reply, and of it twice only the start of S2 the cut fell in
+    heard = audio_bytes(tail, 1)
+    assert heard == cut["audio_bytes"] + resumed["audio_bytes"]
+    assert pcm_bytes(S1 + S2 + S3) <= heard < pcm_bytes(S1 + S2 + S3) + pcm_bytes(S2)
+    said, s1, s2, s3 = words(tail, 1), S1.split(), S2.split(), S3.split()
+    assert said[: len(s1)] == s1 and said[-len(s2 + s3) :] == s2 + s3
+    assert said[len(s1) : -len(s2 + s3)] == s2[: len(said) - len(s1 + s2 + s3)]  # the cut part of S2
+    starts = [w.start_s for f in tail.of(TTSWordsFrame) for w in f.words]
+    assert starts == sorted(starts)  # the resumed words are timed after the audio heard before
+    assert not head.of(ErrorFrame, UP)
+
+
+async def test_a_resume_that_cannot_reconnect_in_time_reports_the_lost_rest_at_its_virtual_deadline() -> None:
+    clock = VirtualClock()
+    async with fake() as f:
+        f.faults += [Fault.drop_connection(after_audio=CUT_AFTER_CHUNKS)] + [Fault.reject(503)] * 200
+        stream = StreamOptions(open_timeout_s=5.0, backoff=Backoff(initial_s=0.05, max_s=0.05))
+        stream.max_reconnect_attempts = 1000  # the stream keeps trying; the resume gives up first
+        options = CartesiaOptions(url=f.url, api_key="key", stream=stream)
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params(), clock=clock)
+        async with running(task):
+            await task.queue_frames(reply(1, S1.strip(), " " + S2.strip(), " " + S3.strip()))
+            await f.wait_for(lambda: len(f.connections) >= 2)  # the drop was seen: reconnecting
+            await yield_rounds()
+            await clock.advance(10 * NS_PER_S - 1)  # the resume waits 2 * open_timeout_s
+            assert not head.of(ErrorFrame, UP)
+            await clock.advance(1)
+            await tail.wait_for(lambda: stopped(tail, 1), timeout_s=5)  # not 10 s of real time
+    (error,) = head.of(ErrorFrame, UP)
+    assert "not back within 10.0 s" in error.error and not error.fatal
+    assert audio_bytes(tail, 1) == CUT_BYTES  # what came before the cut, then the error
+
+
+async def test_a_socket_that_keeps_dropping_ends_the_utterance_after_max_resumes() -> None:
+    async with fake() as f:
+        f.faults += [Fault.drop_connection(after_audio=5)] * 3  # each cut inside S1: no progress
+        stream = StreamOptions(backoff=Backoff(initial_s=0.01))
+        options = CartesiaOptions(url=f.url, api_key="key", max_resumes=2, stream=stream)
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params())
+        async with running(task):
+            await task.queue_frames(reply(1, S1.strip(), " " + S2.strip()))
+            await tail.wait_for(lambda: stopped(tail, 1))
+    (error,) = head.of(ErrorFrame, UP)
+    assert "lost 3 times in one utterance" in error.error and not error.fatal
+    assert [c["texts"][0] for c in f.contexts.values()] == [S1, S1, S1]  # two resumes, then the error
+    assert audio_bytes(tail, 1) == 3 * 5 * 1920
+
+
+async def test_a_cut_mid_utterance_without_timestamps_is_reported_and_the_next_utterance_works() -> None:
+    async with fake() as f:
+        f.faults.append(Fault.drop_connection(after_audio=3))
+        options = CartesiaOptions(
+            url=f.url, api_key="key", add_timestamps=False, stream=StreamOptions(backoff=Backoff(initial_s=0.01))
+        )
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params())
+        async with running(task):
             await task.queue_frames(reply(1, "First answer, which gets cut off."))
             await tail.wait_for(lambda: stopped(tail, 1))
             await f.wait_for(lambda: len(f.connections) == 2)
             await task.queue_frames(reply(2, "Second answer."))
             await tail.wait_for(lambda: stopped(tail, 2))
     (error,) = head.of(ErrorFrame, UP)
-    assert not error.fatal and "connection lost" in error.error
-    assert words(tail, 2) == ["Second", "answer."]
+    assert not error.fatal and "no word timestamps" in error.error
+    assert audio_bytes(tail, 2) == pcm_bytes("Second answer. ")
+
+
+async def test_a_cancelled_context_does_not_trip_the_liveness_watch() -> None:
+    clock = VirtualClock()
+    async with fake(ttfa=LatencyProfile(60.0)) as f:  # the first context hears nothing back
+        stream = StreamOptions(liveness_timeout_s=3.0, backoff=Backoff(initial_s=0.01))
+        options = CartesiaOptions(url=f.url, api_key="key", stream=stream)
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params(), clock=clock)
+        async with running(task):
+            turn = task.turns.begin()
+            await task.queue_frames(reply(turn, "Are you there?"))
+            await f.wait_for(lambda: any(c["texts"] for c in f.contexts.values()))  # an answer is owed
+            await task.queue_frame(InterruptionFrame(stale_upto=task.turns.interrupt()))
+            await f.wait_for(lambda: any(c["cancelled"] for c in f.contexts.values()))
+            await clock.advance(10 * NS_PER_S)  # far past the liveness deadline of the cancelled text
+            f.options.ttfa = ZERO  # the next context answers at once
+            turn2 = task.turns.begin()
+            await task.queue_frames(reply(turn2, "Okay."))
+            await tail.wait_for(lambda: stopped(tail, turn2))
+    assert len(f.connections) == 1  # the socket was kept: no liveness reconnect
+    assert words(tail, turn2) == ["Okay."]
+    assert not head.of(ErrorFrame, UP)
 
 
 async def test_concurrency_limit_errors_are_reported() -> None:
@@ -163,6 +272,21 @@ async def test_a_stalled_server_fails_the_utterance_instead_of_hanging() -> None
     (error,) = head.of(ErrorFrame, UP)
     assert "no answer for 0.3 s" in error.error and not error.fatal
     assert audio_bytes(tail, 1) == 0
+
+
+async def test_a_reply_whose_audio_stops_before_its_end_fails_instead_of_hanging() -> None:
+    async with fake() as f:
+        f.faults.append(Fault.stall_after(after_audio=5))
+        # no liveness watch: the reply timeout is all that notices
+        options = CartesiaOptions(url=f.url, api_key="key", reply_timeout_s=0.3, stream=StreamOptions())
+        head, tail = Recorder("head"), Recorder("tail")
+        task = PipelineTask(Pipeline([head, CartesiaTTS(options), tail]), quiet_params())
+        async with running(task):
+            await task.queue_frames(reply(1, S1.strip()))
+            await tail.wait_for(lambda: stopped(tail, 1))
+    (error,) = head.of(ErrorFrame, UP)
+    assert "no answer for 0.3 s" in error.error and not error.fatal
+    assert audio_bytes(tail, 1) == 5 * 1920
 
 
 async def test_the_reply_timeout_fires_at_exactly_its_virtual_time() -> None:

@@ -6,12 +6,13 @@ import base64
 import json
 from typing import Any
 
+import anyio
 import pytest
 import websockets
 from websockets.asyncio.client import connect
 
 from tests.support import receive_until
-from voxframe.fakes import ZERO, CartesiaFake, CartesiaFakeOptions, LatencyProfile
+from voxframe.fakes import ZERO, CartesiaFake, CartesiaFakeOptions, Fault, LatencyProfile
 
 pytestmark = pytest.mark.anyio
 
@@ -87,6 +88,33 @@ async def test_cancel_stops_a_context_without_done() -> None:
     assert all(m["context_id"] == "c2" for m in got[-3:])
     assert not f.contexts["c1"]["done"]
     assert f.contexts["c1"]["audio_bytes"] < 24000 * 2  # far less than the sentence's seconds
+
+
+async def test_a_drop_after_n_audio_chunks_cuts_a_reply_in_the_middle() -> None:
+    async with fake(chars_per_second=10.0, chunk_s=0.02) as f:
+        f.faults.append(Fault.drop_connection(after_audio=3))
+        async with connect(f"{f.url}/tts/websocket", additional_headers=HEADERS) as ws:
+            await ws.send(request("c1", "A reply long enough for many chunks.", cont=False))
+            got: list[dict[str, Any]] = []
+            with pytest.raises(websockets.ConnectionClosed), anyio.fail_after(5):
+                while True:
+                    got.append(json.loads(await ws.recv()))
+    assert [m["type"] for m in got].count("chunk") == 3 and got[-1]["type"] == "chunk"  # no done
+    assert f.contexts["c1"]["audio_bytes"] == len(audio_of(got, "c1")) == 3 * round(0.02 * 24000) * 2
+    assert f.connections[0].ended == "dropped"
+
+
+async def test_a_stall_after_n_audio_chunks_sends_nothing_more() -> None:
+    async with fake(chars_per_second=10.0, chunk_s=0.02) as f:
+        f.faults.append(Fault.stall_after(after_audio=3))
+        async with connect(f"{f.url}/tts/websocket", additional_headers=HEADERS) as ws:
+            await ws.send(request("c1", "A reply long enough for many chunks.", cont=False))
+            # the context is generated to its end, and none of it after the third chunk goes out
+            await f.wait_for(lambda: "c1" in f.contexts and f.contexts["c1"]["done"])
+    assert [m["type"] for m in f.connections[0].json_sent()].count("chunk") == 3
+    assert not f.connections[0].json_sent("done")
+    assert f.contexts["c1"]["audio_bytes"] == 3 * round(0.02 * 24000) * 2
+    assert f.connections[0].ended == "stalled"
 
 
 async def test_too_many_contexts_are_refused_with_concurrency_limited() -> None:

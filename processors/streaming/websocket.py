@@ -13,7 +13,8 @@ Used by the Deepgram and Cartesia clients, which only speak their protocol on to
 * with `keepalive_interval_s`, `keepalive_message()` is sent whenever nothing else was sent for
   that long (Deepgram closes a silent stream after about 10 s);
 * with `liveness_timeout_s`, a connection that owes an answer (something was sent with
-  `owes_reply=True`) and receives nothing at all for that long is taken for dead even though
+  `owes_reply=True`, or the client called `owe_reply()`; `forgive_reply()` takes it back) and
+  receives nothing at all for that long is taken for dead even though
   TCP still holds: it is aborted, logged, and handled as a drop (reconnect, `on_reconnected`
   replays). A stalled provider would otherwise leave the bot deaf or mute for the rest of the call.
 
@@ -250,6 +251,17 @@ class WebSocketStream:
             self._owed_since_ns = self.clock.now_ns()
             self._owed.set()
         return True
+
+    def owe_reply(self) -> None:
+        """The provider owes more from now on, though nothing new was sent (audio of text it
+        was given and has only partly spoken), so its silence counts against the deadline."""
+        if self._owed_since_ns is None:
+            self._owed_since_ns = self.clock.now_ns()
+            self._owed.set()
+
+    def forgive_reply(self) -> None:
+        """Nothing is owed any more (the client cancelled what it asked for): silence is fine."""
+        self._owed_since_ns = None
 
     async def restart(self) -> None:
         """Close the connection so that `run` opens a fresh one (new parameters), as after a drop."""

@@ -3,13 +3,20 @@
 One socket per session, one Cartesia context per utterance: each clause the sentence streamer
 settles goes out at once with `continue: true` (Cartesia keeps prosody across them), the end of
 the reply closes the context. Word timestamps become `TTSWordsFrame`s. An interruption cancels
-the context (`cancel: true`) and stops reading it. The socket reconnects after a drop; an
-utterance that had produced no audio yet is sent again on the new socket, one already partly
-heard ends with an error frame (repeating its start would be worse).
+the context (`cancel: true`) and stops reading it, and forgives the stream's owed reply (a
+cancelled context's silence is not a stall).
 
-Every wait on the server is bounded: when text was sent and nothing at all comes back for
-`reply_timeout_s`, the utterance fails instead of hanging (the SDK's per-context receive waits
-forever on a dropped socket).
+The socket reconnects after a drop (or after the stream's liveness watch aborts a silent one);
+the utterance then resumes on a new context from its first clause whose audio had not all
+arrived, placed by the word timestamps: what was heard is not said again, except the start of the
+clause the cut fell in, and the caller hears the rest of the reply instead of a cut. A resume that
+cannot reconnect within `2 * stream.open_timeout_s` (on the injected clock), or a drop after
+`max_resumes` resumes of one utterance, ends it with an error frame. Without word timestamps a
+cut after audio cannot be placed and ends the utterance with an error frame.
+
+Every wait on the server is bounded: when text was sent and nothing at all comes back, or an
+ended utterance's audio stops before its `done`, for `reply_timeout_s`, the utterance fails
+instead of hanging (the SDK's per-context receive waits forever on a dropped socket).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from voxframe.pipeline import WordTiming
-from voxframe.pipeline.clock import NS_PER_S, move_on_at
+from voxframe.pipeline.clock import NS_PER_S, fail_at, move_on_at
 from voxframe.processors.streaming import ProviderError
 from voxframe.processors.streaming.websocket import Endpoint, Message, StreamOptions, WebSocketStream
 
@@ -56,6 +63,8 @@ class CartesiaOptions:
     #: Cartesia may hold text back to build longer phrases; clauses are already whole here.
     max_buffer_delay_ms: int = 0
     reply_timeout_s: float = 5.0
+    #: Drops one utterance survives (each resumes it on a new context); the next ends it.
+    max_resumes: int = 3
     #: A socket owing audio that stays silent 3 s is replaced (before `reply_timeout_s` fails it).
     stream: StreamOptions = field(default_factory=lambda: StreamOptions(liveness_timeout_s=3.0))
     tts: TTSOptions = field(default_factory=TTSOptions)
@@ -63,7 +72,12 @@ class CartesiaOptions:
 
 @dataclass(slots=True, eq=False)
 class _Context:
-    """One utterance's Cartesia context: what was sent (for a resend) and its inbox."""
+    """One utterance: its clauses (for a resume), how far their audio got, and its inbox.
+
+    An utterance outlives a Cartesia context: after a drop it goes on under a new `id`, which
+    speaks `sent[first:]`; `word_ends_s` and `heard_s` are on that context's timeline, and
+    `offset_s` is the audio the utterance's earlier contexts delivered.
+    """
 
     id: str
     inbox_in: MemoryObjectSendStream[dict[str, Any]]
@@ -71,8 +85,33 @@ class _Context:
     sent: list[str] = field(default_factory=list)
     ended: bool = False
     done: bool = False
-    owed_since_ns: int | None = None  # text went out and nothing has come back since (clock ns)
+    lost: int = 0  # drops not resumed from yet: while any, nothing goes out (the resume sends it)
+    first: int = 0
+    word_ends_s: list[float] = field(default_factory=list)
+    heard_s: float = 0.0
+    offset_s: float = 0.0
+    resumes: int = 0
+    owed_since_ns: int | None = None  # Cartesia owes an answer and has been silent since (clock ns)
     lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    def spoken(self) -> int:
+        """How many of `sent[first:]` have had all their audio (their last word's end heard).
+
+        Words are counted, not matched: Cartesia's timestamps give one entry per spoken word.
+        """
+        count = words = 0
+        for text in self.sent[self.first :]:
+            words += len(text.split())
+            if words and (words > len(self.word_ends_s) or self.word_ends_s[words - 1] > self.heard_s):
+                break
+            count += 1
+        return count
+
+    def owes(self) -> bool:
+        """Whether Cartesia surely owes more though nothing new went out: the rest of an ended
+        utterance, up to its `done`. (While the LLM still streams, what was spoken may be all
+        there is for now; each clause sent marks the debt again.)"""
+        return self.ended and not self.done
 
 
 class CartesiaTTS(TTSService):
@@ -116,29 +155,16 @@ class CartesiaTTS(TTSService):
         context = self._open_context()
         sender = anyio.CancelScope()
         self.task_group.start_soon(self._send_inputs, context, texts, sender)
-        heard = False
         try:
-            while True:
+            while not context.done:
                 message = await self._next_message(context)
-                kind = message.get("type")
-                if kind == "chunk":
-                    heard = True
-                    yield base64.b64decode(message["data"])
-                elif kind == "timestamps":
-                    yield _word_timings(message.get("word_timestamps") or {})
-                elif kind == "done":
-                    context.done = True
-                    return
-                elif kind == "error":
-                    context.done = True
-                    raise ProviderError(
-                        f"Cartesia: {message.get('error_code') or ''} {message.get('message') or message.get('error')}",
-                        status=message.get("status_code"),
-                    )
-                elif message is _LOST:
-                    if heard:
-                        raise ProviderError("Cartesia: connection lost in the middle of an utterance")
-                    await self._resend(context)
+                if message is _LOST:
+                    await self._resume(context)
+                    continue
+                chunk = self._take(context, message)
+                self._note_owed(context)
+                if chunk:
+                    yield chunk
         finally:
             sender.cancel()
             self._contexts.pop(context.id, None)
@@ -151,6 +177,36 @@ class CartesiaTTS(TTSService):
         self._contexts[context.id] = context
         return context
 
+    def _take(self, context: _Context, message: dict[str, Any]) -> TTSChunk | None:
+        """What one message of the context adds to the utterance, noting how far its audio got."""
+        kind = message.get("type")
+        if kind == "chunk":
+            audio = base64.b64decode(message["data"])
+            context.heard_s += len(audio) / 2 / self.sample_rate
+            return audio
+        if kind == "timestamps":
+            timings = _word_timings(message.get("word_timestamps") or {})
+            context.word_ends_s += [w.end_s for w in timings]
+            offset = context.offset_s  # the base wants seconds from the utterance's first sample
+            return [WordTiming(w.word, w.start_s + offset, w.end_s + offset) for w in timings]
+        if kind == "done":
+            context.done = True
+        elif kind == "error":
+            context.done = True
+            raise ProviderError(
+                f"Cartesia: {message.get('error_code') or ''} {message.get('message') or message.get('error')}",
+                status=message.get("status_code"),
+            )
+        return None
+
+    def _note_owed(self, context: _Context) -> None:
+        """After a message: a context still owed more keeps both silence deadlines running
+        (otherwise only a send since the message, which marked its own debt, does)."""
+        if context.owes():
+            context.owed_since_ns = self.clock.now_ns()
+            assert self._stream is not None
+            self._stream.owe_reply()
+
     async def _next_message(self, context: _Context) -> dict[str, Any]:
         """The context's next message; a server that owes an answer for too long is an error."""
         timeout = self.options.reply_timeout_s
@@ -158,7 +214,7 @@ class CartesiaTTS(TTSService):
         while True:
             async with move_on_at(self.clock.now_ns() + timeout_ns, self.clock):
                 message = await context.inbox.receive()
-                context.owed_since_ns = None
+                context.owed_since_ns = None  # until `_note_owed` says more is owed
                 return message
             owed = context.owed_since_ns
             if owed is not None and self.clock.now_ns() - owed >= timeout_ns:
@@ -192,30 +248,65 @@ class CartesiaTTS(TTSService):
             "continue": more,
             "max_buffer_delay_ms": opts.max_buffer_delay_ms,
         }
+        if context.lost:
+            return  # the socket dropped: the resume sends it, under the new context's id
         if context.owed_since_ns is None:
             context.owed_since_ns = self.clock.now_ns()
         assert self._stream is not None
-        # if down, the resend after reconnecting carries it
+        # if down, the resume after reconnecting carries it
         await self._stream.send(json.dumps(request), owes_reply=True)
 
-    async def _resend(self, context: _Context) -> None:
-        """The socket dropped before any audio came: same text, new context, new socket."""
+    async def _resume(self, context: _Context) -> None:
+        """The socket dropped: go on under a new context from the first clause not all heard."""
+        if context.heard_s and not self.options.add_timestamps:
+            raise ProviderError("Cartesia: connection lost mid-utterance (no word timestamps to resume from)")
+        if context.resumes >= self.options.max_resumes:
+            raise ProviderError(f"Cartesia: connection lost {context.resumes + 1} times in one utterance")
+        context.resumes += 1
         assert self._stream is not None
-        with anyio.fail_after(self.options.stream.open_timeout_s * 2):
-            await self._stream.wait_connected()
+        bound_s = self.options.stream.open_timeout_s * 2
+        try:
+            async with fail_at(self.clock.now_ns() + round(bound_s * NS_PER_S), self.clock):
+                await self._stream.wait_connected()
+        except TimeoutError:
+            logger.warning("%s: no connection within %.1f s; the rest of the reply is lost", self.name, bound_s)
+            raise ProviderError(
+                f"Cartesia: connection lost mid-utterance and not back within {bound_s:.1f} s"
+            ) from None
         async with context.lock:
+            context.lost -= 1
+            if context.lost:
+                return  # the new socket dropped too: the resume from that drop goes on from here
             self._contexts.pop(context.id, None)
+            context.first += context.spoken()
+            context.offset_s += context.heard_s
+            context.heard_s, context.word_ends_s = 0.0, []
+            if context.ended and context.first == len(context.sent):
+                context.done = True  # every clause was heard; only the `done` was lost
+                return
             context.id = uuid.uuid4().hex
             self._contexts[context.id] = context
-            for text in context.sent:
+            if context.offset_s:
+                logger.info(
+                    "%s: resuming the utterance at clause %d of %d", self.name, context.first + 1, len(context.sent)
+                )
+            for text in context.sent[context.first :]:
                 await self._send_input(context, text, more=True)
             if context.ended:
                 await self._send_input(context, "", more=False)
 
     async def _cancel(self, context: _Context) -> None:
-        if self._stream is None or not self._stream.connected:
+        """Tell Cartesia to stop the context (barge-in), and stop waiting for it to answer."""
+        if self._stream is None:
             return
-        with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+        if not any(other.owes() for other in self._contexts.values()):
+            self._stream.forgive_reply()
+        if not self._stream.connected:
+            return
+        # anyio's clock, not the injected one, on purpose: this bounds real network I/O under a
+        # shield while the utterance is being cancelled (as the stream's close timeout does), and
+        # a VirtualClock nobody advances during a teardown would let a wedged send hang it.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.options.stream.close_timeout_s):
             await self._stream.send(json.dumps({"context_id": context.id, "cancel": True}))
 
     # --- from the socket -----------------------------------------------------------------------
@@ -230,6 +321,7 @@ class CartesiaTTS(TTSService):
 
     async def _on_lost(self, code: int | None, reason: str) -> None:
         for context in self._contexts.values():
+            context.lost += 1
             context.inbox_in.send_nowait(_LOST)
 
     async def _on_failed(self, error: ProviderError) -> None:
