@@ -267,7 +267,10 @@ class Session:
             if stage.decoded is not None:
                 stage.decoded.stop()
         with anyio.move_on_after(self.options.close_timeout_s):
-            await self.pc.close()
+            try:
+                await self.pc.close()
+            except Exception:  # aiortc fails on a peer it set up half-way (an offer naming absent sections)
+                logger.warning("session %s: closing the peer connection failed", self.id, exc_info=True)
 
 
 def _looks_like_sdp(sdp: str) -> bool:
