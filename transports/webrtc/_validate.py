@@ -15,6 +15,7 @@ from aiortc.rtcdtlstransport import X509_DIGEST_ALGORITHMS
 
 #: Media sections one offer may carry (a browser sends an audio and a data section).
 MAX_MEDIA_SECTIONS = 8
+_DIRECTIONS = frozenset(("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"))
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -44,9 +45,10 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 def check_offer(sdp: str, max_candidates: int) -> int:
     """Reject an offer aiortc would mishandle; returns how many candidates it carries.
 
-    Needs: the SDP shape, at most `MAX_MEDIA_SECTIONS` sections, an audio section, a DTLS
-    fingerprint of a supported algorithm for every section, a BUNDLE group naming only
-    sections that exist, and at most `max_candidates` candidates.
+    Needs: the SDP shape, at most `MAX_MEDIA_SECTIONS` sections, an audio section, a direction
+    in each media section (aiortc has no default), a DTLS fingerprint of a supported algorithm
+    for every section, one `a=mid` per section, a BUNDLE group naming only sections that exist,
+    and at most `max_candidates` candidates.
     """
     lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
     if not lines or lines[0] != "v=0" or not all(len(x) > 1 and x[1] == "=" and x[0].isalpha() for x in lines):
@@ -58,6 +60,9 @@ def check_offer(sdp: str, max_candidates: int) -> int:
         raise InvalidInput(400, "bad_sdp", f"the offer has more than {MAX_MEDIA_SECTIONS} media sections")
     if not any(section[0].startswith("m=audio ") for section in sections):
         raise InvalidInput(400, "no_audio", "the offer has no audio section")
+    for section in sections:
+        if section[0].startswith(("m=audio ", "m=video ")) and not any(line in _DIRECTIONS for line in section):
+            raise InvalidInput(400, "bad_sdp", "every audio section needs a direction ('a=sendrecv', 'a=recvonly' ...)")
     session_fingerprint = any(line.startswith("a=fingerprint:") for line in session_part)
     for section in sections:
         fingerprints = [line for line in section if line.startswith("a=fingerprint:")]
@@ -101,7 +106,12 @@ def _check_fingerprint(line: str) -> None:
 
 
 def _check_bundle(session_part: list[str], sections: list[list[str]]) -> None:
-    mids = [line[len("a=mid:") :].strip() for section in sections for line in section if line.startswith("a=mid:")]
+    mids = []
+    for section in sections:
+        own = [line[len("a=mid:") :].strip() for line in section if line.startswith("a=mid:")]
+        if len(own) > 1:
+            raise InvalidInput(400, "bad_sdp", "a media section of the offer has more than one 'a=mid'")
+        mids += own
     if len(set(mids)) != len(mids):
         raise InvalidInput(400, "bad_sdp", "two media sections of the offer share an 'a=mid'")
     for line in session_part:

@@ -198,9 +198,6 @@ class WebRTCServer:
         sdp, kind = body.get("sdp"), body.get("type")
         if not isinstance(sdp, str) or not isinstance(kind, str):
             raise ApiError(400, "bad_request", "expected {'sdp': string, 'type': 'offer'}")
-        if kind != "offer":
-            raise ApiError(400, "bad_sdp_type", f"expected an SDP of type 'offer', got {kind[:40]!r}")
-        offered_candidates = check_offer(sdp, self.options.max_candidates_per_session)
         if self._tg is None:
             raise ApiError(503, "shutting_down", "the server is not accepting sessions")
         if self.held_reason is not None:
@@ -210,6 +207,9 @@ class WebRTCServer:
         if self.pending_sessions >= self.options.max_pending_sessions:
             limit = self.options.max_pending_sessions
             return self._refuse("pending_limit", f"the server is at its limit of {limit} calls still connecting")
+        if kind != "offer":
+            raise ApiError(400, "bad_sdp_type", f"expected an SDP of type 'offer', got {kind[:40]!r}")
+        offered_candidates = check_offer(sdp, self.options.max_candidates_per_session)
         session = Session(self.options.session, session_id=self.options.session_id_prefix + secrets.token_urlsafe(12))
         self.sessions[session.id] = session
         self._candidates[session.id] = offered_candidates
@@ -218,6 +218,10 @@ class WebRTCServer:
         except SessionError as exc:
             await self._discard(session)
             raise ApiError(400, exc.code, str(exc)) from exc
+        except Exception as exc:  # aiortc failing on an offer `check_offer` let through
+            await self._discard(session)
+            logger.warning("session %s: the offer could not be answered", session.id, exc_info=True)
+            raise ApiError(400, "bad_sdp", f"the offer could not be answered ({type(exc).__name__})") from exc
         except BaseException:
             await self._discard(session)
             raise
