@@ -62,7 +62,7 @@ def check_offer(sdp: str, max_candidates: int) -> int:
         raise InvalidInput(400, "no_audio", "the offer has no audio section")
     for section in sections:
         if section[0].startswith(("m=audio ", "m=video ")) and not any(line in _DIRECTIONS for line in section):
-            raise InvalidInput(400, "bad_sdp", "every audio section needs a direction ('a=sendrecv', 'a=recvonly' ...)")
+            raise InvalidInput(400, "bad_sdp", "every audio or video section needs a direction ('a=sendrecv' ...)")
     session_fingerprint = any(line.startswith("a=fingerprint:") for line in session_part)
     for section in sections:
         fingerprints = [line for line in section if line.startswith("a=fingerprint:")]
