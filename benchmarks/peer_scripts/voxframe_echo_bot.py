@@ -69,7 +69,9 @@ def stats(server: WebRTCServer, lag: LoopLag) -> dict:
 async def main(args: argparse.Namespace) -> None:
     receive = ReceiveOptions(reorder_window=args.reorder_window, aiortc_prefetch=args.aiortc_prefetch)
     ice = IceOptions(host_addresses=("127.0.0.1",))
-    options = ServerOptions(port=args.port, max_sessions=1000, session=SessionOptions(ice=ice, receive=receive))
+    options = ServerOptions(
+        port=args.port, max_sessions=1000, max_pending_sessions=1000, session=SessionOptions(ice=ice, receive=receive)
+    )  # the load starts its calls at once: all of them connect
     server = WebRTCServer(echo_task, options)
     lag = LoopLag()
 

@@ -13,15 +13,16 @@ Endpoints (prefix `/api/voice`, JSON in and out, errors as ``{"error": {"code", 
 
 Every signalling endpoint takes an optional bearer token. Bad input (not JSON, wrong content
 type, oversized, bad SDP, unknown session) gets a 4xx with a clear error and changes nothing;
-the session limit answers 503. Sessions run in the server's task group, so stopping the server
-ends them all.
+an offer aiortc would mishandle is refused before a session exists (`_validate`). The session
+limit, and the smaller limit on sessions not yet connected, answer 503 with Retry-After. A
+session takes at most `max_candidates_per_session` candidates. Sessions run in the server's task
+group, so stopping the server ends them all.
 """
 
 from __future__ import annotations
 
 import hmac
 import importlib.resources
-import json
 import logging
 import secrets
 import ssl
@@ -33,8 +34,9 @@ import anyio
 from aiohttp import web
 from anyio.abc import TaskGroup, TaskStatus
 
-from voxframe.pipeline.clock import NS_PER_S
+from voxframe.pipeline.clock import NS_PER_S, current_clock
 
+from ._validate import InvalidInput, check_offer, parse_json_object
 from .session import Session, SessionError, SessionOptions, TaskFactory
 
 logger = logging.getLogger("voxframe.webrtc")
@@ -65,15 +67,19 @@ class ServerOptions:
     route_installers: list[RouteInstaller] = field(default_factory=list)
     #: Added to the ICE servers of `GET /config` and of each offer's answer, per caller.
     caller_ice_servers: CallerIceServers | None = None
-    #: The `Retry-After` seconds of a refused offer while draining.
+    #: The `Retry-After` seconds of a refused offer (draining, or a limit reached).
     retry_after_s: int = 5
+    #: Sessions not connected yet (ICE/DTLS pending, up to the session's `connect_timeout_s`) that
+    #: may exist at once: a flood of offers that never connect cannot take every session slot.
+    max_pending_sessions: int = 8
+    #: Remote candidates one session takes, in its offer and trickled together.
+    max_candidates_per_session: int = 64
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
+#: The server's errors are the validator's: a status, a code and a message.
+ApiError = InvalidInput
+#: At most one "refused an offer" warning this often (the rest are counted into the next one).
+_REFUSAL_LOG_INTERVAL_NS = 10 * NS_PER_S
 
 
 def _error_response(status: int, code: str, message: str) -> web.Response:
@@ -110,6 +116,10 @@ class WebRTCServer:
         self._session_ended: anyio.Event | None = None
         #: Why new offers are refused (None: admitting); see `hold`.
         self.held_reason: str | None = None
+        #: Remote candidates each session has taken (offer and trickle), against the cap.
+        self._candidates: dict[str, int] = {}
+        self._refusals_unlogged = 0
+        self._refusal_logged_ns: int | None = None
 
     @property
     def url(self) -> str:
@@ -117,6 +127,11 @@ class WebRTCServer:
             raise RuntimeError("the server is not running")
         scheme = "https" if self.options.ssl_context is not None else "http"
         return f"{scheme}://{self.options.host}:{self.port}"
+
+    @property
+    def pending_sessions(self) -> int:
+        """Sessions whose peer connection has not connected yet."""
+        return sum(1 for session in self.sessions.values() if session.state in ("new", "connecting"))
 
     @property
     def admitting(self) -> bool:
@@ -182,21 +197,30 @@ class WebRTCServer:
         sdp, kind = body.get("sdp"), body.get("type")
         if not isinstance(sdp, str) or not isinstance(kind, str):
             raise ApiError(400, "bad_request", "expected {'sdp': string, 'type': 'offer'}")
-        if len(self.sessions) >= self.options.max_sessions:
-            raise ApiError(503, "session_limit", f"the server is at its limit of {self.options.max_sessions} sessions")
         if self._tg is None:
             raise ApiError(503, "shutting_down", "the server is not accepting sessions")
         if self.held_reason is not None:
-            refusal = _error_response(503, self.held_reason, "the server is not admitting new calls; retry")
-            refusal.headers["Retry-After"] = str(self.options.retry_after_s)
-            return refusal
+            return self._refuse(self.held_reason, "the server is not admitting new calls; retry")
+        if len(self.sessions) >= self.options.max_sessions:
+            return self._refuse("session_limit", f"the server is at its limit of {self.options.max_sessions} sessions")
+        if self.pending_sessions >= self.options.max_pending_sessions:
+            limit = self.options.max_pending_sessions
+            return self._refuse("pending_limit", f"the server is at its limit of {limit} calls still connecting")
+        if kind != "offer":
+            raise ApiError(400, "bad_sdp_type", f"expected an SDP of type 'offer', got {kind[:40]!r}")
+        offered_candidates = check_offer(sdp, self.options.max_candidates_per_session)
         session = Session(self.options.session, session_id=self.options.session_id_prefix + secrets.token_urlsafe(12))
         self.sessions[session.id] = session
+        self._candidates[session.id] = offered_candidates
         try:
             answer = await session.accept(sdp, kind)
         except SessionError as exc:
             await self._discard(session)
             raise ApiError(exc.status, exc.code, str(exc)) from exc
+        except Exception as exc:  # aiortc failing on an offer `check_offer` let through
+            await self._discard(session)
+            logger.warning("session %s: the offer could not be answered", session.id, exc_info=True)
+            raise ApiError(400, "bad_sdp", f"the offer could not be answered ({type(exc).__name__})") from exc
         except BaseException:
             await self._discard(session)
             raise
@@ -215,6 +239,12 @@ class WebRTCServer:
             candidates = [body]
         if not isinstance(candidates, list) or not all(isinstance(c, dict) for c in candidates):
             raise ApiError(400, "bad_request", "expected {'candidates': [{'candidate': ...}, ...]}")
+        # Counted before any await, so concurrent requests cannot pass the cap together.
+        taken, limit = self._candidates.get(session.id, 0), self.options.max_candidates_per_session
+        if taken + len(candidates) > limit:
+            message = f"a session takes at most {limit} candidates; it has {taken}, this request adds {len(candidates)}"
+            raise ApiError(400, "too_many_candidates", message)
+        self._candidates[session.id] = taken + len(candidates)
         added = 0
         try:
             for candidate in candidates:
@@ -283,13 +313,21 @@ class WebRTCServer:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge as exc:
             raise too_large from exc
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise ApiError(400, "bad_json", "the body must be a JSON object")
-        return body
+        return parse_json_object(raw)
+
+    def _refuse(self, code: str, message: str) -> web.Response:
+        """A 503 with Retry-After for an offer the server cannot take now; logged, rate-limited."""
+        refusal = _error_response(503, code, message)
+        refusal.headers["Retry-After"] = str(self.options.retry_after_s)
+        self._refusals_unlogged += 1
+        now = current_clock().now_ns()
+        if self._refusal_logged_ns is None or now - self._refusal_logged_ns >= _REFUSAL_LOG_INTERVAL_NS:
+            logger.warning(
+                "refused %d offer(s) since the last warning: %s (%s); %d sessions, %d connecting",
+                self._refusals_unlogged, code, message, len(self.sessions), self.pending_sessions,
+            )  # fmt: skip
+            self._refusals_unlogged, self._refusal_logged_ns = 0, now
+        return refusal
 
     def _session(self, request: web.Request) -> Session:
         session = self.sessions.get(request.match_info["session_id"])
@@ -314,6 +352,7 @@ class WebRTCServer:
 
     def _forget(self, session: Session) -> None:
         self.sessions.pop(session.id, None)
+        self._candidates.pop(session.id, None)
         if self._session_ended is not None:
             self._session_ended.set()
 
