@@ -15,15 +15,23 @@ from ._receive import remove_receive_path
 
 
 def release_peer_connection(pc: RTCPeerConnection) -> None:
-    """Drop the event listeners of a closed connection's transports (which point back at it)."""
+    """Drop the event listeners of a closed connection's transports (which point back at it).
+
+    Tolerates a connection aiortc set up only half-way (a refused offer): any link may be None.
+    """
     emitters: list[AsyncIOEventEmitter] = [pc]
+
+    def add_chain(dtls: object) -> None:
+        ice = getattr(dtls, "transport", None)
+        emitters.extend(e for e in (dtls, ice, getattr(ice, "iceGatherer", None)) if e is not None)
+
     for transceiver in pc.getTransceivers():
-        remove_receive_path(transceiver.receiver)
-        for dtls in {transceiver.receiver.transport, transceiver.sender.transport}:
-            if dtls is not None:
-                emitters += [dtls, dtls.transport, dtls.transport.iceGatherer]
+        if transceiver.receiver is not None:
+            remove_receive_path(transceiver.receiver)
+        for end in (transceiver.receiver, transceiver.sender):
+            add_chain(getattr(end, "transport", None))
     if pc.sctp is not None:
-        dtls = pc.sctp.transport
-        emitters += [pc.sctp, dtls, dtls.transport, dtls.transport.iceGatherer]
-    for emitter in emitters:
+        emitters.append(pc.sctp)
+        add_chain(pc.sctp.transport)
+    for emitter in {id(e): e for e in emitters}.values():
         emitter.remove_all_listeners()
