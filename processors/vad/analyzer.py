@@ -7,7 +7,7 @@ the heavy model behind it is loaded once per process and shared.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -62,7 +62,7 @@ def score_windows(
     volumes = level_dbfs(windows).tolist()
     block = size // _BLOCKS
     loud_blocks = loud(windows[:, : block * _BLOCKS].reshape(count, _BLOCKS, block), loud_dbfs)
-    any_loud: list[bool] = loud_blocks.any(axis=1).tolist()
+    any_loud = cast(list[bool], loud_blocks.any(axis=1).tolist())
     first = np.argmax(loud_blocks, axis=1).tolist()
     last = (_BLOCKS - np.argmax(loud_blocks[:, ::-1], axis=1)).tolist()
     trailing_quiet = ~loud_blocks[:, ::-1]

@@ -144,7 +144,7 @@ def ignore_checks_from_other_hosts(pc: RTCPeerConnection, hosts: Sequence[str]) 
             if addr[0] in allowed:
                 _original(message, addr, protocol)
 
-        connection.request_received = request_received
+        connection.request_received = request_received  # type: ignore[method-assign]  # the hook
 
 
 def announce_address(sdp: str, public_ip: str) -> str:

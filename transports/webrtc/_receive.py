@@ -143,7 +143,7 @@ class _PassThroughJitterBuffer(JitterBuffer):
         super().__init__(capacity=2)
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
-        data: bytes = packet._data  # type: ignore[attr-defined]  (set by the receiver)
+        data: bytes = packet._data  # type: ignore[attr-defined]  # set by the receiver hook
         return False, JitterFrame(data=data, timestamp=packet.timestamp)
 
 

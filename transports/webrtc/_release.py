@@ -8,8 +8,9 @@ and resamplers that run FFmpeg worker threads are also dropped explicitly where 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiortc import RTCPeerConnection
-from pyee.asyncio import AsyncIOEventEmitter
 
 from ._receive import remove_receive_path
 
@@ -19,7 +20,7 @@ def release_peer_connection(pc: RTCPeerConnection) -> None:
 
     Tolerates a connection aiortc set up only half-way (a refused offer): any link may be None.
     """
-    emitters: list[AsyncIOEventEmitter] = [pc]
+    emitters: list[Any] = [pc]  # pyee emitters, some reached through untyped aiortc attributes
 
     def add_chain(dtls: object) -> None:
         ice = getattr(dtls, "transport", None)

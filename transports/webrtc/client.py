@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import av
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -179,7 +180,7 @@ class HeadlessClient:
         pcm = resampler.resample(samples.tobytes()) + resampler.flush()
         mic_samples = np.frombuffer(pcm, dtype="<i2")
         speech_end = last_loud_sample(mic_samples, MIC_RATE, self.options.onsets.threshold_dbfs)
-        done, times = anyio.Event(), []
+        done, times = anyio.Event(), list[int]()
         self._to_play.append((mic_samples, done, times))
         await done.wait()
         start_ns, end_ns = times
@@ -233,6 +234,7 @@ class HeadlessClient:
             except MediaStreamError:
                 return
             arrival_ns = self.clock.now_ns()
+            assert isinstance(frame, av.AudioFrame)  # an audio track's recv
             stereo = frame.to_ndarray().reshape(-1, len(frame.layout.channels))
             mono = stereo[:, 0].copy()
             self.received_samples += len(mono)
