@@ -238,9 +238,12 @@ async def call_once(bot: BotServer, wav: Path, timeout_s: float) -> CallResult:
 async def call_and_report(bot: BotServer) -> int:
     wav = bot.options.call
     assert wav is not None
+    timed_out = False
     try:
         result = await call_once(bot, wav, bot.options.reply_timeout_s)
-    except TimeoutError:
+    except* TimeoutError:  # raised inside the call's task group, so it comes in a group
+        timed_out = True
+    if timed_out:
         print(f"no reply from the bot within {bot.options.reply_timeout_s:g} s", file=sys.stderr)
         return 1
     write_wav(bot.options.reply_out, result.reply, EAR_RATE)
@@ -284,6 +287,8 @@ def run_bot(
     except* OSError as group:
         # A busy or forbidden port: one line, not the task groups' nested tracebacks.
         first = _first_leaf(group)
+        if isinstance(first, TimeoutError):  # an OSError too, but not a port problem
+            raise
         sys.exit(
             f"voxframe: cannot serve on {options.host}:{options.port}: {getattr(first, 'strerror', None) or first}"
         )

@@ -148,6 +148,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                    help="on SIGTERM, how long running calls may go on [VOXFRAME_DRAIN_DEADLINE]")  # fmt: skip
     p.add_argument("--call", type=Path, metavar="FILE.wav", help="call the bot once, speak this file, exit")
     p.add_argument("--reply-out", type=Path, default=Path("reply.wav"), help="where --call saves the reply")
+    p.add_argument("--reply-timeout", type=float, default=60.0, metavar="S",
+                   help="how long --call waits for the reply")  # fmt: skip
     p.add_argument("--trace-out", type=Path, help="append each turn's record as a JSON line to this file")
     return p
 
@@ -166,7 +168,7 @@ def parse_options(
         turn_secret=args.turn_secret or None, turn_urls=args.turn_url, tls_cert=args.tls_cert, tls_key=args.tls_key,
         log_level=args.log_level, warm_up=not args.no_warm_up, call=args.call, reply_out=args.reply_out,
         trace_out=args.trace_out, drain_deadline_s=args.drain_deadline, public_ip=args.public_ip,
-        udp_ports=args.udp_ports,
+        udp_ports=args.udp_ports, reply_timeout_s=args.reply_timeout,
     )  # fmt: skip
     if not options.loopback and options.token is None and not args.insecure_no_token and options.call is None:
         parser.error(f"--host {options.host} is reachable from other machines: set --token (or --insecure-no-token)")

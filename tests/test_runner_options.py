@@ -92,3 +92,19 @@ def test_a_busy_port_is_one_line_before_any_model_loads() -> None:
         f"error while attempting to bind on address ('127.0.0.1', {port}): address already in use"
     ]
     assert "loading embedded models" not in result.stdout
+
+
+def test_a_call_the_bot_never_answers_says_so_in_one_line(tmp_path: Path) -> None:
+    """--call against a bot that never replies: the timeout is reported as such, not as a port error."""
+    bot = tmp_path / "silent_bot.py"
+    bot.write_text(
+        "from voxframe.pipeline import Pipeline\n"
+        "from voxframe.runner import run_bot\n"
+        "run_bot(lambda bot: Pipeline([bot.input, bot.output]))\n"
+    )
+    question = ROOT / "bots" / "assets" / "what_time_is_it.wav"
+    command = [sys.executable, str(bot), "--no-warm-up", "--call", str(question), "--reply-timeout", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "no reply from the bot within 2 s"
+    assert "cannot serve" not in result.stderr
