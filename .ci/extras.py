@@ -34,6 +34,8 @@ CHECKS = {
     "vad": "from voxframe.processors.vad import SileroVADAnalyzer, WebRTCVADAnalyzer; "
     "SileroVADAnalyzer(); WebRTCVADAnalyzer()",
     "whisper": "from voxframe.processors.stt.whisper import load_whisper; load_whisper()",
+    "otel": "from opentelemetry.sdk.trace import TracerProvider; from voxframe.runner.otel import SessionTraces; "
+    "SessionTraces(TracerProvider())",
     "piper": "from voxframe.processors.tts.piper import load_piper_voice; load_piper_voice()",
 }
 

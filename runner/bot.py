@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
 import numpy as np
@@ -55,10 +56,17 @@ from voxframe.transports.webrtc import (
 )
 from voxframe.transports.webrtc.server import RouteInstaller
 
+from .metrics import BotMetrics
 from .options import RunnerOptions, StartupError, configure_logging, is_loopback, parse_options
 from .services import Services
 from .turn_credentials import TurnMinter
 from .turn_reporter import TurnRecord, TurnReporter
+from .usage import UsageObserver
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from .otel import SessionTraces
 
 logger = logging.getLogger("voxframe.runner")
 
@@ -112,7 +120,10 @@ class BotServer:
         services: Services,
         options: RunnerOptions,
         route_installers: tuple[RouteInstaller, ...] = (),
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
+        """`tracer_provider`: OpenTelemetry spans go there (None: to OTLP when
+        `OTEL_EXPORTER_OTLP_ENDPOINT` is set, else nowhere)."""
         self.create_pipeline = create_pipeline
         self.services = services
         self.options = options
@@ -127,23 +138,39 @@ class BotServer:
             caller_ice_servers=minter, route_installers=list(route_installers),
         )  # fmt: skip
         self.server = WebRTCServer(self._make_task, server_options)
+        self.metrics = BotMetrics(self.server, worker=options.session_id_prefix.rstrip("-") or "main")
+        server_options.route_installers.append(self.metrics.install)
+        server_options.session_end_listeners.append(self._on_session_end)
+        self.traces = _session_traces(tracer_provider)
 
     async def _make_task(self, session: Session) -> PipelineTask:
         pipeline = self.create_pipeline(BotSession(session, self.services))
-        reporter = TurnReporter(self._on_turn)
-        task = PipelineTask(pipeline, PipelineParams(observers=[reporter]))
+        reporter = TurnReporter(lambda record: self._on_turn(session, record))
+        usage = UsageObserver()
+        session.annotations["usage"] = usage.usage  # printed in the session's end line
+        task = PipelineTask(pipeline, PipelineParams(observers=[reporter, usage, self.metrics.observer()]))
         reporter.tracer = task.tracer
+        if self.traces is not None:
+            self.traces.session_started(session)
         # Goes out once the pipeline has started: the caller may speak now (audio sent before
         # that finds no VAD listening and is dropped).
         await task.queue_frame(TransportMessageFrame(message=READY_EVENT))
         return task
 
-    def _on_turn(self, record: TurnRecord) -> None:
+    def _on_turn(self, session: Session, record: TurnRecord) -> None:
         self.records.append(record)
         print(record.line(), flush=True)
         if self._trace is not None:
             self._trace.write(json.dumps(record.to_json()) + "\n")
             self._trace.flush()
+        self.metrics.on_turn(record)
+        if self.traces is not None:
+            self.traces.on_turn(session, record)
+
+    def _on_session_end(self, session: Session, duration_s: float) -> None:
+        self.metrics.on_session_end(session, duration_s)
+        if self.traces is not None:
+            self.traces.session_ended(session, duration_s)
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen (a busy port fails here, before any model loads), load the models, admit callers.
@@ -156,6 +183,7 @@ class BotServer:
             async with anyio.create_task_group() as tg:
                 self.server.hold("warming_up")
                 url = await tg.start(self.server.serve)
+                tg.start_soon(self.metrics.watch_loop_lag)
                 if self.options.warm_up and (
                     self.services.stt_choice == "whisper" or self.services.tts_choice == "piper"
                 ):
@@ -166,6 +194,17 @@ class BotServer:
         finally:
             if self._trace is not None:
                 self._trace.close()
+
+
+def _session_traces(provider: TracerProvider | None) -> SessionTraces | None:
+    """OpenTelemetry spans when a provider is given or OTLP export is configured; else none
+    (and opentelemetry is never imported: it is an optional extra)."""
+    if provider is None and not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return None
+    from .otel import SessionTraces, tracer_provider
+
+    provider = provider or tracer_provider()
+    return SessionTraces(provider) if provider is not None else None
 
 
 # --- serving -------------------------------------------------------------------------------------

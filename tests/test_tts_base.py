@@ -160,7 +160,10 @@ async def test_speak_frame_is_one_utterance_and_traces_first_text_and_audio() ->
     assert tts.texts == ["Hello. I am a bot, at your service."]
     points = task.tracer.turn(2)
     assert points["tts_first_text"] <= points["tts_first_audio"]
-    assert [f.metric for f in tail.of(MetricsFrame)] == ["ttfa"]
+    # What the TTS was sent (its usage, in characters), then its time to first audio.
+    metrics = tail.of(MetricsFrame)
+    assert [f.metric for f in metrics] == ["tts_characters", "ttfa"]
+    assert metrics[0].value == len("Hello. I am a bot, at your service.")
 
 
 async def test_interruption_cancels_synthesis_and_the_next_turn_is_spoken() -> None:

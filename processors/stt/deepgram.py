@@ -281,6 +281,7 @@ class DeepgramSTT(FrameProcessor):
 
     async def _on_lost(self, code: int | None, reason: str) -> None:
         self._open_interim = False  # the interim's audio will be replayed and heard again
+        await self.push(MetricsFrame(processor=self.name, metric="connection_lost", value=1.0))
 
     async def _on_reconnected(self) -> None:
         """Replay everything not finalized on the old connection, then carry on live."""

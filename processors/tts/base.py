@@ -218,6 +218,8 @@ class TTSService(FrameProcessor):
             if utterance.first_text_ns is None:
                 utterance.first_text_ns = self.clock.now_ns()
                 self.trace("tts_first_text", turn=utterance.turn, t_ns=utterance.first_text_ns)
+            # What a TTS bills: the characters sent to it (usage, metrics).
+            await self.push(MetricsFrame(processor=self.name, metric="tts_characters", value=float(len(text))))
             yield text
 
     async def _push_audio(self, utterance: _Utterance, chunk: bytes) -> None:

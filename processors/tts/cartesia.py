@@ -34,7 +34,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from voxframe.pipeline import WordTiming
+from voxframe.pipeline import MetricsFrame, WordTiming
 from voxframe.pipeline.clock import NS_PER_S, fail_at, move_on_at
 from voxframe.processors.streaming import ProviderError
 from voxframe.processors.streaming.websocket import Endpoint, Message, StreamOptions, WebSocketStream
@@ -320,6 +320,7 @@ class CartesiaTTS(TTSService):
             await self.push_error(f"{self.name}: {data.get('message') or data}")
 
     async def _on_lost(self, code: int | None, reason: str) -> None:
+        await self.push(MetricsFrame(processor=self.name, metric="connection_lost", value=1.0))
         for context in self._contexts.values():
             context.lost += 1
             context.inbox_in.send_nowait(_LOST)

@@ -26,6 +26,7 @@ import importlib.resources
 import logging
 import secrets
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,8 @@ logger = logging.getLogger("voxframe.webrtc")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Adds routes to the server's app (e.g. a metrics endpoint), called once per app built.
 RouteInstaller = Callable[[web.Application, "WebRTCServer"], None]
+#: Told of each session that ended, with its duration in seconds (metrics, traces, usage).
+SessionEndListener = Callable[["Session", float], None]
 #: Extra ICE servers (as browser JSON) for one caller, e.g. TURN credentials minted per caller.
 CallerIceServers = Callable[[], list[dict[str, Any]]]
 
@@ -74,6 +77,8 @@ class ServerOptions:
     max_pending_sessions: int = 8
     #: Remote candidates one session takes, in its offer and trickled together.
     max_candidates_per_session: int = 64
+    #: Called once for every session that ends, after its end line is logged.
+    session_end_listeners: list[SessionEndListener] = field(default_factory=list)
 
 
 #: The server's errors are the validator's: a status, a code and a message.
@@ -119,6 +124,8 @@ class WebRTCServer:
         #: Remote candidates each session has taken (offer and trickle), against the cap.
         self._candidates: dict[str, int] = {}
         self._refusals_unlogged = 0
+        #: Offers by outcome: "admitted", or the refusal's code ("session_limit", "draining", ...).
+        self.offer_outcomes: Counter[str] = Counter()
         self._refusal_logged_ns: int | None = None
 
     @property
@@ -225,6 +232,7 @@ class WebRTCServer:
             await self._discard(session)
             raise
         self.sessions_started += 1
+        self.offer_outcomes["admitted"] += 1
         self._tg.start_soon(self._run_session, session, name=f"session {session.id}")
         return web.json_response(
             {"sdp": answer.sdp, "type": answer.type, "session_id": session.id, "iceServers": self._ice_servers()}
@@ -318,6 +326,7 @@ class WebRTCServer:
     def _refuse(self, code: str, message: str) -> web.Response:
         """A 503 with Retry-After for an offer the server cannot take now; logged, rate-limited."""
         refusal = _error_response(503, code, message)
+        self.offer_outcomes[code] += 1
         refusal.headers["Retry-After"] = str(self.options.retry_after_s)
         self._refusals_unlogged += 1
         now = current_clock().now_ns()
@@ -348,7 +357,14 @@ class WebRTCServer:
         finally:
             self._forget(session)
             duration = (session.clock.now_ns() - started) / NS_PER_S
-            logger.info("session %s ended after %.1f s: %s", session.id, duration, session.end_reason or "cancelled")
+            facts = "".join(f" {key}={value}" for key, value in session.annotations.items())
+            reason = session.end_reason or "cancelled"
+            logger.info("session %s ended after %.1f s: %s%s", session.id, duration, reason, facts)
+            for listener in self.options.session_end_listeners:
+                try:
+                    listener(session, duration)
+                except Exception:  # a metrics or tracing hook must never take the server down
+                    logger.exception("session %s: a session-end listener failed", session.id)
 
     def _forget(self, session: Session) -> None:
         self.sessions.pop(session.id, None)

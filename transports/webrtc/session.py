@@ -88,6 +88,8 @@ class Session:
         self.output = WebRTCOutputTransport(name=f"webrtc.out.{self.id}")
         self.task: PipelineTask | None = None
         self.end_reason: str | None = None
+        #: Facts the app attaches to the session (e.g. its usage), printed in its end line.
+        self.annotations: dict[str, object] = {}
         self.channel: RTCDataChannel | None = None
         self._stages: list[ReorderStage] = []
         self._has_audio = False
