@@ -81,6 +81,8 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies  # noqa: E402
 
 SYSTEM_PROMPT = "You are a helpful voice assistant. Answer in one or two short sentences."
 CONFIGS = ("plain", "early", "shipped")
+#: Two VAD stop frames closer than this are one stop (the VAD broadcasts each both ways).
+DUPLICATE_NS = 50_000_000
 
 
 class StagePoints(BaseObserver):
@@ -106,6 +108,8 @@ class StagePoints(BaseObserver):
     async def on_push_frame(self, data: FramePushed) -> None:
         now, frame = time.monotonic_ns(), data.frame
         if isinstance(frame, VADUserStoppedSpeakingFrame):
+            if self.key is not None and now - self.key < DUPLICATE_NS:
+                return  # the same stop, broadcast upstream and downstream
             self.key, self.seen = now, set()
             self.mark("vad_stop", now)
             self.mark("speech_end", now - int(frame.stop_secs * 1e9))
@@ -148,14 +152,20 @@ def build_task(connection: SmallWebRTCConnection, args: argparse.Namespace, trac
         base_url=args.deepgram_url,
         settings=DeepgramSTTService.Settings(endpointing=False),
     )
-    llm = OpenAILLMService(api_key="fake-openai-key", base_url=args.openai_url, model="gpt-4o")
+    # The model and the system prompt in the service's settings, as Pipecat 1.14 documents (a
+    # system message in the context is deprecated there).
+    llm = OpenAILLMService(
+        api_key="fake-openai-key",
+        base_url=args.openai_url,
+        settings=OpenAILLMService.Settings(model="gpt-4o", system_instruction=SYSTEM_PROMPT),
+    )
     tts = CartesiaTTSService(
         api_key="fake-cartesia-key",
         url=f"{args.cartesia_url}/tts/websocket",
         settings=CartesiaTTSService.Settings(voice="benchmark-voice"),
     )
     vad, strategies = turn_config(args.config)
-    context = LLMContext([{"role": "system", "content": SYSTEM_PROMPT}])
+    context = LLMContext()
     aggregators = LLMContextAggregatorPair(
         context, user_params=LLMUserAggregatorParams(vad_analyzer=vad, user_turn_strategies=strategies)
     )
