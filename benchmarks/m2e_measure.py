@@ -79,14 +79,15 @@ class Caller:
         self.quiet_s = quiet_s
         #: Called with the text before every utterance (the benchmark tells its fakes what comes).
         self.before_say = before_say
-        self.said = 0
+        #: When each utterance said on this call started (monotonic ns), in order.
+        self.starts: list[int] = []
 
     async def say(self, text: str, pcm: np.ndarray, rate: int) -> Turn:
         """Say `pcm` and wait for the first sound of the reply (None after `reply_timeout_s`)."""
         if self.before_say is not None:
             await self.before_say(text)
-        self.said += 1
         played = await self.client.play(pcm, rate)
+        self.starts.append(played.start_ns)
         first = first_loud_sample(pcm, rate)
         speech_start_ns = played.start_ns + (first or 0) * NS_PER_S // rate
         try:

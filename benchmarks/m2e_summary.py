@@ -144,6 +144,12 @@ def final_drawn_s(turn: Turn, request: Mapping[str, Any], draws: Mapping[str, Se
     return float(finals[-1][2]) if finals else 0.0
 
 
+def next_start_ns(turn: Turn, starts: Sequence[int], timeout_s: float) -> int:
+    """Where a turn's window ends: the next utterance's start on the same side (else its timeout)."""
+    later = [s for s in starts if s > turn.start_ns]
+    return min(later) if later else turn.start_ns + int(timeout_s * NS_PER_S)
+
+
 def requests_between(requests: Sequence[Mapping[str, Any]], start_ns: int, end_ns: int) -> int:
     return sum(start_ns <= r["at_ns"] < end_ns for r in requests)
 
@@ -286,6 +292,7 @@ __all__ = [
     "figures_line",
     "interleave",
     "miss_of",
+    "next_start_ns",
     "overhead_ms",
     "pipecat_records",
     "ratio",

@@ -59,6 +59,7 @@ from m2e_summary import (
     final_drawn_s,
     interleave,
     miss_of,
+    next_start_ns,
     overhead_ms,
     pipecat_records,
     ratio,
@@ -97,7 +98,7 @@ class Live:
     control: FakesControl | None
     turns: list[Turn] = dataclasses.field(default_factory=list)
     reactions: list[float | None] = dataclasses.field(default_factory=list)
-    said: int = 0
+    starts: list[int] = dataclasses.field(default_factory=list)  # every utterance said, ns
     log: dict[str, Any] | None = None  # the fakes' log, read before they stop
 
 
@@ -128,7 +129,7 @@ async def converse(live: Live, plan: Plan, block: Block, utterances: Sequence[sp
                 (question.text, question.pcm), (interruption.text, interruption.pcm), speech.RATE, plan.into_reply_s
             )
             live.reactions.append(reaction)
-        live.said += caller.said
+        live.starts.extend(caller.starts)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -162,10 +163,12 @@ def judge(live: Live, log: dict[str, Any] | None) -> StackResult:
     records = pipecat_records(lines) if live.side.stack == "pipecat" else lines
     requests = log["llm"] if log else []
     draws = log["draws"] if log else {}
-    result = StackResult(live.side, bargein_ms=live.reactions, llm_requests=len(requests), utterances=live.said)
+    said = len(live.starts)
+    result = StackResult(live.side, bargein_ms=live.reactions, llm_requests=len(requests), utterances=said)
     for turn in live.turns:
         record = match_record(turn, records)
-        request = answering_request(turn, requests, turn.start_ns + int(REPLY_TIMEOUT_S * NS_PER_S))
+        until = next_start_ns(turn, live.starts, REPLY_TIMEOUT_S)
+        request = answering_request(turn, requests, until)
         # embedded: no request log to check the words against, only whether it answered
         miss = miss_of(turn, request) if log is not None else ("no reply" if turn.reply_ns is None else None)
         service = drawn_service_s(turn, request, draws, LONG_QUESTION) if request and miss is None else None
@@ -179,9 +182,7 @@ def judge(live: Live, log: dict[str, Any] | None) -> StackResult:
                 "heard": request["user"] if request else (record.get("heard") if record else None),
                 "service_ms": None if service is None else round(service * 1000, 1),
                 "overhead_ms": overhead_ms(m2e, live.side.timing, service, final),
-                "llm_requests": requests_between(
-                    requests, turn.start_ns, turn.start_ns + int(REPLY_TIMEOUT_S * NS_PER_S)
-                ),
+                "llm_requests": requests_between(requests, turn.start_ns, until),
                 "points_ms": waterfall_points(turn, record),
             }
         )

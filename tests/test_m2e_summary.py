@@ -19,9 +19,11 @@ from m2e_summary import (
     figures_line,
     interleave,
     miss_of,
+    next_start_ns,
     overhead_ms,
     pipecat_records,
     ratio,
+    requests_between,
     rows,
     utterance_seed,
 )
@@ -167,3 +169,13 @@ def test_the_last_line_has_a_ratio_per_row_and_every_miss() -> None:
     assert fields["voxframe_llm_requests_per_turn"] == "1.00" and fields["pipecat_bargein_p50_ms"] == "nan"
     # A row where one side never answered has no ratio, not a flattering one.
     assert ratio([StackResult(table["plain"][0]), peer]) is None
+
+
+def test_a_turns_llm_requests_are_those_until_the_next_utterance() -> None:
+    t = turn(start_ms=10_000)
+    starts = [0, 10_000 * MS, 14_000 * MS, 20_000 * MS]
+    until = next_start_ns(t, starts, timeout_s=20)
+    assert until == 14_000 * MS
+    assert next_start_ns(turn(start_ms=30_000), starts, timeout_s=20) == 50_000 * MS
+    requests = [{"at_ns": ms * MS, "user": "u"} for ms in (9_000, 11_200, 11_500, 14_000)]
+    assert requests_between(requests, t.start_ns, until) == 2  # a preemptive reply and the one heard
