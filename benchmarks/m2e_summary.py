@@ -219,6 +219,8 @@ class StackResult:
             "missed": self.missed(),
             "m2e_ms": stats(self.m2e()),
             "overhead_ms": stats(self.overhead()),
+            # turns whose overhead is against the p50 budget (a draw missing from the fakes' log)
+            "overhead_from_budget": sum(t.get("service_from") == "p50 budget" for t in self.answered()),
             "vad_stop_ms": stats(self.point("vad_stop")),
             "bargein_ms": stats([b for b in self.bargein_ms if b is not None]),
             "bargein_trials": len(self.bargein_ms),
