@@ -100,6 +100,7 @@ class Live:
     reactions: list[float | None] = dataclasses.field(default_factory=list)
     starts: list[int] = dataclasses.field(default_factory=list)  # every utterance said, ns
     log: dict[str, Any] | None = None  # the fakes' log, read before they stop
+    unavailable: bool = False  # the bot could not start (the row says so instead of a ratio)
 
 
 async def converse(live: Live, plan: Plan, block: Block, utterances: Sequence[speech.Utterance]) -> None:
@@ -153,7 +154,12 @@ async def start_side(stack: AsyncExitStack, row: str, index: int, side: Side) ->
             command, env = pipecat_command(control.env, side.pipecat_config, trace), None
         else:
             command, env = voxframe_command(trace), voxframe_env(control.env, side.env)
-    url = await stack.enter_async_context(bot_process(command, env, log))
+    try:
+        url = await stack.enter_async_context(bot_process(command, env, log))
+    except RuntimeError:  # it exited before serving (Pipecat's bot: a model that cannot run here)
+        reason = next((line for line in log.read_text().splitlines() if line.startswith("CANNOT RUN")), "")
+        print(f"  {side.label} cannot run: {reason or 'see ' + str(log)}", flush=True)
+        return Live(dataclasses.replace(side, label=f"{side.label}: CANNOT RUN"), "", trace, control, unavailable=True)
     return Live(side, url, trace, control)
 
 
@@ -199,6 +205,8 @@ async def run_row(row: str, sides: Sequence[Side], plan: Plan, utterances: Seque
         lives = [await start_side(stack, row, i, side) for i, side in enumerate(sides)]
         for block, index in interleave(blocks(plan.turns, plan.bargeins, plan.block), range(len(lives))):
             live = lives[index]
+            if live.unavailable:
+                continue
             print(f"  {row}: block {block.index} on {live.side.label}", flush=True)
             await converse(live, plan, block, utterances)
         for live in lives:

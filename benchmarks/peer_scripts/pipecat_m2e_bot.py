@@ -235,6 +235,11 @@ def main() -> None:
     args = parser.parse_args()
     logger.remove()
     logger.add(sys.stderr, level=os.environ.get("PIPECAT_LOG_LEVEL", "WARNING"))
+    try:  # load the models once (Smart Turn for `shipped`): one that cannot run here says so and exits
+        turn_config(args.config)
+    except Exception as exc:
+        print(f"CANNOT RUN --config {args.config}: {type(exc).__name__}: {exc}", flush=True)
+        sys.exit(3)
     asyncio.run(serve(args))
 
 
