@@ -208,6 +208,8 @@ class StackResult:
         return sum(self.misses().values())
 
     def requests_per_turn(self) -> float | None:
+        if self.side.stack == "embedded":  # the offline responder: no request log
+            return None
         return self.llm_requests / self.utterances if self.utterances else None
 
     def summary(self) -> dict[str, Any]:

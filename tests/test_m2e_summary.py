@@ -74,6 +74,8 @@ def test_misses_are_counted_and_left_out_of_the_percentiles_not_dropped() -> Non
     assert summary["m2e_ms"]["p50"] == 1_000.0 and summary["m2e_ms"]["n"] == 2
     assert summary["bargein_ms"]["n"] == 2 and summary["bargein_trials"] == 3
     assert summary["llm_requests_per_turn"] == 1.5
+    embedded = StackResult(rows(0.5, 0.2)["embedded"][0], utterances=6)
+    assert embedded.summary()["llm_requests_per_turn"] is None  # no request log, not "no requests"
 
 
 def test_blocks_cover_every_turn_and_spread_the_bargeins() -> None:
