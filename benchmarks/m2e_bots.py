@@ -32,7 +32,7 @@ _READY = re.compile(r"open (http://\S+) in a browser|^READY (\d+)$|^FAKES (\{.*\
 
 
 def example_vad_times_s() -> tuple[float, float | None]:
-    """The example bot's VAD stop time (Pipecat's bot is given the same) and pause time."""
+    """The example bot's VAD stop time and pause time, as shipped."""
     spec = importlib.util.spec_from_file_location("example", EXAMPLE)  # bots/example.py, imported by path
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
@@ -46,9 +46,11 @@ def voxframe_command(trace: Path) -> list[str]:
     return [sys.executable, str(EXAMPLE), "--port", "0", "--trace-out", str(trace)]
 
 
-def voxframe_env(fake_env: Mapping[str, str] | None) -> dict[str, str]:
-    """The environment without any provider key, plus the fakes' (None: embedded models)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_PROVIDER_PREFIXES)}
+def voxframe_env(fake_env: Mapping[str, str] | None, options: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment without any provider key or example option, plus the fakes' (None:
+    embedded models) and the example's options for the row (`VOXFRAME_VAD_PAUSE_S`, ...)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith((*_PROVIDER_PREFIXES, "VOXFRAME_"))}
+    env.update(options or {})
     if fake_env is not None:
         env.update(fake_env)
         # Like Pipecat's side: Deepgram's final comes from Finalize, sent on the VAD stop.
@@ -56,7 +58,7 @@ def voxframe_env(fake_env: Mapping[str, str] | None) -> dict[str, str]:
     return env
 
 
-def pipecat_command(fake_env: Mapping[str, str], vad_stop_s: float) -> list[str]:
+def pipecat_command(fake_env: Mapping[str, str], config: str, trace: Path) -> list[str]:
     return [
         str(pipecat_python()),
         str(PIPECAT_BOT),
@@ -68,8 +70,10 @@ def pipecat_command(fake_env: Mapping[str, str], vad_stop_s: float) -> list[str]
         fake_env["OPENAI_BASE_URL"],
         "--cartesia-url",
         fake_env["CARTESIA_URL"],
-        "--vad-stop-s",
-        str(vad_stop_s),
+        "--config",
+        config,
+        "--trace-out",
+        str(trace),
     ]
 
 

@@ -21,7 +21,7 @@ its arrival on (LATENCY.md: the first audible sample leaving the client's jitter
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,14 +64,28 @@ def bargein_reaction_ms(speech_start_ns: int, ear_segments: Sequence[SpeechSegme
 class Caller:
     """A person on a call, scripted: says utterances, listens, barges in."""
 
-    def __init__(self, client: HeadlessClient, *, reply_timeout_s: float = 20.0, quiet_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: HeadlessClient,
+        *,
+        reply_timeout_s: float = 20.0,
+        quiet_s: float = 1.0,
+        before_say: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
         self.client = client
         self.reply_timeout_s = reply_timeout_s
         self.quiet_s = quiet_s
+        #: Called with the text before every utterance (the benchmark tells its fakes what comes).
+        self.before_say = before_say
+        #: When each utterance said on this call started (monotonic ns), in order.
+        self.starts: list[int] = []
 
     async def say(self, text: str, pcm: np.ndarray, rate: int) -> Turn:
         """Say `pcm` and wait for the first sound of the reply (None after `reply_timeout_s`)."""
+        if self.before_say is not None:
+            await self.before_say(text)
         played = await self.client.play(pcm, rate)
+        self.starts.append(played.start_ns)
         first = first_loud_sample(pcm, rate)
         speech_start_ns = played.start_ns + (first or 0) * NS_PER_S // rate
         try:

@@ -1,31 +1,32 @@
-"""Mouth-to-ear latency of the example bot, measured by a WebRTC caller, beside Pipecat's.
+"""Mouth-to-ear latency of the example bot against Pipecat's, each configured as its docs say.
 
-Each stack is a bot in its own process on 127.0.0.1, called by the headless client (this
-process), which says N utterances of varied length (Piper's voice) and listens:
+Both stacks run on the simulated cloud: `bots/example.py` with its real Deepgram/OpenAI/Cartesia
+clients, and Pipecat 1.14.0 (its own venv, `peer_scripts/pipecat_m2e_bot.py`) with its own
+services, each pointed at fakes of its own (a process per stack, like remote services) that
+draw every latency from LATENCY.md's p50/p95 with jitter on. One WebRTC caller (this process)
+says the same utterances (Piper's voice) to both and listens. Rows (see `m2e_summary.rows`):
 
-* voxframe embedded: `bots/example.py` with no keys (Silero VAD, Whisper, offline responder, Piper);
-* voxframe simulated cloud: `bots/example.py` with its real Deepgram/OpenAI/Cartesia clients
-  pointed at the fake servers (in a process of their own, like remote services), which take
-  LATENCY.md's reference latencies;
-* Pipecat simulated cloud: Pipecat 1.14.0 (its own venv) with its own Deepgram/OpenAI/Cartesia
-  services at the same fakes, its SmallWebRTC transport, Silero with the same VAD stop time,
-  the same caller and utterances (`peer_scripts/pipecat_m2e_bot.py`).
+* plain: no speculation (voxframe `VOXFRAME_VAD_PAUSE_S=off VOXFRAME_PREEMPTIVE=0`; Pipecat
+  Silero stop_secs=0.5, `SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0)`);
+* early: both finalize the STT at 0.2 s and start the LLM at 0.5 s (voxframe pause 0.2 without
+  preemption; Pipecat stop_secs=0.2 + `user_speech_timeout=0.3`);
+* preemptive: voxframe pause 0.2 starting the reply at it, against the same Pipecat as early;
+* shipped: `bots/example.py` with no options against Pipecat's defaults (Silero stop_secs=0.2,
+  `UserTurnStrategies()`: Smart Turn v3.2 from its wheel);
+* embedded (optional): voxframe on its embedded models; no Pipecat counterpart, no ratio.
 
-Per turn: mouth-to-ear (user's speech ends at the mic -> first reply sample at the ear), joined
-with the voxframe bot's tracer points into a waterfall (JSON + PNG in benchmarks/results/).
-Then barge-in trials: a question with a long answer, interrupted 0.8 s into it; reaction = the
-interruption's speech starts at the mic -> the bot's audio stops at the ear.
+Both bots of a row stay up; the caller alternates calls between them in blocks (A B A B ...),
+each block a call of `--block` turns and its share of the barge-in trials, so the machine's
+drift hits both. Before each utterance both stacks' fakes are reseeded with the same seed.
 
-Framework overhead (simulated cloud) = mouth-to-ear - the configured time the reply must take:
-the fakes' service time (Deepgram Finalize -> final, OpenAI time to first token plus the tokens
-that settle the first sentence, Cartesia time to first audio and the fake audio's 10 ms lead-in)
-after the VAD's stop, or, for voxframe's example (it prepares the reply at the VAD's pause and
-speaks at its stop), the later of the stop and the pause plus the service time. A turn whose
-pause was followed by more speech (a comma) is answered after the stop, and its overhead then
-counts the stop-minus-pause it could not save: the figure never flatters. Deepgram's own
-endpointing is off on both sides, so every final comes from a Finalize the VAD asked for.
+Per turn: mouth-to-ear (mouth: the utterance's last sample above -40 dBFS enters the caller's
+microphone track; ear: the reply's first 10 ms window above -40 dBFS leaves the caller's jitter
+buffer), joined with each bot's stage points (voxframe's `--trace-out`, Pipecat's observer) into
+a waterfall; the turn's service time from what its fakes drew, and the overhead beyond what the
+side's configuration allows. Misses (no reply, a reply to other words than the turn's, a
+barge-in that never stopped the bot) are counted beside the percentiles they are left out of.
 
-    python3 dev.py bench mouth_to_ear [--turns 24] [--bargeins 6] [--stacks embedded,cloud,pipecat]
+    python benchmarks/mouth_to_ear.py [--turns 100] [--bargeins 30] [--block 10] [--rows plain,early,...]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import os
 import platform
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -45,186 +46,227 @@ import anyio
 import m2e_utterances as speech
 import waterfall
 from m2e_bots import bot_process, example_vad_times_s, pipecat_command, voxframe_command, voxframe_env
-from m2e_measure import Caller, Turn, match_record, turn_result
-from m2e_script import fakes_process, service_time_s
+from m2e_measure import Caller, Turn, match_record, waterfall_points
+from m2e_script import FakesControl, budget_service_s, fakes_process, reply_text
+from m2e_summary import (
+    Block,
+    Side,
+    StackResult,
+    answering_request,
+    blocks,
+    drawn_service_s,
+    figures_line,
+    final_drawn_s,
+    interleave,
+    miss_of,
+    next_start_ns,
+    overhead_ms,
+    pipecat_records,
+    ratio,
+    requests_between,
+    rows,
+    utterance_seed,
+)
 
 from voxframe.transports.webrtc import ClientOptions, HeadlessClient, IceOptions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LONG_QUESTION = "Tell me something interesting about the ocean and the animals that live in it."
-STACK_NAMES = {
-    "embedded": "voxframe embedded",
-    "cloud": "voxframe simulated cloud",
-    "pipecat": "Pipecat simulated cloud",
-}
+MOUTH = "the utterance's last sample above -40 dBFS enters the caller's microphone track"
+EAR = "the reply's first 10 ms window above -40 dBFS leaves the caller's jitter buffer"
+REPLY_TIMEOUT_S = 20.0
+NS_PER_S = 1_000_000_000
 
 
-@dataclass(slots=True)
+@dataclasses.dataclass(slots=True)
 class Plan:
-    turns: int = 24
-    bargeins: int = 6
-    vad_stop_s: float = 0.5
-    #: The example bot's pause time (it prepares the reply then); None: it answers at the stop.
-    vad_pause_s: float | None = 0.2
+    turns: int = 100
+    bargeins: int = 30
+    block: int = 10
+    seed: int = 1
     into_reply_s: float = 0.8
     settle_s: float = 2.0
 
 
-@dataclass(slots=True)
-class StackResult:
-    name: str
-    turns: list[dict[str, Any]] = field(default_factory=list)
-    bargein_ms: list[float | None] = field(default_factory=list)
-    service_s: float | None = None
-    vad_stop_s: float = 0.0
-    vad_pause_s: float | None = None
+@dataclasses.dataclass(slots=True)
+class Live:
+    """One side of a row while it runs: its bot's URL, its fakes, what the caller measured."""
 
-    def m2e(self) -> list[float]:
-        return [t["m2e_ms"] for t in self.turns if t["m2e_ms"] is not None]
-
-    def configured_s(self) -> float | None:
-        """How long the reply must take by configuration, from the end of the user's speech."""
-        if self.service_s is None:
-            return None
-        if self.vad_pause_s is None:
-            return self.vad_stop_s + self.service_s
-        return max(self.vad_stop_s, self.vad_pause_s + self.service_s)
-
-    def overhead(self) -> list[float]:
-        configured = self.configured_s()
-        return [] if configured is None else [m - configured * 1000 for m in self.m2e()]
-
-    def bargeins(self) -> list[float]:
-        return [b for b in self.bargein_ms if b is not None]
-
-    def summary(self) -> dict[str, Any]:
-        def stats(values: list[float]) -> dict[str, float] | None:
-            if not values:
-                return None
-            return {"p50": waterfall.percentile(values, 50), "p95": waterfall.percentile(values, 95)}
-
-        return {
-            "turns": len(self.turns),
-            "replies": len(self.m2e()),
-            "m2e_ms": stats(self.m2e()),
-            "overhead_ms": stats(self.overhead()),
-            "bargein_ms": stats(self.bargeins()),
-            "bargein_trials": len(self.bargein_ms),
-            "configured_service_ms": None if self.service_s is None else round(self.service_s * 1000, 1),
-            "configured_ms": None if self.configured_s() is None else round(self.configured_s() * 1000, 1),
-            "vad_stop_ms": self.vad_stop_s * 1000,
-            "vad_pause_ms": None if self.vad_pause_s is None else self.vad_pause_s * 1000,
-            "prepared_at_pause": sum(bool(t.get("prepared_at_pause")) for t in self.turns),
-        }
+    side: Side
+    url: str
+    trace: Path
+    control: FakesControl | None
+    turns: list[Turn] = dataclasses.field(default_factory=list)
+    reactions: list[float | None] = dataclasses.field(default_factory=list)
+    starts: list[int] = dataclasses.field(default_factory=list)  # every utterance said, ns
+    log: dict[str, Any] | None = None  # the fakes' log, read before they stop
+    unavailable: bool = False  # the bot could not start (the row says so instead of a ratio)
 
 
-async def converse(
-    url: str, plan: Plan, utterances: Sequence[speech.Utterance]
-) -> tuple[list[Turn], list[float | None]]:
-    """Call `url` and hold the scripted conversation: a warm-up turn, N turns, barge-in trials."""
+async def converse(live: Live, plan: Plan, block: Block, utterances: Sequence[speech.Utterance]) -> None:
+    """One call: a warm-up turn, the block's turns, its barge-in trials."""
     options = ClientOptions(ice=IceOptions(host_addresses=("127.0.0.1",)), record=False)
-    question = speech.utterance(LONG_QUESTION)
-    interruption = speech.utterance(speech.BARGE_IN_TEXT)
-    turns: list[Turn] = []
-    reactions: list[float | None] = []
-    async with HeadlessClient.connect(url, options) as client:
-        caller = Caller(client)
+    question, interruption = speech.utterance(LONG_QUESTION), speech.utterance(speech.BARGE_IN_TEXT)
+    position = 0
+
+    async def before_say(text: str) -> None:
+        nonlocal position
+        if live.control is not None:
+            await live.control.turn(utterance_seed(plan.seed, block, position), text)
+        position += 1
+
+    async with HeadlessClient.connect(live.url, options) as client:
+        caller = Caller(client, reply_timeout_s=REPLY_TIMEOUT_S, before_say=before_say)
         await anyio.sleep(plan.settle_s)  # a person waits a moment after the call connects
         warm = speech.utterance("Hello.")
         await caller.say(warm.text, warm.pcm, speech.RATE)
         await caller.wait_quiet()
-        for utterance in utterances:
-            turns.append(await caller.say(utterance.text, utterance.pcm, speech.RATE))
+        for i in block.turns:
+            utterance = utterances[i]
+            live.turns.append(await caller.say(utterance.text, utterance.pcm, speech.RATE))
             await caller.wait_quiet()
-        for _ in range(plan.bargeins):
+        for _ in range(block.bargeins):
             _, _, reaction = await caller.barge_in(
                 (question.text, question.pcm), (interruption.text, interruption.pcm), speech.RATE, plan.into_reply_s
             )
-            reactions.append(reaction)
-    return turns, reactions
+            live.reactions.append(reaction)
+        live.starts.extend(caller.starts)
 
 
-def read_records(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-async def run_voxframe(name: str, plan: Plan, utterances: Sequence[speech.Utterance], cloud: bool) -> StackResult:
-    result = StackResult(STACK_NAMES[name], vad_stop_s=plan.vad_stop_s, vad_pause_s=plan.vad_pause_s)
-    trace = RESULTS / f"mouth_to_ear_{name}_turns.jsonl"
+async def start_side(stack: AsyncExitStack, row: str, index: int, side: Side) -> Live:
+    """The side's fakes (simulated cloud) and bot, up until `stack` closes."""
+    tag = f"{row}_{index}_{side.stack}"
+    trace = RESULTS / f"mouth_to_ear_{tag}_trace.jsonl"
     trace.unlink(missing_ok=True)
-    log = RESULTS / f"mouth_to_ear_{name}_bot.log"
-    if cloud:
-        async with fakes_process([u.text for u in utterances], LONG_QUESTION, RESULTS) as fake_env:
-            result.service_s = service_time_s()
-            async with bot_process(voxframe_command(trace), voxframe_env(fake_env), log) as url:
-                turns, result.bargein_ms = await converse(url, plan, utterances)
+    log = RESULTS / f"mouth_to_ear_{tag}_bot.log"
+    control = None
+    if side.stack == "embedded":
+        command, env = voxframe_command(trace), voxframe_env(None, side.env)
     else:
-        async with bot_process(voxframe_command(trace), voxframe_env(None), log) as url:
-            turns, result.bargein_ms = await converse(url, plan, utterances)
-    records = read_records(trace)
-    result.turns = [turn_result(t, match_record(t, records)) for t in turns]
+        control = await stack.enter_async_context(fakes_process(tag, LONG_QUESTION, RESULTS))
+        if side.stack == "pipecat":
+            command, env = pipecat_command(control.env, side.pipecat_config, trace), None
+        else:
+            command, env = voxframe_command(trace), voxframe_env(control.env, side.env)
+    try:
+        url = await stack.enter_async_context(bot_process(command, env, log))
+    except RuntimeError:  # it exited before serving (Pipecat's bot: a model that cannot run here)
+        reason = next((line for line in log.read_text().splitlines() if line.startswith("CANNOT RUN")), "")
+        print(f"  {side.label} cannot run: {reason or 'see ' + str(log)}", flush=True)
+        return Live(dataclasses.replace(side, label=f"{side.label}: CANNOT RUN"), "", trace, control, unavailable=True)
+    return Live(side, url, trace, control)
+
+
+def judge(live: Live, log: dict[str, Any] | None) -> StackResult:
+    """The side's turns joined with its trace and its fakes' log: misses, service time, overhead."""
+    lines = read_jsonl(live.trace)
+    records = pipecat_records(lines) if live.side.stack == "pipecat" else lines
+    requests = log["llm"] if log else []
+    draws = log["draws"] if log else {}
+    said = len(live.starts)
+    result = StackResult(live.side, bargein_ms=live.reactions, llm_requests=len(requests), utterances=said)
+    for turn in live.turns:
+        record = match_record(turn, records)
+        until = next_start_ns(turn, live.starts, REPLY_TIMEOUT_S)
+        request = answering_request(turn, requests, until)
+        # embedded: no request log to check the words against, only whether it answered
+        miss = miss_of(turn, request) if log is not None else ("no reply" if turn.reply_ns is None else None)
+        service = drawn_service_s(turn, request, draws, LONG_QUESTION) if request and miss is None else None
+        # A draw not found in the fakes' log: the p50 budget stands in, and the turn says so.
+        budget = service is None and miss is None and live.side.stack != "embedded"
+        if budget:
+            service = budget_service_s(reply_text(turn.text, LONG_QUESTION))
+        final = final_drawn_s(turn, request, draws) if request else 0.0
+        m2e = None if turn.mouth_to_ear_ms is None else round(turn.mouth_to_ear_ms, 2)
+        result.turns.append(
+            {
+                "text": turn.text,
+                "m2e_ms": m2e,
+                "miss": miss,
+                "heard": request["user"] if request else (record.get("heard") if record else None),
+                "service_ms": None if service is None else round(service * 1000, 1),
+                "service_from": "p50 budget" if budget else "drawn",
+                "overhead_ms": overhead_ms(m2e, live.side.timing, service, final),
+                "llm_requests": requests_between(requests, turn.start_ns, until),
+                "points_ms": waterfall_points(turn, record),
+            }
+        )
     return result
 
 
-async def run_pipecat(plan: Plan, utterances: Sequence[speech.Utterance]) -> StackResult:
-    result = StackResult(STACK_NAMES["pipecat"], vad_stop_s=plan.vad_stop_s)
-    log = RESULTS / "mouth_to_ear_pipecat_bot.log"
-    async with fakes_process([u.text for u in utterances], LONG_QUESTION, RESULTS) as fake_env:
-        result.service_s = service_time_s()
-        async with bot_process(pipecat_command(fake_env, plan.vad_stop_s), None, log) as url:
-            turns, result.bargein_ms = await converse(url, plan, utterances)
-    result.turns = [turn_result(t, None) for t in turns]
-    return result
+async def run_row(row: str, sides: Sequence[Side], plan: Plan, utterances: Sequence[speech.Utterance]) -> list[Live]:
+    async with AsyncExitStack() as stack:
+        lives = [await start_side(stack, row, i, side) for i, side in enumerate(sides)]
+        for block, index in interleave(blocks(plan.turns, plan.bargeins, plan.block), range(len(lives))):
+            live = lives[index]
+            if live.unavailable:
+                continue
+            print(f"  {row}: block {block.index} on {live.side.label}", flush=True)
+            await converse(live, plan, block, utterances)
+        for live in lives:
+            live.log = None if live.control is None else await live.control.log()
+    return lives  # the bots have stopped: their traces are complete
 
 
-def fmt(stats: dict[str, float] | None, key: str) -> str:
+def fmt(stats: dict[str, float] | None, key: str = "p50") -> str:
     return "-" if stats is None else f"{stats[key]:.0f}"
 
 
-def print_table(results: Sequence[StackResult]) -> None:
-    header = f"{'stack':<26}{'replies':>9}{'m2e p50':>9}{'m2e p95':>9}{'ovh p50':>9}{'ovh p95':>9}"
-    print(header + f"{'barge p50':>11}{'barge p95':>11}")
-    for r in results:
-        s = r.summary()
-        print(
-            f"{r.name:<26}{s['replies']:>4}/{s['turns']:<4}{fmt(s['m2e_ms'], 'p50'):>9}{fmt(s['m2e_ms'], 'p95'):>9}"
-            f"{fmt(s['overhead_ms'], 'p50'):>9}{fmt(s['overhead_ms'], 'p95'):>9}"
-            f"{fmt(s['bargein_ms'], 'p50'):>11}{fmt(s['bargein_ms'], 'p95'):>11}"
-        )
+STAGES = ("vad_stop", "turn_end", "stt_final", "llm_first_token", "tts_first_audio", "first_audio_out")
+
+
+def print_table(results: dict[str, list[StackResult]]) -> None:
+    head = f"{'row':<11}{'side':<31}{'replies':>9}{'miss':>5}{'m2e p50':>8}{'p95':>6}{'ovh p50':>8}{'p95':>6}"
+    print(head + f"{'VAD stop':>9}{'barge p50':>10}{'p95':>6}{'llm/utt':>8}")
+    for row, sides in results.items():
+        for r in sides:
+            s = r.summary()
+            per = s["llm_requests_per_turn"]
+            print(
+                f"{row:<11}{r.side.label:<31}{s['replies']:>4}/{s['turns']:<4}{s['missed']:>5}"
+                f"{fmt(s['m2e_ms']):>8}{fmt(s['m2e_ms'], 'p95'):>6}{fmt(s['overhead_ms']):>8}"
+                f"{fmt(s['overhead_ms'], 'p95'):>6}{fmt(s['vad_stop_ms']):>9}{fmt(s['bargein_ms']):>10}"
+                f"{fmt(s['bargein_ms'], 'p95'):>6}{'-' if per is None else f'{per:.2f}':>8}"
+            )
+        for r in sides:
+            if r.summary()["overhead_from_budget"]:
+                n = r.summary()["overhead_from_budget"]
+                print(f"{'':<11}{r.side.label}: {n} turns' overhead against the p50 budget (their draws not found)")
+            if r.misses():
+                print(f"{'':<11}{r.side.label} missed: {', '.join(f'{k} {v}' for k, v in r.misses().items())}")
+        value = ratio(sides)
+        if len(sides) == 2:
+            print(f"{'':<11}ratio (Pipecat m2e p50 / voxframe m2e p50): {'nan' if value is None else f'{value:.2f}'}")
+    print("\nstages, median ms after the mouth point (answered turns):")
+    print(f"{'row':<11}{'side':<31}" + "".join(f"{name:>16}" for name in STAGES) + f"{'ear':>8}")
+    for row, sides in results.items():
+        for r in sides:
+            cells = "".join(f"{fmt(stats_of(r.point(name))):>16}" for name in STAGES)
+            print(f"{row:<11}{r.side.label:<31}{cells}{fmt(stats_of(r.m2e())):>8}")
     print(
-        "(ms; ovh = framework overhead: m2e minus the configured time, service time after the VAD stop, "
-        "or for voxframe the later of its stop and its pause plus the service time)"
+        f"\nmouth: {MOUTH}\near: {EAR}\n"
+        "m2e percentiles are over answered turns; misses are counted beside them, never dropped silently.\n"
+        "ovh = m2e minus what the side's configuration allows with the service time the turn's fakes drew "
+        "(Deepgram final + OpenAI first token and first-sentence tokens + Cartesia first audio); "
+        "'-' for Pipecat's Smart Turn row (a model decides when the turn ends).\n"
+        "VAD stop = when the side's VAD declared the stop, from the mouth point. llm/utt = LLM requests per user "
+        "utterance (the fake OpenAI's log; speculation costs requests). barge = barge-in reaction (voice "
+        "starts over the bot at the mic -> the bot's audio stops at the ear)."
     )
-    for r in results:
-        s = r.summary()
-        if s["vad_pause_ms"] is not None:
-            print(f"{r.name}: {s['prepared_at_pause']}/{s['turns']} replies prepared at the user's pause")
 
 
-def figures_line(results: dict[str, StackResult]) -> str:
-    def p50(values: list[float]) -> float | None:
-        return waterfall.percentile(values, 50) if values else None
-
-    cloud, local, peer = results.get("cloud"), results.get("embedded"), results.get("pipecat")
-    cloud_p50 = p50(cloud.m2e()) if cloud else None
-    peer_p50 = p50(peer.m2e()) if peer else None
-    bargeins = [b for key in ("embedded", "cloud") if key in results for b in results[key].bargeins()]
-    figures = {
-        "m2e_ratio": None if not (cloud_p50 and peer_p50) else peer_p50 / cloud_p50,
-        "cloud_m2e_p50_ms": cloud_p50,
-        "local_m2e_p50_ms": p50(local.m2e()) if local else None,
-        "overhead_p50_ms": p50(cloud.overhead()) if cloud else None,
-        "bargein_p50_ms": p50(bargeins),
-    }
-    return " ".join(
-        f"{k}={'nan' if v is None else f'{v:.2f}' if k == 'm2e_ratio' else f'{v:.0f}'}" for k, v in figures.items()
-    )
+def stats_of(values: list[float]) -> dict[str, float] | None:
+    return {"p50": waterfall.percentile(values, 50)} if values else None
 
 
 async def main(args: argparse.Namespace) -> None:
-    """Run the stacks; Ctrl-C (or SIGTERM) stops them cleanly, bots included."""
+    """Run the rows; Ctrl-C (or SIGTERM) stops them cleanly, bots included."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(cancel_on_signal, tg.cancel_scope)
         await run_benchmark(args)
@@ -240,53 +282,48 @@ async def cancel_on_signal(scope: anyio.CancelScope) -> None:
 
 
 async def run_benchmark(args: argparse.Namespace) -> None:
-    stop_s, pause_s = example_vad_times_s()
-    plan = Plan(turns=args.turns, bargeins=args.bargeins, vad_stop_s=stop_s, vad_pause_s=pause_s)
+    plan = Plan(turns=args.turns, bargeins=args.bargeins, block=args.block, seed=args.seed)
     RESULTS.mkdir(parents=True, exist_ok=True)
     utterances = speech.utterances(plan.turns)
-    results: dict[str, StackResult] = {}
-    for stack in args.stacks.split(","):
-        print(f"--- {STACK_NAMES[stack]}: {plan.turns} turns, {plan.bargeins} barge-ins", flush=True)
-        if stack == "pipecat":
-            results[stack] = await run_pipecat(plan, utterances)
-        else:
-            results[stack] = await run_voxframe(stack, plan, utterances, cloud=stack == "cloud")
-    ordered = list(results.values())
+    table = rows(*example_vad_times_s())
+    results: dict[str, list[StackResult]] = {}
+    for row in args.rows.split(","):
+        sides = table[row]
+        print(f"--- {row}: {' vs '.join(s.label for s in sides)}; {plan.turns} turns, {plan.bargeins} barge-ins")
+        lives = await run_row(row, sides, plan, utterances)
+        results[row] = [judge(live, live.log) for live in lives]
     payload = {
         "what": "mouth-to-ear per turn, measured at a WebRTC caller on 127.0.0.1 (monotonic clock)",
-        "notes": {
-            "mouth": "the utterance's last sample above -40 dBFS entered the caller's microphone track",
-            "ear": "the reply's first 10 ms window above -40 dBFS left the caller's jitter buffer",
-            "points_ms": "ms from the mouth point; tracer points of the voxframe bot joined by its VAD speech end",
-            "overhead": "m2e - configured_ms: vad_stop_ms + configured_service_ms, or for a stack with "
-            "vad_pause_ms (it prepares the reply at the pause) max(vad_stop_ms, vad_pause_ms + configured_service_ms)",
-            "pipecat": "pipecat-ai 1.14.0 defaults except turn end on VAD stop + transcript "
-            "(SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0)) and Deepgram endpointing off, as voxframe's",
-        },
+        "notes": {"mouth": MOUTH, "ear": EAR, "points_ms": "ms from the mouth point", "rows": args.rows},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "plan": dataclasses.asdict(plan),
-        "stacks": {r.name: {"summary": r.summary(), "turns": r.turns, "bargein_ms": r.bargein_ms} for r in ordered},
+        "rows": {
+            row: [{"summary": r.summary(), "turns": r.turns, "bargein_ms": r.bargein_ms} for r in sides]
+            for row, sides in results.items()
+        },
     }
     waterfall.write_json(RESULTS / "mouth_to_ear.json", payload)
     waterfall.plot(
-        {r.name: r.turns for r in ordered},
+        {f"{row}: {r.side.label}": r.answered() for row, sides in results.items() for r in sides},
         RESULTS / "mouth_to_ear.png",
-        f"Mouth-to-ear at the caller's ear, {plan.turns} turns per stack (VAD stop {plan.vad_stop_s * 1000:.0f} ms)",
+        f"Mouth-to-ear at the caller's ear, {plan.turns} turns per side",
     )
-    print_table(ordered)
+    print_table(results)
     print(f"waterfall: {RESULTS / 'mouth_to_ear.json'} and {RESULTS / 'mouth_to_ear.png'}")
     print(figures_line(results))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--turns", type=int, default=24, help="user turns per stack (at least 20 for the report)")
-    parser.add_argument("--bargeins", type=int, default=6, help="barge-in trials per stack")
-    parser.add_argument("--stacks", default="embedded,cloud,pipecat", help="comma-separated: embedded,cloud,pipecat")
+    parser.add_argument("--turns", type=int, default=100, help="user turns per side of a row (100 for the report)")
+    parser.add_argument("--bargeins", type=int, default=30, help="barge-in trials per side (30 for the report)")
+    parser.add_argument("--block", type=int, default=10, help="turns per call; the sides alternate calls")
+    parser.add_argument("--seed", type=int, default=1, help="base seed of the fakes' latency draws")
+    parser.add_argument("--rows", default="plain,early,preemptive,shipped", help="comma-separated; also: embedded")
     args = parser.parse_args(argv)
-    unknown = set(args.stacks.split(",")) - set(STACK_NAMES)
+    unknown = set(args.rows.split(",")) - set(rows(0.5, 0.2))
     if unknown:
-        parser.error(f"unknown stacks: {', '.join(sorted(unknown))}")
+        parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
     return args
 
 

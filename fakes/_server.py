@@ -173,6 +173,15 @@ class FakeServer:
         self._runner: web.AppRunner | None = None
         self._sockets: dict[web.WebSocketResponse, Connection] = {}
         self._changed = anyio.Event()
+        #: Every latency drawn, in order: (time.monotonic() when drawn, what for, seconds). Read
+        #: only: a benchmark reads what a request was told to take (jitter on, it varies).
+        self.draws: list[tuple[float, str, float]] = []
+
+    def draw(self, profile: LatencyProfile, kind: str) -> float:
+        """The next latency from `profile` (the seeded draws), logged in `draws`."""
+        seconds = profile.sample(self.rng)
+        self.draws.append((time.monotonic(), kind, seconds))
+        return seconds
 
     def reseed(self, seed: int) -> None:
         """Restart the latency draws from `seed` (a benchmark does so before each stack's block,

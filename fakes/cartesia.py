@@ -183,7 +183,7 @@ class _Session(WebSocketSession):
                 audio = self._render(context, spoken)
                 if first:
                     first = False
-                    clock_start = arrived + self.options.ttfa.sample(self.cartesia.rng)
+                    clock_start = arrived + self.cartesia.draw(self.options.ttfa, "ttfa")
                     await anyio.sleep(max(0.0, clock_start - time.monotonic()))
                 await self._speak(context, audio, clock_start)
             if context.carry.strip():

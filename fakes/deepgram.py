@@ -214,10 +214,10 @@ class _Session(WebSocketSession):
             return
         utterance.end_s = edge.time_s
         profile = self.options.endpoint_latency or self.options.final_latency
-        self._finalize(utterance, from_finalize=False, speech_final=True, delay=profile.sample(self.fake.rng))
+        self._finalize(utterance, from_finalize=False, speech_final=True, delay=self.fake.draw(profile, "endpoint"))
 
     def _on_finalize(self) -> None:
-        delay = self.options.final_latency.sample(self.fake.rng)
+        delay = self.fake.draw(self.options.final_latency, "finalize")
         utterance, cut_s = self.utterance, self.segmenter.position_s
         if utterance is None or utterance.finalized:
             self._queue(self._result([], is_final=True, speech_final=False, end_s=cut_s, from_finalize=True), delay)

@@ -121,7 +121,7 @@ class OpenAIFake(FakeServer):
         reply = self._next_reply(body)
         chunks = _Chunks(body.get("model", "gpt-4o"), reply)
         if not body.get("stream"):
-            await anyio.sleep(self.options.ttft.sample(self.rng))
+            await anyio.sleep(self.draw(self.options.ttft, "ttft"))
             return self._finish(conn, web.json_response(chunks.completion()), ended="completed")
         return await self._stream(request, conn, body, chunks)
 
@@ -159,7 +159,7 @@ class OpenAIFake(FakeServer):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         # Times count from the request's arrival, as the service's do: the fake's own work
         # (parsing, sending) must not add to the latency it was told to have.
-        due = conn.started + self.options.ttft.sample(self.rng)
+        due = conn.started + self.draw(self.options.ttft, "ttft")
         try:
             for i, chunk in enumerate(chunks.stream(include_usage)):
                 if i and chunk["choices"] and chunk["choices"][0]["delta"]:

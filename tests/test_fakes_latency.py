@@ -54,3 +54,12 @@ def test_a_profile_without_p95_or_jitter_is_constant() -> None:
 def test_a_p95_below_the_p50_is_refused() -> None:
     with pytest.raises(ValueError, match="p50 <= p95"):
         LatencyProfile(0.3, 0.2)
+
+
+def test_a_fake_logs_every_latency_it_draws_for_a_benchmark_to_read() -> None:
+    fake = OpenAIFake(seed=5)
+    told = [fake.draw(fake.options.ttft, "ttft") for _ in range(3)]
+    assert [seconds for _, _, seconds in fake.draws] == told
+    assert {kind for _, kind, _ in fake.draws} == {"ttft"}
+    fake.reseed(5)
+    assert fake.draw(fake.options.ttft, "ttft") == told[0]  # the log does not change the draws

@@ -151,6 +151,10 @@ def test_the_bot_trace_joins_the_turn_whose_speech_it_heard_end() -> None:
     }
 
 
-def test_the_simulated_llm_settles_its_first_sentence_after_the_same_tokens_in_every_reply() -> None:
+def test_the_simulated_llm_settles_its_first_sentence_after_the_token_that_follows_its_mark() -> None:
     # "Sure" "." " It": the first sentence is known to be over at the third token.
-    assert {settle_tokens(reply) for reply in SHORT_REPLIES} == {3}
+    assert settle_tokens("Sure. It is nine.") == 3
+    assert settle_tokens("No mark at all") == 4  # the whole reply
+    # The replies' first sentences differ in length, from one word to over a dozen.
+    assert len({settle_tokens(reply) for reply in SHORT_REPLIES}) >= 4
+    assert min(map(settle_tokens, SHORT_REPLIES)) == 3 and max(map(settle_tokens, SHORT_REPLIES)) > 12
