@@ -35,6 +35,8 @@ CHECKS = {
     "SileroVADAnalyzer(); WebRTCVADAnalyzer()",
     "whisper": "from voxframe.processors.stt.whisper import load_whisper; load_whisper()",
     "piper": "from voxframe.processors.tts.piper import load_piper_voice; load_piper_voice()",
+    "turn": "import numpy as np; from voxframe.processors.turns.smart_turn import SmartTurnModel; "
+    "assert 0 <= SmartTurnModel().predict_sync(np.zeros(16000, np.int16)).probability <= 1",
 }
 
 
