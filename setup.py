@@ -26,7 +26,7 @@ setup(
     package_data={
         "voxframe.transports.webrtc.static": ["*.html", "*.js"],
         # Smart Turn v3.2 (sha256-pinned in processors/models.py) and its BSD-2-Clause licence.
-        "voxframe.processors.turns": ["data/*.onnx", "data/LICENSE"],
+        "voxframe.processors.turns.data": ["*.onnx", "LICENSE"],
         **{f"voxframe.{root}": ["py.typed"] for root in ROOTS},
     },
 )
