@@ -84,7 +84,7 @@ def _hann() -> np.ndarray:
     return window
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def _hz_to_mel(hz: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale: linear (3 mel per 200 Hz) below 1 kHz, logarithmic above."""
     hz = np.asarray(hz, np.float64)
     linear = 3.0 * hz / 200.0
@@ -92,7 +92,7 @@ def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
     return np.where(hz >= 1000.0, logarithmic, linear)
 
 
-def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+def _mel_to_hz(mel: np.ndarray | float) -> np.ndarray:
     mel = np.asarray(mel, np.float64)
     linear = 200.0 * mel / 3.0
     logarithmic = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))

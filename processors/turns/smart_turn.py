@@ -16,6 +16,7 @@ inference (features included) runs in a worker thread, never on the event loop.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -57,9 +58,20 @@ class SmartTurnOptions:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
 
 
-@functools.cache
+_loading = threading.Lock()
+
+
 def load_smart_turn(spec: ModelSpec = SMART_TURN_V3_2, threads: int = 1) -> onnxruntime.InferenceSession:
-    """The ONNX session, built from the pinned bytes (blocking: call it in a thread); one per process."""
+    """The ONNX session, built from the pinned bytes (blocking: call it in a thread); one per process.
+
+    Locked, so that sessions whose first pauses come together load the 8.7 MB model once, not each.
+    """
+    with _loading:
+        return _load(spec, threads)
+
+
+@functools.cache
+def _load(spec: ModelSpec, threads: int) -> onnxruntime.InferenceSession:
     import onnxruntime
 
     (model_bytes,) = spec.read_verified().values()
