@@ -10,7 +10,10 @@
 * Smart Turn v3.2 (end of turn): one prediction on 8 s of speech, wall ms from the audio handed
   over to the verdict (log-mel features and ONNX inference, in the calling thread), p50/p95 over
   30 runs after 3 warm-ups, with 1 and 2 onnxruntime threads; the features alone beside it.
-  Target: p50 <= 30 ms on the 2-core development machine.
+  Target: p50 <= 30 ms on the 2-core development machine. The peer: Pipecat's
+  `LocalSmartTurnAnalyzerV3` as shipped (one CPU) on the same audio, in its own venv
+  (`peer_scripts/pipecat_smart_turn.py`), its cost and the largest difference between its
+  probabilities and ours over a few complete and cut questions.
 
 Prints a table, writes benchmarks/results/embedded_models.json, and ends with one line:
 `vad_ms=<per window> stt_final_ms=<p50, 3 s utterance> tts_first_audio_ms=<p50> smart_turn_ms_p50=<1 thread>`.
@@ -23,12 +26,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import numpy as np
+from peer import pipecat_python  # benchmarks/ is the script's own directory, first on sys.path
 from stats import p50, percentile
 
 from voxframe.pipeline import (
@@ -211,6 +217,13 @@ class _StopCounter(FrameProcessor):
 # --- end of turn ----------------------------------------------------------------------------------
 
 SMART_TURN_RUNS = 30
+#: Turns the peer and we both judge: complete questions and questions cut off, each at a 0.2 s pause.
+SMART_TURN_CLIPS = [
+    "What is the capital of France?",
+    "Where is the nearest train station?",
+    "What is the capital of, uh",
+    "I was wondering if you could",
+]
 
 
 def _timed_ms(call: Callable[[np.ndarray], object], audio: np.ndarray, runs: int) -> list[float]:
@@ -235,7 +248,28 @@ def smart_turn_cost(runs: int = SMART_TURN_RUNS) -> dict[str, list[float]]:
         model = SmartTurnModel(SmartTurnOptions(threads=threads))
         results[f"predict_ms_threads{threads}"] = _timed_ms(model.predict_sync, audio, runs)
     results["load_average_1min"].append(os.getloadavg()[0])
+    clips = [audio] + [np.concatenate([spoken_16k(text), np.zeros(RATE // 5, np.int16)]) for text in SMART_TURN_CLIPS]
+    model = SmartTurnModel()
+    results["probabilities"] = [model.predict_sync(clip).probability for clip in clips]
+    peer = pipecat_smart_turn(clips, runs)
+    results["pipecat_predict_ms"] = peer["predict_ms"]
+    results["pipecat_probabilities"] = peer["probabilities"]
     return results
+
+
+def pipecat_smart_turn(clips: list[np.ndarray], runs: int) -> dict[str, list[float]]:
+    """Pipecat's analyzer on the same clips (the first one timed), in Pipecat's venv."""
+    script = Path(__file__).resolve().parent / "peer_scripts" / "pipecat_smart_turn.py"
+    with tempfile.TemporaryDirectory(prefix="smart-turn-") as tmp:
+        paths = [str(Path(tmp) / f"clip{i}.npy") for i in range(len(clips))]
+        for path, clip in zip(paths, clips, strict=True):
+            np.save(path, clip)
+        done = subprocess.run(
+            [str(pipecat_python()), str(script), str(runs), *paths], capture_output=True, text=True, timeout=300
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"Pipecat's Smart Turn failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def report_smart_turn(smart_turn: dict[str, list[float]]) -> None:
@@ -249,9 +283,17 @@ def report_smart_turn(smart_turn: dict[str, list[float]]) -> None:
         ("features + inference, 1 thread", "predict_ms_threads1"),
         ("features + inference, 2 threads", "predict_ms_threads2"),
         ("log-mel features alone", "features_ms"),
+        ("Pipecat 1.14.0, as shipped", "pipecat_predict_ms"),
     ]
     for label, key in rows:
         print(f"  {label:<34}{p50(smart_turn[key]):>8.1f}{p95(smart_turn[key]):>8.1f}")
+    ratio = p50(smart_turn["predict_ms_threads1"]) / p50(smart_turn["pipecat_predict_ms"])
+    ours, theirs = np.array(smart_turn["probabilities"]), np.array(smart_turn["pipecat_probabilities"])
+    print(f"  voxframe / Pipecat p50: {ratio:.2f}")
+    print(
+        f"  probabilities on {len(ours)} clips: ours {np.round(ours, 3).tolist()}; "
+        f"largest difference from Pipecat's {np.abs(ours - theirs).max():.2g}"
+    )
 
 
 # --- report ---------------------------------------------------------------------------------------
