@@ -24,7 +24,7 @@ import anyio
 import numpy as np
 
 from ..models import SMART_TURN_V3_2, ModelSpec
-from .features import SAMPLE_RATE, smart_turn_features
+from .features import SAMPLE_RATE, WINDOW_SAMPLES, smart_turn_features
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -100,10 +100,12 @@ class SmartTurnModel:
         """Whether the turn whose audio this is (int16 or float32, mono, 16 kHz) is complete.
 
         Only the last 8 s count; shorter audio is zero-padded in front, as the model was trained.
+        Those are copied before the thread hop, so the caller may reuse its buffer at once.
+        Cancelling waits for an inference under way to end (tens of ms), then raises.
         """
         _check_audio(audio, sample_rate)
         await self.load()
-        return await anyio.to_thread.run_sync(self.predict_sync, audio)
+        return await anyio.to_thread.run_sync(self.predict_sync, audio[-WINDOW_SAMPLES:].copy())
 
     def predict_sync(self, audio: np.ndarray) -> TurnPrediction:
         """`predict` in the calling thread (blocking: for worker threads and benchmarks)."""
