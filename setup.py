@@ -25,6 +25,8 @@ setup(
     # py.typed in each top package: voxframe is a namespace, so PEP 561 marks its parts one by one.
     package_data={
         "voxframe.transports.webrtc.static": ["*.html", "*.js"],
+        # Smart Turn v3.2 (sha256-pinned in processors/models.py) and its BSD-2-Clause licence.
+        "voxframe.processors.turns.data": ["*.onnx", "LICENSE"],
         **{f"voxframe.{root}": ["py.typed"] for root in ROOTS},
     },
 )

@@ -37,6 +37,8 @@ CHECKS = {
     "otel": "from opentelemetry.sdk.trace import TracerProvider; from voxframe.runner.otel import SessionTraces; "
     "SessionTraces(TracerProvider())",
     "piper": "from voxframe.processors.tts.piper import load_piper_voice; load_piper_voice()",
+    "turn": "import numpy as np; from voxframe.processors.turns.smart_turn import SmartTurnModel; "
+    "assert 0 <= SmartTurnModel().predict_sync(np.zeros(16000, np.int16)).probability <= 1",
 }
 
 

@@ -7,22 +7,35 @@
   passes (as shipped) and with the final pass only (passes while speaking switched off).
 * TTS: Piper through the TTS base: text handed over -> first audio out (`tts_first_text` ->
   `tts_first_audio`) for first clauses of a reply, and the real-time factor of synthesis.
+* Smart Turn v3.2 (end of turn): one prediction on 8 s of speech, wall ms from the audio handed
+  over to the verdict (log-mel features and ONNX inference, in the calling thread), p50/p95 over
+  30 runs after 3 warm-ups (in 3 blocks, the variants taking turns), with 1 and 2 onnxruntime
+  threads; the features alone beside it.
+  Target: p50 <= 30 ms on the 2-core development machine. The peer: Pipecat's
+  `LocalSmartTurnAnalyzerV3` as shipped (one CPU) on the same audio, in its own venv
+  (`peer_scripts/pipecat_smart_turn.py`), its cost and the largest difference between its
+  probabilities and ours over a few complete and cut questions.
 
 Prints a table, writes benchmarks/results/embedded_models.json, and ends with one line:
-`vad_ms=<per window> stt_final_ms=<p50, 3 s utterance> tts_first_audio_ms=<p50>`.
+`vad_ms=<per window> stt_final_ms=<p50, 3 s utterance> tts_first_audio_ms=<p50> smart_turn_ms_p50=<1 thread>`.
 
-    python3 dev.py bench embedded_models [--runs 5]
+    python3 dev.py bench embedded_models [--runs 5] [--smart-turn-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import numpy as np
+from peer import pipecat_python  # benchmarks/ is the script's own directory, first on sys.path
 from stats import p50, percentile
 
 from voxframe.pipeline import (
@@ -42,6 +55,8 @@ from voxframe.pipeline import (
 from voxframe.pipeline.clock import NS_PER_S
 from voxframe.processors.stt.whisper import WhisperOptions, WhisperSTT, load_whisper
 from voxframe.processors.tts.piper import PiperOptions, PiperTTS, load_piper_voice, speak
+from voxframe.processors.turns.features import WINDOW_SAMPLES, smart_turn_features
+from voxframe.processors.turns.smart_turn import SmartTurnModel, SmartTurnOptions
 from voxframe.processors.vad import SileroVADAnalyzer, VADOptions, VADProcessor, WebRTCVADAnalyzer
 from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport
 
@@ -200,6 +215,93 @@ class _StopCounter(FrameProcessor):
         await self._event(turn).wait()
 
 
+# --- end of turn ----------------------------------------------------------------------------------
+
+SMART_TURN_RUNS = 30
+#: Turns the peer and we both judge: complete questions and questions cut off, each at a 0.2 s pause.
+SMART_TURN_CLIPS = [
+    "What is the capital of France?",
+    "Where is the nearest train station?",
+    "What is the capital of, uh",
+    "I was wondering if you could",
+]
+
+
+def _timed_ms(call: Callable[[np.ndarray], object], audio: np.ndarray, runs: int) -> list[float]:
+    for _ in range(3):
+        call(audio)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        call(audio)
+        times.append(1000 * (time.perf_counter() - t0))
+    return times
+
+
+def smart_turn_cost(runs: int = SMART_TURN_RUNS, rounds: int = 3) -> dict[str, list[float]]:
+    """Wall ms per prediction on 8 s of speech: features + inference, 1 and 2 threads; features alone.
+
+    Wall time on a shared machine follows its load, so the variants (Pipecat's too) take turns in
+    `rounds` blocks of runs / rounds each, and the 1-minute load average is kept beside them.
+    """
+    audio = np.resize(spoken_16k(UTTERANCES[8]), WINDOW_SAMPLES)
+    clips = [audio] + [np.concatenate([spoken_16k(text), np.zeros(RATE // 5, np.int16)]) for text in SMART_TURN_CLIPS]
+    models = {threads: SmartTurnModel(SmartTurnOptions(threads=threads)) for threads in (1, 2)}
+    keys = ["features_ms", "predict_ms_threads1", "predict_ms_threads2", "pipecat_predict_ms"]
+    results: dict[str, list[float]] = {"load_average_1min": [os.getloadavg()[0]], **{key: [] for key in keys}}
+    block = -(-runs // rounds)
+    for _ in range(rounds):
+        results["features_ms"] += _timed_ms(smart_turn_features, audio, block)
+        for threads, model in models.items():
+            results[f"predict_ms_threads{threads}"] += _timed_ms(model.predict_sync, audio, block)
+        peer = pipecat_smart_turn(clips, block)
+        results["pipecat_predict_ms"] += peer["predict_ms"]
+    results["load_average_1min"].append(os.getloadavg()[0])
+    results["probabilities"] = [models[1].predict_sync(clip).probability for clip in clips]
+    results["pipecat_probabilities"] = peer["probabilities"]
+    return results
+
+
+def pipecat_smart_turn(clips: list[np.ndarray], runs: int) -> dict[str, list[float]]:
+    """Pipecat's analyzer on the same clips (the first one timed), in Pipecat's venv."""
+    script = Path(__file__).resolve().parent / "peer_scripts" / "pipecat_smart_turn.py"
+    with tempfile.TemporaryDirectory(prefix="smart-turn-") as tmp:
+        paths = [str(Path(tmp) / f"clip{i}.npy") for i in range(len(clips))]
+        for path, clip in zip(paths, clips, strict=True):
+            np.save(path, clip)
+        done = subprocess.run(
+            [str(pipecat_python()), str(script), str(runs), *paths], capture_output=True, text=True, timeout=300
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"Pipecat's Smart Turn failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report_smart_turn(smart_turn: dict[str, list[float]]) -> None:
+    before, after = smart_turn["load_average_1min"]
+    print(
+        f"Smart Turn v3.2: one prediction on 8 s of audio ({len(smart_turn['features_ms'])} runs, ms; "
+        f"load average {before:.1f} -> {after:.1f} on {os.cpu_count()} cores)"
+    )
+    print(f"  {'':<34}{'min':>8}{'p50':>8}{'p95':>8}")
+    rows = [
+        ("features + inference, 1 thread", "predict_ms_threads1"),
+        ("features + inference, 2 threads", "predict_ms_threads2"),
+        ("log-mel features alone", "features_ms"),
+        ("Pipecat 1.14.0, as shipped", "pipecat_predict_ms"),
+    ]
+    for label, key in rows:
+        times = smart_turn[key]
+        print(f"  {label:<34}{min(times):>8.1f}{p50(times):>8.1f}{p95(times):>8.1f}")
+    ratio = p50(smart_turn["predict_ms_threads1"]) / p50(smart_turn["pipecat_predict_ms"])
+    ours, theirs = np.array(smart_turn["probabilities"]), np.array(smart_turn["pipecat_probabilities"])
+    print(f"  voxframe / Pipecat p50: {ratio:.2f}")
+    print(
+        f"  probabilities on {len(ours)} clips: ours {np.round(ours, 3).tolist()}; "
+        f"largest difference from Pipecat's {np.abs(ours - theirs).max():.2g}"
+    )
+
+
 # --- report ---------------------------------------------------------------------------------------
 
 
@@ -208,7 +310,8 @@ def p95(values: list[float]) -> float:
 
 
 async def measure(runs: int) -> dict[str, object]:
-    vad = {  # the model calls first, before any other model has started threads
+    smart_turn = smart_turn_cost()  # like the VAD's model calls: before other models start threads
+    vad = {
         "silero_model_ms_per_window_batch1": model_cost(SileroVADAnalyzer(), 1),
         "silero_model_ms_per_window_batch2": model_cost(SileroVADAnalyzer(), 2),
         "webrtcvad_ms_per_window": model_cost(WebRTCVADAnalyzer(), 1),
@@ -216,7 +319,7 @@ async def measure(runs: int) -> dict[str, object]:
     }
     load_whisper().transcribe(np.zeros(RATE, np.float32), WhisperOptions())  # load and warm up
     spoken_16k(FIRST_CLAUSES[0])
-    results: dict[str, object] = {"vad": vad}
+    results: dict[str, object] = {"vad": vad, "smart_turn": smart_turn}
     stt: dict[str, dict[str, object]] = {}
     for seconds, text in UTTERANCES.items():
         duration = len(spoken_16k(text)) / RATE
@@ -248,17 +351,26 @@ def report(results: dict) -> None:
     print("TTS (Piper, first clause of a reply)")
     print(f"  text -> first audio: p50 {p50(tts['first_audio_ms']):.0f} ms, p95 {p95(tts['first_audio_ms']):.0f} ms")
     print(f"  real-time factor:    p50 {p50(tts['rtf']):.3f}")
+    print()
+    report_smart_turn(results["smart_turn"])
     print(
         f"vad_ms={vad['silero_processor_cpu_ms_per_window']:.3f} "
         f"stt_final_ms={p50(stt['3s']['incremental_ms']):.1f} "
-        f"tts_first_audio_ms={p50(tts['first_audio_ms']):.0f}"
+        f"tts_first_audio_ms={p50(tts['first_audio_ms']):.0f} "
+        f"smart_turn_ms_p50={p50(results['smart_turn']['predict_ms_threads1']):.1f}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5, help="turns per utterance length, passes over the clauses")
+    parser.add_argument("--smart-turn-only", action="store_true", help="only the end-of-turn model's row (seconds)")
     args = parser.parse_args()
+    if args.smart_turn_only:
+        smart_turn = smart_turn_cost()
+        report_smart_turn(smart_turn)
+        print(f"smart_turn_ms_p50={p50(smart_turn['predict_ms_threads1']):.1f}")
+        return
     results = anyio.run(measure, args.runs)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))

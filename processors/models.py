@@ -1,7 +1,8 @@
 """Embedded model files, pinned by sha256 and read only from installed packages.
 
-The embedded stack (Silero VAD, faster-whisper, Piper) loads weights that a registry package
-installed next to the code; nothing is ever downloaded at run time. Every file a model is built
+The embedded stack (Silero VAD, faster-whisper, Piper, Smart Turn) loads weights that a registry
+package installed next to the code (Smart Turn's ships in voxframe itself); nothing is ever
+downloaded at run time. Every file a model is built
 from is checked against the sha256 pinned here *before* it is handed to the runtime that parses
 it, and the check is done on the very bytes that get loaded (no window between check and load).
 A mismatch refuses to load with an error naming the file, the expected and the actual hash.
@@ -124,9 +125,21 @@ PIPER_JOE_MEDIUM = ModelSpec(
     extra="piper",
 )
 
+#: Smart Turn v3.2 (BSD-2-Clause, Daily), the end-of-turn classifier Pipecat ships: the file of the
+#: pipecat-ai 1.14.0 wheel (pipecat/audio/turn/smart_turn/data/), vendored in voxframe itself with
+#: its licence (processors/turns/data/LICENSE), so it is found installed and in a checkout alike.
+SMART_TURN_V3_2 = ModelSpec(
+    name="Smart Turn v3.2",
+    package="voxframe.processors.turns",
+    subdir="data",
+    sha256={"smart-turn-v3.2-cpu.onnx": "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"},
+    extra="turn",
+)
+
 __all__ = [
     "PIPER_JOE_MEDIUM",
     "SILERO_VAD",
+    "SMART_TURN_V3_2",
     "WHISPER_TINY_EN",
     "ModelError",
     "ModelIntegrityError",

@@ -6,12 +6,14 @@ import hashlib
 from pathlib import Path
 
 import anyio
+import numpy as np
 import pytest
 
 from voxframe.pipeline import Pipeline, PipelineError, PipelineParams, PipelineTask
 from voxframe.processors.models import (
     PIPER_JOE_MEDIUM,
     SILERO_VAD,
+    SMART_TURN_V3_2,
     WHISPER_TINY_EN,
     ModelError,
     ModelIntegrityError,
@@ -20,6 +22,7 @@ from voxframe.processors.models import (
 )
 from voxframe.processors.stt.whisper import WhisperOptions, WhisperSTT
 from voxframe.processors.tts.piper import PiperOptions, PiperTTS
+from voxframe.processors.turns.smart_turn import SmartTurnModel, SmartTurnOptions
 from voxframe.processors.vad import SileroVADAnalyzer, VADOptions, VADProcessor
 
 
@@ -36,7 +39,10 @@ def tampered_copy(spec: ModelSpec, tmp_path: Path, victim: str) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("spec", [SILERO_VAD, WHISPER_TINY_EN, PIPER_JOE_MEDIUM], ids=lambda s: s.name)
+ALL = [SILERO_VAD, WHISPER_TINY_EN, PIPER_JOE_MEDIUM, SMART_TURN_V3_2]
+
+
+@pytest.mark.parametrize("spec", ALL, ids=lambda s: s.name)
 def test_installed_files_match_their_pins(spec: ModelSpec) -> None:
     files = spec.read_verified()
     assert set(files) == set(spec.sha256)
@@ -50,8 +56,9 @@ def test_installed_files_match_their_pins(spec: ModelSpec) -> None:
         (SILERO_VAD, "silero_vad_v6.onnx"),
         (WHISPER_TINY_EN, "config.json"),
         (PIPER_JOE_MEDIUM, "en_US-joe-medium.onnx.json"),
+        (SMART_TURN_V3_2, "smart-turn-v3.2-cpu.onnx"),
     ],
-    ids=["silero", "whisper", "piper"],
+    ids=["silero", "whisper", "piper", "smart-turn"],
 )
 def test_a_tampered_file_is_refused_with_its_name_and_both_hashes(spec: ModelSpec, victim: str, tmp_path: Path) -> None:
     root = tampered_copy(spec, tmp_path, victim)
@@ -90,9 +97,24 @@ async def test_a_processor_with_a_tampered_model_fails_setup_and_never_loads_it(
         await task.run()
 
 
+@pytest.mark.anyio
+async def test_smart_turn_with_a_tampered_model_refuses_to_predict_and_never_loads_it(tmp_path: Path) -> None:
+    root = tampered_copy(SMART_TURN_V3_2, tmp_path, "smart-turn-v3.2-cpu.onnx")
+    model = SmartTurnModel(SmartTurnOptions(model=SMART_TURN_V3_2.at(root)))
+    with pytest.raises(ModelIntegrityError, match="sha256 mismatch"), anyio.fail_after(30):
+        await model.predict(np.zeros(16_000, np.int16))
+
+
+def test_smart_turn_ships_in_voxframe_itself_with_its_licence() -> None:
+    """Vendored from the pipecat-ai 1.14.0 wheel: its BSD-2-Clause notice travels with it."""
+    assert SMART_TURN_V3_2.directory().parent.name == "turns"
+    licence = (SMART_TURN_V3_2.directory() / "LICENSE").read_text()
+    assert licence.startswith("BSD 2-Clause License") and "Copyright (c) 2024\u20132026, Daily" in licence
+
+
 def test_pins_cover_every_file_the_packages_ship_for_the_models() -> None:
     """A new file in a package (an updated model) must be pinned deliberately, not ignored."""
-    ignored = {"__init__.py", "__pycache__", "MODEL_CARD"}
-    for spec in (SILERO_VAD, WHISPER_TINY_EN, PIPER_JOE_MEDIUM):
+    ignored = {"__init__.py", "__pycache__", "MODEL_CARD", "LICENSE"}
+    for spec in ALL:
         shipped = {p.name for p in spec.directory().iterdir() if p.name not in ignored}
         assert shipped == set(spec.sha256), spec.name

@@ -1,0 +1,1 @@
+"""Turn-taking: when the user has finished speaking (the end-of-turn model lives here)."""
