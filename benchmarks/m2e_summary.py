@@ -16,7 +16,8 @@ from m2e_measure import Turn
 from m2e_script import reply_text, turn_service_s
 from stats import percentile
 
-NS_PER_S = 1_000_000_000
+from voxframe.pipeline.clock import NS_PER_S
+
 NS_PER_MS = 1_000_000
 
 
