@@ -46,6 +46,7 @@ from voxframe.fakes import (
     OpenAIFakeOptions,
 )
 from voxframe.fakes.openai import tokens
+from voxframe.pipeline.clock import NS_PER_S
 
 SHORT_REPLIES = (
     "Sure. It is a quarter past nine.",
@@ -66,7 +67,6 @@ _HERE = Path(__file__).resolve()
 #: Silence the fake Cartesia voice puts before the first word (its spans start 10 ms in).
 FAKE_AUDIO_LEAD_S = 0.010
 _SENTENCE_MARKS = ".!?"
-NS_PER_S = 1_000_000_000
 
 
 def last_user_text(body: dict[str, Any]) -> str:

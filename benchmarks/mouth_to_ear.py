@@ -75,7 +75,6 @@ LONG_QUESTION = "Tell me something interesting about the ocean and the animals t
 MOUTH = "the utterance's last sample above -40 dBFS enters the caller's microphone track"
 EAR = "the reply's first 10 ms window above -40 dBFS leaves the caller's jitter buffer"
 REPLY_TIMEOUT_S = 20.0
-NS_PER_S = 1_000_000_000
 
 
 @dataclasses.dataclass(slots=True)
