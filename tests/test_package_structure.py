@@ -133,3 +133,20 @@ def test_package_inits_import_no_optional_dependency() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_clock_and_its_units_have_one_home() -> None:
+    """`NS_PER_S` is defined once, and only the clock module reads the OS's or anyio's clock
+    (a timestamp or timer elsewhere goes through the injected clock, which tests can move)."""
+    sources = [p for root in (*PACKAGES, "benchmarks", "bots") for p in (ROOT / root).rglob("*.py")]
+    defines = sorted(str(p.relative_to(ROOT)) for p in sources if "\nNS_PER_S = " in p.read_text())
+    assert defines == ["pipeline/clock.py"]
+    clock_reads = ("time.monotonic_ns()", "anyio.current_time()")
+    runtime = [p for root in ("pipeline", "processors", "transports", "runner") for p in (ROOT / root).rglob("*.py")]
+
+    def reads_clock(path: Path) -> bool:
+        # A shielded teardown guard stays on real time (CONTRIBUTING.md, "One clock"): marked so.
+        lines = [line for line in path.read_text().splitlines() if "# teardown guard" not in line]
+        return any(read in line for line in lines for read in clock_reads)
+
+    assert sorted(str(p.relative_to(ROOT)) for p in runtime if reads_clock(p)) == ["pipeline/clock.py"]

@@ -118,7 +118,8 @@ class HeadlessClient:
                     # Stopped tracks end both loops on their own: a task that ends cancelled
                     # would leave its frames (and this client) in a cycle with its exception.
                     client._stop_tracks()
-                    tg.cancel_scope.deadline = anyio.current_time() + _LOOPS_END_S
+                    # A teardown guard, on real time (no test steps a clock during teardown).
+                    tg.cancel_scope.deadline = anyio.current_time() + _LOOPS_END_S  # teardown guard
         finally:
             with anyio.CancelScope(shield=True):
                 await client.close()
