@@ -24,6 +24,7 @@ stops cleanly.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import signal
@@ -249,6 +250,19 @@ def _first_leaf(error: BaseException) -> BaseException:
     return error
 
 
+def _bot_file(create_pipeline: PipelineFactory) -> tuple[Path, bool]:
+    """The file that defines `create_pipeline` (what workers run), and whether it is `__main__`."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    try:
+        source = inspect.getsourcefile(create_pipeline)  # type: ignore[arg-type]
+    except TypeError:  # a partial or a callable object: the script that called run_bot
+        source = None
+    path = Path(source or main_file or "")
+    if not path.is_file():
+        raise StartupError("--workers: cannot tell which bot file defines create_pipeline")
+    return path, main_file is not None and Path(main_file).resolve() == path.resolve()
+
+
 def run_bot(
     create_pipeline: PipelineFactory, argv: list[str] | None = None, route_installers: tuple[RouteInstaller, ...] = ()
 ) -> None:
@@ -258,6 +272,13 @@ def run_bot(
     """
     options = parse_options(argv)
     configure_logging(options.log_level)
+    if options.workers > 1 and options.call is None:
+        from .supervisor import serve_workers
+
+        try:
+            sys.exit(serve_workers(*_bot_file(create_pipeline), sys.argv[1:] if argv is None else argv, options))
+        except StartupError as exc:
+            sys.exit(f"voxframe: {exc}")
     services = Services.from_env()
     print(services.describe(), flush=True)
     if options.call is not None:

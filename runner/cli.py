@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None) -> None:
     if args[0] != "run":
         sys.exit(f"voxframe: unknown command {args[0]!r}\n{USAGE}")
     from .bot import run_bot
+    from .options import parse_options
 
     rest = args[1:]
     if not rest or rest[0].startswith("-"):
-        run_bot(lambda bot: None, rest)  # --help (or an option error) needs no bot file
-        return
+        parse_options(rest)  # --help (or an option error) needs no bot file
+        sys.exit(f"voxframe: which bot file?\n{USAGE}")
     run_bot(load_factory(Path(rest[0])), rest[1:])
