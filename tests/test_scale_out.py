@@ -1,0 +1,221 @@
+"""Scale-out: `--workers 2` behind a real nginx written by `voxframe nginx-config`.
+
+Calls through nginx spread over both workers and each session's trickle and hang-up requests reach
+the worker that owns it; a SIGKILLed worker is restarted while calls go on via the other; SIGTERM
+to the parent drains every worker (a running call finishes) and the parent exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import anyio
+import anyio.abc
+import pytest
+from anyio.streams.text import TextReceiveStream
+from webrtc_helpers import client_options, tone
+
+from voxframe.runner import parse_options
+from voxframe.runner.nginx import NginxLayout, render_http
+from voxframe.runner.nginx import main as nginx_config
+from voxframe.runner.supervisor import RestartPolicy, plan_workers
+from voxframe.transports.webrtc import HeadlessClient
+
+ECHO_BOT = '''
+from voxframe.pipeline import Pipeline
+from voxframe.processors.echo import AudioEcho
+from voxframe.runner import run_bot
+
+
+def create_pipeline(bot):
+    return Pipeline([bot.input, AudioEcho(), bot.output])
+
+
+if __name__ == "__main__":
+    run_bot(create_pipeline)
+'''
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+
+# --- the pieces --------------------------------------------------------------------------------------
+
+
+def test_each_worker_gets_its_own_port_and_session_prefix_over_the_parents_options() -> None:
+    workers = plan_workers(("python", "bot.py"), ["--port", "9000", "--drain-deadline", "7"], 9000, 2)
+    for i, worker in enumerate(workers):
+        assert worker.command[:2] == ("python", "bot.py")
+        options = parse_options(list(worker.command[2:]), env={"VOXFRAME_WORKERS": "4"}, dotenv_path=Path("-"))
+        assert (options.port, options.workers, options.session_id_prefix) == (9001 + i, 1, f"w{i}-")
+        assert options.drain_deadline_s == 7  # the parent's own options reach every worker
+
+
+def test_one_process_is_the_default_and_auto_is_one_per_core() -> None:
+    assert parse_options([], env={}, dotenv_path=Path("-")).workers == 1
+    assert parse_options(["--workers", "auto"], env={}, dotenv_path=Path("-")).workers == len(os.sched_getaffinity(0))
+    with pytest.raises(SystemExit):
+        parse_options(["--workers", "2", "--port", "0"], env={}, dotenv_path=Path("-"))
+
+
+def test_restart_backoff_doubles_up_to_its_bound() -> None:
+    policy = RestartPolicy(initial_backoff_s=0.5, max_backoff_s=4.0)
+    assert [policy.delay_s(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_sessions_route_to_the_worker_their_id_names() -> None:
+    text = render_http(NginxLayout(workers=3, base_port=8000, tls_cert=Path("/c.pem"), tls_key=Path("/k.pem")))
+    routes = dict(re.findall(r"~\^/api/voice/sessions/(w\d+)- (voxframe_w\d+);", text))
+    assert routes == {"w0": "voxframe_w0", "w1": "voxframe_w1", "w2": "voxframe_w2"}
+    for i in range(3):
+        assert re.search(rf"upstream voxframe_w{i} {{\s+server 127.0.0.1:{8001 + i};\s+}}", text)
+    assert "least_conn;" in text and "listen 8000 ssl;" in text and "ssl_certificate_key /k.pem;" in text
+    assert "Media" in text.split("upstream", 1)[0]  # the header says where the media goes
+
+
+# --- end to end ------------------------------------------------------------------------------------
+
+
+class Console:
+    """A process's merged output, line by line, with a wait for the n-th line that matches."""
+
+    def __init__(self, process: anyio.abc.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = anyio.Event()
+
+    async def read(self) -> None:
+        assert self.process.stdout is not None
+        buffer = ""
+        async for text in TextReceiveStream(self.process.stdout):
+            buffer += text
+            *complete, buffer = buffer.split("\n")
+            self.lines += complete
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    def matching(self, pattern: str) -> list[re.Match[str]]:
+        return [m for m in (re.search(pattern, line) for line in self.lines) if m]
+
+    async def wait_for(self, pattern: str, count: int = 1) -> re.Match[str]:
+        while len(found := self.matching(pattern)) < count:
+            if self.process.returncode is not None:
+                raise AssertionError(f"exited before printing {pattern!r} x{count}:\n" + "\n".join(self.lines))
+            await self._changed.wait()
+        return found[count - 1]
+
+
+def free_port_run(count: int) -> int:
+    """A port with `count - 1` free ports after it (the parent's base and its workers')."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + count > 65535:
+            continue
+        try:
+            for port in range(base, base + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise AssertionError("no run of free ports")
+
+
+async def call_through(nginx: str, http: aiohttp.ClientSession) -> str:
+    """One call via nginx: the echo answers, a trickle PATCH and the DELETE reach its worker."""
+    async with HeadlessClient.connect(nginx, client_options(record=False)) as client:
+        await client.wait_for_event("bot_ready", timeout_s=10)
+        played = await client.play(tone(800.0, 0.2, 16_000), 16_000)
+        await client.wait_for_onset(played.start_ns, timeout_s=10)
+        session = f"{nginx}/api/voice/sessions/{client.session_id}"
+        async with http.patch(session, json={"candidates": [], "end": False}) as trickled:
+            assert trickled.status == 200, await trickled.text()  # another worker would say 404
+        async with http.delete(session) as hung_up:
+            assert hung_up.status == 200 and (await hung_up.json())["ended"] is True
+    assert client.session_id is not None
+    return client.session_id
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_two_workers_behind_nginx_share_calls_survive_a_crash_and_drain(tmp_path: Path) -> None:
+    nginx_binary = shutil.which("nginx", path=SBIN_PATH)
+    assert nginx_binary, "nginx is needed (`python3 dev.py test` installs it; or apt-get install nginx)"
+    bot = tmp_path / "echo_bot.py"
+    bot.write_text(ECHO_BOT)
+    base = free_port_run(3)
+    nginx_config(["--workers", "2", "--port", str(base), "--standalone", "--out", str(tmp_path / "voxframe.conf")])
+    parent_command = [sys.executable, str(bot), "--workers", "2", "--port", str(base), "--no-warm-up",
+                      "--drain-deadline", "30"]  # fmt: skip
+    nginx_command = [nginx_binary, "-p", str(tmp_path), "-c", str(tmp_path / "voxframe.conf"),
+                     "-e", "stderr", "-g", "daemon off; error_log stderr notice;"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXFRAME_")}
+    nginx_url = f"http://127.0.0.1:{base}"
+    worker_pids: set[int] = set()
+
+    parent = await anyio.open_process(parent_command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    nginx = await anyio.open_process(nginx_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    async with parent, nginx, anyio.create_task_group() as tg, aiohttp.ClientSession() as http:
+        console, nginx_log = Console(parent), Console(nginx)
+        tg.start_soon(console.read)
+        tg.start_soon(nginx_log.read)
+        try:
+            with anyio.fail_after(60):
+                await console.wait_for(r"voxframe bot ready", count=2)
+                await nginx_log.wait_for(r"start worker process")
+            started = {m[1]: int(m[2]) for m in console.matching(r"worker (w\d) started: pid (\d+)")}
+            worker_pids |= set(started.values())
+            assert sorted(started) == ["w0", "w1"]
+
+            # Calls through nginx spread over both workers; each one's requests reach its worker.
+            with anyio.fail_after(90):
+                session_ids = [await call_through(nginx_url, http) for _ in range(6)]
+            assert {sid[:3] for sid in session_ids} == {"w0-", "w1-"}
+
+            # A SIGKILLed worker is restarted; meanwhile new calls go on through the other.
+            os.kill(started["w0"], signal.SIGKILL)
+            with anyio.fail_after(60):
+                await console.wait_for(rf"worker w0 \(pid {started['w0']}\) exited with code -9: restarting")
+                for _ in range(2):
+                    await call_through(nginx_url, http)
+                restarted = await console.wait_for(r"worker w0 started: pid (\d+)", count=2)
+                worker_pids.add(int(restarted[1]))
+                await console.wait_for(r"voxframe bot ready", count=3)
+            async with http.get(f"http://127.0.0.1:{base + 1}/readyz") as ready:
+                assert ready.status == 200  # the new w0 admits calls again
+
+            # SIGTERM to the parent: every worker drains; a running call finishes, then all exit 0.
+            async with HeadlessClient.connect(nginx_url, client_options(record=False)) as client:
+                with anyio.fail_after(30):
+                    await client.wait_for_event("bot_ready", timeout_s=10)
+                    parent.send_signal(signal.SIGTERM)
+                    await console.wait_for(r"draining: 1 running calls")
+                    for port in (base + 1, base + 2):
+                        async with http.get(f"http://127.0.0.1:{port}/readyz") as ready:
+                            assert ready.status == 503 and (await ready.json())["reason"] == "draining"
+                    played = await client.play(tone(600.0, 0.2, 16_000), 16_000)
+                    await client.wait_for_onset(played.start_ns, timeout_s=10)  # the call goes on
+                    async with http.delete(f"{nginx_url}/api/voice/sessions/{client.session_id}") as hung_up:
+                        assert hung_up.status == 200
+            with anyio.fail_after(30):
+                assert await parent.wait() == 0
+            assert len(console.matching(r"^stopped$")) == 2
+            assert console.matching(r"all workers stopped: w0 exit 0, w1 exit 0")
+        finally:
+            for pid in worker_pids:  # workers have their own process group: end them by pid
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            for process in (parent, nginx):
+                if process.returncode is None:
+                    process.kill()
+            tg.cancel_scope.cancel()
