@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -164,7 +164,7 @@ async def serve_until_signal(bot: BotServer) -> int:
         url = await tg.start(bot.serve)
         print(f"voxframe bot ready: open {url} in a browser (Ctrl-C stops)", flush=True)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            signum = await signals.__anext__()
+            signum = await _stop_requested(signals)
         if signum == signal.SIGTERM:
             await drain(bot, bot.options.drain_deadline_s)
         count = bot.server.end_all("server_stopping")
@@ -174,6 +174,28 @@ async def serve_until_signal(bot: BotServer) -> int:
         tg.cancel_scope.cancel()
     print("stopped", flush=True)
     return 0
+
+
+async def _stop_requested(signals: AsyncIterator[int]) -> int:
+    """The first SIGINT/SIGTERM; for a worker of `--workers`, its supervisor's death is a SIGTERM."""
+    from .supervisor import wait_supervisor_gone
+
+    signum = signal.SIGTERM
+    async with anyio.create_task_group() as tg:
+
+        async def on_signal() -> None:
+            nonlocal signum
+            signum = await signals.__anext__()
+            tg.cancel_scope.cancel()
+
+        async def on_orphaned() -> None:
+            await wait_supervisor_gone()
+            logger.warning("the supervisor is gone: stopping as on SIGTERM")
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(on_signal)
+        tg.start_soon(on_orphaned)
+    return signum
 
 
 async def drain(bot: BotServer, deadline_s: float) -> None:

@@ -33,6 +33,11 @@ from .options import RunnerOptions, StartupError
 
 logger = logging.getLogger("voxframe.runner.supervisor")
 
+#: A worker's end of a socket pair whose other end only the supervisor holds: when the
+#: supervisor dies (even by SIGKILL), the worker reads end of file and drains as on SIGTERM,
+#: instead of living on as an orphan that holds its port.
+LIFELINE_ENV = "VOXFRAME_SUPERVISOR_FD"
+
 
 @dataclass(frozen=True, slots=True)
 class Worker:
@@ -117,6 +122,11 @@ class Supervisor:
     async def run(self) -> int:
         """Until every worker has exited after a stop; 0 when each exited cleanly."""
         self._stopping, self._changed = anyio.Event(), anyio.Event()
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            return await self._run(theirs)
+
+    async def _run(self, lifeline: socket.socket) -> int:
         codes: dict[str, int] = {}
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as outer:
@@ -124,7 +134,7 @@ class Supervisor:
                 outer.start_soon(self._bound_stop)
                 async with anyio.create_task_group() as keepers:
                     for worker in self.workers:
-                        keepers.start_soon(self._keep, worker, codes, name=f"worker {worker.name}")
+                        keepers.start_soon(self._keep, worker, codes, lifeline, name=f"worker {worker.name}")
                 outer.cancel_scope.cancel()
         clean = all(code in (0, -(self._stop_signal or 0)) for code in codes.values())
         logger.info("all workers stopped: %s", ", ".join(f"{n} exit {c}" for n, c in sorted(codes.items())))
@@ -172,15 +182,16 @@ class Supervisor:
             for process in self.processes.values():
                 process.kill()
 
-    async def _keep(self, worker: Worker, codes: dict[str, int]) -> None:
+    async def _keep(self, worker: Worker, codes: dict[str, int], lifeline: socket.socket) -> None:
         assert self._stopping is not None
         clock = current_clock()
+        env = {**(os.environ if self.env is None else self.env), LIFELINE_ENV: str(lifeline.fileno())}
         fast_failures = 0
         while not self._stopping.is_set():
             started_ns = clock.now_ns()
             process = await anyio.open_process(
-                worker.command, env=self.env, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
-                start_new_session=True,
+                worker.command, env=env, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
+                start_new_session=True, pass_fds=(lifeline.fileno(),),
             )  # fmt: skip
             self.processes[worker.name] = process
             self._notify()
@@ -213,6 +224,22 @@ class Supervisor:
             async with move_on_at(clock.now_ns() + int(delay_s * NS_PER_S), clock):
                 await self._stopping.wait()
 
+
+
+async def wait_supervisor_gone() -> None:
+    """In a worker: return when its supervisor has died; never, in a process without one."""
+    fd = os.environ.get(LIFELINE_ENV)
+    if fd is None:
+        await anyio.sleep_forever()
+    with socket.socket(fileno=int(fd)) as lifeline:
+        lifeline.setblocking(False)
+        while True:
+            await anyio.wait_readable(lifeline)
+            try:
+                if not lifeline.recv(1):
+                    return
+            except BlockingIOError:
+                continue
 
 
 def serve_workers(bot_file: Path, run_as_script: bool, argv: Sequence[str], options: RunnerOptions) -> int:

@@ -89,6 +89,7 @@ class Console:
         self.process = process
         self.lines: list[str] = []
         self._changed = anyio.Event()
+        self.ended = anyio.Event()
 
     async def read(self) -> None:
         assert self.process.stdout is not None
@@ -99,13 +100,20 @@ class Console:
             self.lines += complete
             self._changed.set()
             self._changed = anyio.Event()
+        if buffer:
+            self.lines.append(buffer)
+        self.ended.set()
+        self._changed.set()
+
+    async def read_to_end(self) -> None:
+        await self.ended.wait()
 
     def matching(self, pattern: str) -> list[re.Match[str]]:
         return [m for m in (re.search(pattern, line) for line in self.lines) if m]
 
     async def wait_for(self, pattern: str, count: int = 1) -> re.Match[str]:
         while len(found := self.matching(pattern)) < count:
-            if self.process.returncode is not None:
+            if self.ended.is_set():
                 raise AssertionError(f"exited before printing {pattern!r} x{count}:\n" + "\n".join(self.lines))
             await self._changed.wait()
         return found[count - 1]
@@ -127,6 +135,22 @@ def free_port_run(count: int) -> int:
             continue
         return base
     raise AssertionError("no run of free ports")
+
+
+async def stop_all(parent: anyio.abc.Process, nginx: anyio.abc.Process | None, console: Console) -> None:
+    """After a failure too: nginx stops its own workers on SIGTERM; the bot's are killed by pid."""
+    if nginx is not None and nginx.returncode is None:
+        nginx.terminate()
+        with anyio.move_on_after(5):
+            await nginx.wait()
+    for process in (parent, nginx):
+        if process is not None and process.returncode is None:
+            process.kill()
+    for match in console.matching(r"worker w\d started: pid (\d+)"):
+        try:
+            os.kill(int(match[1]), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 async def call_through(nginx: str, http: aiohttp.ClientSession) -> str:
@@ -159,7 +183,6 @@ async def test_two_workers_behind_nginx_share_calls_survive_a_crash_and_drain(tm
                      "-e", "stderr", "-g", "daemon off; error_log stderr notice;"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOXFRAME_")}
     nginx_url = f"http://127.0.0.1:{base}"
-    worker_pids: set[int] = set()
 
     parent = await anyio.open_process(parent_command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     nginx = await anyio.open_process(nginx_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -174,7 +197,6 @@ async def test_two_workers_behind_nginx_share_calls_survive_a_crash_and_drain(tm
                 await console.wait_for(r"voxframe bot ready", count=2)
                 await nginx_log.wait_for(r"start worker process")
             started = {m[1]: int(m[2]) for m in console.matching(r"worker (w\d) started: pid (\d+)")}
-            worker_pids |= set(started.values())
             assert sorted(started) == ["w0", "w1"]
 
             # Calls through nginx spread over both workers; each one's requests reach its worker.
@@ -189,21 +211,22 @@ async def test_two_workers_behind_nginx_share_calls_survive_a_crash_and_drain(tm
                 await console.wait_for(crashed)
                 for _ in range(2):
                     await call_through(nginx_url, http)
-                restarted = await console.wait_for(r"worker w0 started: pid (\d+)", count=2)
-                worker_pids.add(int(restarted[1]))
+                await console.wait_for(r"worker w0 started: pid (\d+)", count=2)
                 await console.wait_for(r"voxframe bot ready", count=3)
             async with http.get(f"http://127.0.0.1:{base + 1}/readyz") as ready:
                 assert ready.status == 200  # the new w0 admits calls again
 
-            # SIGTERM to the parent: every worker drains; a running call finishes, then all exit 0.
+            # SIGTERM to the parent: every worker drains (the idle one exits at once); the running call
+            # goes on until it hangs up, then all have exited 0.
             async with HeadlessClient.connect(nginx_url, client_options(record=False)) as client:
                 with anyio.fail_after(30):
                     await client.wait_for_event("bot_ready", timeout_s=10)
                     parent.send_signal(signal.SIGTERM)
                     await console.wait_for(r"draining: 1 running calls")
-                    for port in (base + 1, base + 2):
-                        async with http.get(f"http://127.0.0.1:{port}/readyz") as ready:
-                            assert ready.status == 503 and (await ready.json())["reason"] == "draining"
+                    assert client.session_id is not None
+                    owner = base + 1 + int(client.session_id[1])  # w<i>- serves on base + 1 + i
+                    async with http.get(f"http://127.0.0.1:{owner}/readyz") as ready:
+                        assert ready.status == 503 and (await ready.json())["reason"] == "draining"
                     played = await client.play(tone(600.0, 0.2, 16_000), 16_000)
                     await client.wait_for_onset(played.start_ns, timeout_s=10)  # the call goes on
                     async with http.delete(f"{nginx_url}/api/voice/sessions/{client.session_id}") as hung_up:
@@ -213,12 +236,29 @@ async def test_two_workers_behind_nginx_share_calls_survive_a_crash_and_drain(tm
             assert len(console.matching(r"^stopped$")) == 2
             assert console.matching(r"all workers stopped: w0 exit 0, w1 exit 0")
         finally:
-            for pid in worker_pids:  # workers have their own process group: end them by pid
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            for process in (parent, nginx):
-                if process.returncode is None:
-                    process.kill()
+            await stop_all(parent, nginx, console)
+            tg.cancel_scope.cancel()
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    bot = tmp_path / "echo_bot.py"
+    bot.write_text(ECHO_BOT)
+    command = [sys.executable, str(bot), "--workers", "2", "--port", str(free_port_run(3)), "--no-warm-up"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXFRAME_")}
+    parent = await anyio.open_process(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    async with parent, anyio.create_task_group() as tg:
+        console = Console(parent)
+        try:
+            with anyio.fail_after(60):
+                tg.start_soon(console.read)
+                await console.wait_for(r"voxframe bot ready", count=2)
+                parent.kill()
+                # The workers share the parent's output pipe: it ends when both have exited.
+                await console.read_to_end()
+            assert len(console.matching(r"the supervisor is gone: stopping as on SIGTERM")) == 2
+            assert len(console.matching(r"^stopped$")) == 2
+        finally:
+            await stop_all(parent, None, console)
             tg.cancel_scope.cancel()
