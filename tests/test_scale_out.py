@@ -26,7 +26,7 @@ from webrtc_helpers import client_options, tone
 from voxframe.runner import parse_options
 from voxframe.runner.nginx import NginxLayout, render_http
 from voxframe.runner.nginx import main as nginx_config
-from voxframe.runner.supervisor import RestartPolicy, plan_workers
+from voxframe.runner.supervisor import RestartPolicy, Supervisor, Worker, plan_workers
 from voxframe.transports.webrtc import HeadlessClient
 
 ECHO_BOT = '''
@@ -262,3 +262,13 @@ async def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> N
         finally:
             await stop_all(parent, None, console)
             tg.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_a_worker_that_keeps_failing_at_start_stops_the_group_instead_of_looping() -> None:
+    failing = Worker("w0", 0, (sys.executable, "-c", "raise SystemExit(3)"))
+    supervisor = Supervisor([failing], policy=RestartPolicy(initial_backoff_s=0.01, max_fast_failures=2))
+    with anyio.fail_after(30):
+        assert await supervisor.run() == 1
+    assert supervisor.restarts == {"w0": 2}
+    assert supervisor.failed is not None and "w0 exited 3 times in a row" in supervisor.failed
