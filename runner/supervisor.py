@@ -112,16 +112,17 @@ class Supervisor:
     #: After the stop signal, how long workers may take to exit before they are killed.
     stop_timeout_s: float = 60.0
     #: Restarts so far, per worker name.
-    restarts: dict[str, int] = field(default_factory=dict)
-    processes: dict[str, anyio.abc.Process] = field(default_factory=dict)
-    failed: str | None = None
-    _stop_signal: int | None = None
-    _stopping: anyio.Event | None = None
-    _changed: anyio.Event | None = None
+    restarts: dict[str, int] = field(default_factory=dict, init=False)
+    #: The running worker processes, by name.
+    processes: dict[str, anyio.abc.Process] = field(default_factory=dict, init=False)
+    #: Why the group gave up (a worker that kept failing), if it did.
+    failed: str | None = field(default=None, init=False)
+    _stop_signal: int | None = field(default=None, init=False)
+    _stopping: anyio.Event | None = field(default=None, init=False)
 
     async def run(self) -> int:
         """Until every worker has exited after a stop; 0 when each exited cleanly."""
-        self._stopping, self._changed = anyio.Event(), anyio.Event()
+        self._stopping = anyio.Event()
         ours, theirs = socket.socketpair()
         with ours, theirs:
             return await self._run(theirs)
@@ -146,25 +147,13 @@ class Supervisor:
         if self._stopping.is_set():
             logger.warning("second stop: killing %d workers", len(self.processes))
             for process in self.processes.values():
-                process.kill()
+                _send(process, signal.SIGKILL)
             return
         self._stop_signal = signum
         self._stopping.set()
         logger.info("stopping: %s to %d workers", signal.Signals(signum).name, len(self.processes))
         for process in self.processes.values():
-            process.send_signal(signum)
-
-    async def wait_started(self, name: str, after_restarts: int = 0) -> anyio.abc.Process:
-        """The running process of worker `name` once it has been restarted `after_restarts` times."""
-        while not (name in self.processes and self.restarts.get(name, 0) >= after_restarts):
-            assert self._changed is not None
-            await self._changed.wait()
-        return self.processes[name]
-
-    def _notify(self) -> None:
-        assert self._changed is not None
-        self._changed.set()
-        self._changed = anyio.Event()
+            _send(process, signum)
 
     async def _forward_signals(self, signals: AsyncIterator[int]) -> None:
         async for signum in signals:
@@ -180,7 +169,7 @@ class Supervisor:
         if self.processes:
             logger.error("workers still running %g s after the stop: killing them", self.stop_timeout_s)
             for process in self.processes.values():
-                process.kill()
+                _send(process, signal.SIGKILL)
 
     async def _keep(self, worker: Worker, codes: dict[str, int], lifeline: socket.socket) -> None:
         assert self._stopping is not None
@@ -194,16 +183,14 @@ class Supervisor:
                 start_new_session=True, pass_fds=(lifeline.fileno(),),
             )  # fmt: skip
             self.processes[worker.name] = process
-            self._notify()
             logger.info("worker %s started: pid %d, port %d", worker.name, process.pid, worker.port)
             if self._stopping.is_set() and self._stop_signal is not None:  # a stop raced the start
-                process.send_signal(self._stop_signal)
+                _send(process, self._stop_signal)
             try:
                 code = await process.wait()
             finally:
                 del self.processes[worker.name]
                 await process.aclose()
-                self._notify()
             if self._stopping.is_set():
                 codes[worker.name] = code
                 return
@@ -224,6 +211,13 @@ class Supervisor:
             async with move_on_at(clock.now_ns() + int(delay_s * NS_PER_S), clock):
                 await self._stopping.wait()
 
+
+
+def _send(process: anyio.abc.Process, signum: int) -> None:
+    try:
+        process.send_signal(signum)
+    except ProcessLookupError:  # it exited just now; its keeper sees that
+        pass
 
 
 async def wait_supervisor_gone() -> None:
