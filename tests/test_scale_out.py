@@ -79,6 +79,21 @@ def test_sessions_route_to_the_worker_their_id_names() -> None:
     assert "Media" in text.split("upstream", 1)[0]  # the header says where the media goes
 
 
+def test_a_busy_worker_port_is_one_line_before_any_worker_starts(tmp_path: Path) -> None:
+    bot = tmp_path / "echo_bot.py"
+    bot.write_text(ECHO_BOT)
+    base = free_port_run(3)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", base + 2))
+        busy.listen()
+        command = [sys.executable, str(bot), "--workers", "2", "--port", str(base)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    busy_line = f"voxframe: cannot serve worker w1 on 127.0.0.1:{base + 2}: Address already in use"
+    assert result.stderr.splitlines() == [busy_line]
+    assert "started" not in result.stdout
+
+
 # --- end to end ------------------------------------------------------------------------------------
 
 
