@@ -15,6 +15,8 @@ environment, see `services.py`). Some options:
     python bots/example.py --call question.wav  call the bot once through real WebRTC and exit
         [--reply-out reply.wav]                 where to save what the bot answered
     --trace-out turns.jsonl                     append every turn's record (benchmarks read it)
+    --workers 2                                 two worker processes on ports 7861, 7862 behind a load
+                                                balancer on 7860 (`voxframe nginx-config`, supervisor.py)
 
 Each caller gets the data channel event `{"type": "bot_ready"}` once its pipeline is running.
 While serving, every reply prints one line: what the bot heard, what it said, and where the
