@@ -26,7 +26,9 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".voxframe-installed"
-DEBIAN_TEST_PACKAGES = {"chromium": "chromium", "turnserver": "coturn"}
+DEBIAN_TEST_PACKAGES = {"chromium": "chromium", "turnserver": "coturn", "nginx": "nginx"}
+#: Where Debian puts daemons (nginx) that a non-root PATH may lack.
+SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 
 def run(cmd: list[str], **kwargs: object) -> None:
@@ -60,7 +62,7 @@ def ensure_venv() -> None:
 
 
 def ensure_test_tools() -> None:
-    missing = [pkg for binary, pkg in DEBIAN_TEST_PACKAGES.items() if shutil.which(binary) is None]
+    missing = [pkg for binary, pkg in DEBIAN_TEST_PACKAGES.items() if shutil.which(binary, path=SBIN_PATH) is None]
     if missing:
         apt_install(missing)
 

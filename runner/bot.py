@@ -15,6 +15,8 @@ environment, see `services.py`). Some options:
     python bots/example.py --call question.wav  call the bot once through real WebRTC and exit
         [--reply-out reply.wav]                 where to save what the bot answered
     --trace-out turns.jsonl                     append every turn's record (benchmarks read it)
+    --workers 2                                 two worker processes on ports 7861, 7862 behind a load
+                                                balancer on 7860 (`voxframe nginx-config`, supervisor.py)
 
 Each caller gets the data channel event `{"type": "bot_ready"}` once its pipeline is running.
 While serving, every reply prints one line: what the bot heard, what it said, and where the
@@ -24,13 +26,14 @@ stops cleanly.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -215,7 +218,7 @@ async def serve_until_signal(bot: BotServer) -> int:
         url = await tg.start(bot.serve)
         print(f"voxframe bot ready: open {url} in a browser (Ctrl-C stops)", flush=True)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            signum = await signals.__anext__()
+            signum = await _stop_requested(signals)
         if signum == signal.SIGTERM:
             await drain(bot, bot.options.drain_deadline_s)
         count = bot.server.end_all("server_stopping")
@@ -225,6 +228,28 @@ async def serve_until_signal(bot: BotServer) -> int:
         tg.cancel_scope.cancel()
     print("stopped", flush=True)
     return 0
+
+
+async def _stop_requested(signals: AsyncIterator[int]) -> int:
+    """The first SIGINT/SIGTERM; for a worker of `--workers`, its supervisor's death is a SIGTERM."""
+    from .supervisor import wait_supervisor_gone
+
+    signum = signal.SIGTERM
+    async with anyio.create_task_group() as tg:
+
+        async def on_signal() -> None:
+            nonlocal signum
+            signum = await signals.__anext__()
+            tg.cancel_scope.cancel()
+
+        async def on_orphaned() -> None:
+            await wait_supervisor_gone()
+            logger.warning("the supervisor is gone: stopping as on SIGTERM")
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(on_signal)
+        tg.start_soon(on_orphaned)
+    return signum
 
 
 async def drain(bot: BotServer, deadline_s: float) -> None:
@@ -304,6 +329,19 @@ def _first_leaf(error: BaseException) -> BaseException:
     return error
 
 
+def _bot_file(create_pipeline: PipelineFactory) -> tuple[Path, bool]:
+    """The file that defines `create_pipeline` (what workers run), and whether it is `__main__`."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    try:
+        source = inspect.getsourcefile(create_pipeline)  # type: ignore[arg-type]
+    except TypeError:  # a partial or a callable object: the script that called run_bot
+        source = None
+    path = Path(source or main_file or "")
+    if not path.is_file():
+        raise StartupError("--workers: cannot tell which bot file defines create_pipeline")
+    return path, main_file is not None and Path(main_file).resolve() == path.resolve()
+
+
 def run_bot(
     create_pipeline: PipelineFactory, argv: list[str] | None = None, route_installers: tuple[RouteInstaller, ...] = ()
 ) -> None:
@@ -313,6 +351,13 @@ def run_bot(
     """
     options = parse_options(argv)
     configure_logging(options.log_level)
+    if options.workers > 1 and options.call is None:
+        from .supervisor import serve_workers
+
+        try:
+            sys.exit(serve_workers(*_bot_file(create_pipeline), sys.argv[1:] if argv is None else argv, options))
+        except StartupError as exc:
+            sys.exit(f"voxframe: {exc}")
     services = Services.from_env()
     print(services.describe(), flush=True)
     if options.call is not None:

@@ -1,4 +1,5 @@
-"""The `voxframe` command: `voxframe run BOT.py [options]` serves a bot file's `create_pipeline`."""
+"""The `voxframe` command: `voxframe run BOT.py [options]` serves a bot file's `create_pipeline`;
+`voxframe nginx-config` writes the load balancer's configuration for `--workers N`."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import importlib.util
 import sys
 from pathlib import Path
 
-USAGE = "usage: voxframe run BOT.py [options]   (voxframe run --help lists the options)"
+USAGE = (
+    "usage: voxframe run BOT.py [options]   (voxframe run --help lists the options)\n"
+    "       voxframe nginx-config [options]  (the load balancer for run --workers N)"
+)
 
 
 def load_factory(path: Path):  # -> PipelineFactory
@@ -28,12 +32,18 @@ def main(argv: list[str] | None = None) -> None:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return
+    if args[0] == "nginx-config":
+        from .nginx import main as nginx_config
+
+        nginx_config(args[1:])
+        return
     if args[0] != "run":
         sys.exit(f"voxframe: unknown command {args[0]!r}\n{USAGE}")
     from .bot import run_bot
+    from .options import parse_options
 
     rest = args[1:]
     if not rest or rest[0].startswith("-"):
-        run_bot(lambda bot: None, rest)  # --help (or an option error) needs no bot file
-        return
+        parse_options(rest)  # --help (or an option error) needs no bot file
+        sys.exit(f"voxframe: which bot file?\n{USAGE}")
     run_bot(load_factory(Path(rest[0])), rest[1:])

@@ -11,6 +11,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,8 @@ class RunnerOptions:
     public_ip: str | None = None
     #: Every ICE host candidate binds a UDP port of this range (a full range refuses calls with 503).
     udp_ports: PortRange | None = None
+    #: Worker processes behind a load balancer (1: this process serves; see `supervisor.py`).
+    workers: int = 1
 
     @property
     def loopback(self) -> bool:
@@ -151,7 +154,37 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--reply-timeout", type=float, default=60.0, metavar="S",
                    help="how long --call waits for the reply")  # fmt: skip
     p.add_argument("--trace-out", type=Path, help="append each turn's record as a JSON line to this file")
+    p.add_argument(
+        "--workers", type=parse_workers, default=default("WORKERS", "1"), metavar="N|auto",
+        help="worker processes on ports PORT+1.. behind a load balancer on PORT (`voxframe nginx-config`); "
+        "auto: one per core; 1: this process serves on PORT [VOXFRAME_WORKERS]",
+    )  # fmt: skip
+    p.add_argument(
+        "--session-id-prefix", type=parse_session_id_prefix, default=default("SESSION_ID_PREFIX", ""),
+        help="starts every session id, for a load balancer to route on (workers get w0-, w1-, ...) "
+        "[VOXFRAME_SESSION_ID_PREFIX]",
+    )  # fmt: skip
     return p
+
+
+def parse_workers(text: str) -> int:
+    """A count of worker processes, or `auto`: one per core this process may run on."""
+    if text.strip().lower() == "auto":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of workers >= 1 or 'auto', got {text!r}")
+    return count
+
+
+def parse_session_id_prefix(text: str) -> str:
+    """Letters, digits, `-` and `_` only: a load balancer matches it in URLs."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]{0,32}", text):
+        raise argparse.ArgumentTypeError(f"expected up to 32 of A-Z a-z 0-9 - _, got {text!r}")
+    return text
 
 
 def parse_options(
@@ -170,6 +203,9 @@ def parse_options(
         trace_out=args.trace_out, drain_deadline_s=args.drain_deadline, public_ip=args.public_ip,
         udp_ports=args.udp_ports, reply_timeout_s=args.reply_timeout,
     )  # fmt: skip
+    options.workers, options.session_id_prefix = args.workers, args.session_id_prefix
+    if options.workers > 1 and options.port == 0:
+        parser.error("--workers needs a fixed --port (the workers serve on the ports after it)")
     if not options.loopback and options.token is None and not args.insecure_no_token and options.call is None:
         parser.error(f"--host {options.host} is reachable from other machines: set --token (or --insecure-no-token)")
     if options.turn_secret is not None and not options.turn_urls:
