@@ -1,0 +1,90 @@
+"""The capacity benchmark's pure parts: the echo-content judge and the load search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from capacity_calls import RATE, echo_frames_right, tone_hz, tone_share
+from capacity_search import LoadSearch
+
+
+def tone(hz: float, seconds: float, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(round(seconds * RATE)) / RATE
+    return np.round(amplitude * 32767 * np.sin(2 * np.pi * hz * t + 0.7)).astype(np.int16)
+
+
+def test_a_calls_own_tone_is_right_echo_frame_by_frame() -> None:
+    assert echo_frames_right(tone(tone_hz(3), 1.0), tone_hz(3)) == 50
+
+
+def test_silence_filler_and_a_quiet_tone_are_not_echo() -> None:
+    assert echo_frames_right(np.zeros(RATE, np.int16), tone_hz(0)) == 0
+    assert echo_frames_right(tone(tone_hz(0), 1.0, amplitude=0.001), tone_hz(0)) == 0
+
+
+def test_the_neighbouring_calls_tone_is_not_this_calls_echo() -> None:
+    assert echo_frames_right(tone(tone_hz(4), 1.0), tone_hz(5)) == 0
+    assert tone_share(tone(tone_hz(4), 0.02), tone_hz(5)) < 0.01
+
+
+def test_noise_is_not_echo_but_a_noisy_tone_is() -> None:
+    noise = np.random.default_rng(1).normal(0, 3000, RATE).astype(np.int16)
+    assert echo_frames_right(noise, tone_hz(2)) == 0
+    assert echo_frames_right((tone(tone_hz(2), 1.0) + noise // 4).astype(np.int16), tone_hz(2)) == 50
+
+
+def test_a_gap_in_the_echo_costs_its_frames() -> None:
+    audio = tone(tone_hz(1), 1.0)
+    audio[RATE // 2 : RATE // 2 + 10 * 960] = 0  # 200 ms of silence filler, frame-aligned
+    assert echo_frames_right(audio, tone_hz(1)) == 40
+
+
+def run(search: LoadSearch, capacity: int, flaky: set[tuple[int, int]] = frozenset()) -> list[int]:
+    """Drive `search` against a server that holds loads <= capacity, except the (load, nth run)
+    pairs in `flaky`; return the loads it ran."""
+    loads: list[int] = []
+    while (load := search.next_load()) is not None:
+        assert len(loads) < 100
+        nth = loads.count(load)
+        loads.append(load)
+        search.record(load, load <= capacity and (load, nth) not in flaky, probe_rtt_ms=float(load))
+    return loads
+
+
+def test_the_search_climbs_bisects_and_confirms_three_times() -> None:
+    search = LoadSearch(start=12, step=6, maximum=64, confirmations=3)
+    loads = run(search, capacity=20)
+    assert loads == [12, 18, 24, 21, 19, 20, 20, 20, 20]
+    assert (search.best, search.confirmed) == (20, 3)
+    assert search.rtt_at_best() == 20.0
+
+
+def test_a_failed_re_run_moves_the_answer_one_lower_and_confirms_that() -> None:
+    search = LoadSearch(start=12, step=6, maximum=64, confirmations=3)
+    loads = run(search, capacity=20, flaky={(20, 2)})
+    assert loads[-5:] == [20, 20, 19, 19, 19]
+    assert search.best == 19
+
+
+def test_the_search_stops_at_the_maximum_and_at_nothing() -> None:
+    top = LoadSearch(start=4, step=4, maximum=10, confirmations=1)
+    assert run(top, capacity=99) == [4, 8, 10, 10]
+    assert top.best == 10
+    none = LoadSearch(start=2, step=2, maximum=10, confirmations=3)
+    assert run(none, capacity=0) == [2, 1]
+    assert none.best == 0 and np.isnan(none.rtt_at_best())
+
+
+def test_a_fixed_load_is_the_answer_only_if_every_run_holds() -> None:
+    good = LoadSearch(start=1, step=1, maximum=9, confirmations=2, fixed=3)
+    assert run(good, capacity=3) == [3, 3, 3]
+    assert good.best == 3
+    bad = LoadSearch(start=1, step=1, maximum=9, confirmations=2, fixed=3)
+    assert run(bad, capacity=3, flaky={(3, 1)}) == [3, 3]
+    assert bad.best == 0
+
+
+def test_a_run_of_another_load_than_asked_is_refused() -> None:
+    search = LoadSearch(start=5, step=1, maximum=9)
+    with pytest.raises(ValueError, match="asked for a run of 5"):
+        search.record(6, True)
