@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from capacity import Window, judge
 from capacity_calls import RATE, echo_frames_right, tone_hz, tone_share
 from capacity_search import LoadSearch
 
@@ -88,3 +89,52 @@ def test_a_run_of_another_load_than_asked_is_refused() -> None:
     search = LoadSearch(start=5, step=1, maximum=9)
     with pytest.raises(ValueError, match="asked for a run of 5"):
         search.record(6, True)
+
+
+def window(server_s: float = 10.0, received: int = 500, right: int = 500, **session: int) -> Window:
+    """Two sessions (the probe's and one light call's) over a `server_s` server window."""
+    start = {"received": 100, "dropped": 0, "underruns": 0, "track_dropped": 0}
+    end = {"received": 100 + received, "dropped": 0, "underruns": 0, "track_dropped": 0} | session
+    return Window(
+        before={"now_s": 100.0, "sessions": {"a": start, "b": start}},
+        after={"now_s": 100.0 + server_s, "sessions": {"a": end, "b": end}},
+        lag_ms=[1.0] * 99 + [50.0],
+        server_cpu_s=1.0,
+        callers=[{"received": [500], "right": [right], "elapsed": 10.0}],
+        probe={"sent": 19, "rtts_ms": [40.0] * 19},
+    )
+
+
+def test_a_load_holds_when_input_echo_probe_and_loop_all_keep_up() -> None:
+    outcome = judge(2, window())
+    assert outcome.holds, outcome.why
+    assert outcome.cpu_per_session_pct == 5.0  # 1 s of CPU over 10 s of server time, 2 sessions
+    assert outcome.probe_rtt_p50_ms == 40.0
+
+
+def test_input_is_judged_on_the_servers_own_elapsed_time() -> None:
+    # The callers' 10 s window held 500 frames each, but the server's own window was 11 s long.
+    outcome = judge(2, window(server_s=11.0))
+    assert not outcome.holds and "input behind real time" in outcome.why
+
+
+def test_silence_filler_fails_the_load_though_every_packet_came_back() -> None:
+    outcome = judge(2, window(right=400))
+    assert not outcome.holds and outcome.why == "echo short or wrong"
+
+
+def test_underruns_and_dropped_output_count_against_each_session() -> None:
+    assert judge(2, window(underruns=10, track_dropped=5)).holds  # 15 of 500 frames: within 3 %
+    outcome = judge(2, window(underruns=10, track_dropped=6))
+    assert not outcome.holds and outcome.why == "2 sessions' output short"
+    assert outcome.output_misses == 32
+
+
+def test_a_missing_session_an_unheard_burst_and_a_late_loop_each_fail() -> None:
+    assert "1 sessions missing" in judge(3, window()).why
+    late = window()
+    late.lag_ms = [1.0] * 98 + [50.0] * 2
+    assert judge(2, late).why == "event loop late"
+    unheard = window()
+    unheard.probe = {"sent": 19, "rtts_ms": [40.0] * 18}
+    assert judge(2, unheard).why == "probe bursts unheard"
