@@ -312,9 +312,10 @@ async def capacity(stack: Stack, args: argparse.Namespace, server_core: int, cal
     """The largest load `stack` holds, found and then confirmed (see LoadSearch)."""
     search = LoadSearch(args.start, args.step, args.max, args.confirmations, fixed=args.sessions)
     while (load := search.next_load()) is not None:
+        phase = search.phase
         outcome = judge(load, await trial(stack.command, load, server_core, caller_cores, args.seconds))
         search.record(load, outcome.holds, outcome.probe_rtt_p50_ms)
-        print(f"{stack.name:<18} {search.phase:<8} {outcome.row()}", flush=True)
+        print(f"{stack.name:<18} {phase:<8} {outcome.row()}", flush=True)
     return search
 
 
@@ -332,14 +333,18 @@ async def main(args: argparse.Namespace) -> None:
     print(f"{'stack':<18} {'sessions':>8} {'confirmed':>10} {'probe rtt p50 at it':>20}")
     for name, search in found.items():
         rtt = search.rtt_at_best()
-        print(f"{name:<18} {search.best:>8} {search.confirmed:>10} {rtt:>18.1f}ms")
+        capped = "  (held at --max: a floor, not a capacity)" if search.capped else ""
+        print(f"{name:<18} {search.best:>8} {search.confirmed:>10} {rtt:>18.1f}ms{capped}")
     key = "sessions_per_core" if per_core else "sessions_per_process"
     vox = found["voxframe"]
     line = f"{key}={vox.best} probe_rtt_p50_ms={vox.rtt_at_best():.1f}"
     peers = [s for n, s in found.items() if n != "voxframe"]
     if peers:
         peer = peers[0]
-        ratio = f"{vox.best / peer.best:.2f}" if peer.best else "n/a"
+        # A ratio only of two capacities: not of a fixed --sessions check, a floor (a side that held
+        # at --max) or nothing (a side that held no load).
+        comparable = all(s.phase != "check" and s.best and not s.capped for s in (vox, peer))
+        ratio = f"{vox.best / peer.best:.2f}" if comparable else "n/a"
         line += f" pipecat_{key}={peer.best} pipecat_probe_rtt_p50_ms={peer.rtt_at_best():.1f} capacity_ratio={ratio}"
     else:
         line += " pipecat=not_measured"

@@ -52,6 +52,11 @@ class LoadSearch:
         else:
             self._search(load, holds)
 
+    @property
+    def capped(self) -> bool:
+        """The answer is `maximum` found by searching: the real capacity may be higher."""
+        return self.phase != "check" and self.best >= self.maximum
+
     def rtt_at_best(self) -> float:
         """The probe's round trip (p50 over its runs' p50s) at the answer; nan without one."""
         rtts = self._rtts.get(self.best, [])

@@ -56,7 +56,7 @@ def test_the_search_climbs_bisects_and_confirms_three_times() -> None:
     search = LoadSearch(start=12, step=6, maximum=64, confirmations=3)
     loads = run(search, capacity=20)
     assert loads == [12, 18, 24, 21, 19, 20, 20, 20, 20]
-    assert (search.best, search.confirmed) == (20, 3)
+    assert (search.best, search.confirmed, search.capped) == (20, 3, False)
     assert search.rtt_at_best() == 20.0
 
 
@@ -70,7 +70,7 @@ def test_a_failed_re_run_moves_the_answer_one_lower_and_confirms_that() -> None:
 def test_the_search_stops_at_the_maximum_and_at_nothing() -> None:
     top = LoadSearch(start=4, step=4, maximum=10, confirmations=1)
     assert run(top, capacity=99) == [4, 8, 10, 10]
-    assert top.best == 10
+    assert top.best == 10 and top.capped
     none = LoadSearch(start=2, step=2, maximum=10, confirmations=3)
     assert run(none, capacity=0) == [2, 1]
     assert none.best == 0 and np.isnan(none.rtt_at_best())
