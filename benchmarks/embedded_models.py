@@ -4,6 +4,7 @@ Every part runs the way bots/example.py runs it: the VAD with the example's para
 (`VAD_STOP_S`, and its pause `vad_pause_s()`, read from the file) and one window per thread hop
 (`windows_per_hop=1`, as the example builds it); Whisper and Piper with their default options.
 All audio is played in real time (MemoryInputTransport, 20 ms chunks paced on the clock).
+No peer: these are voxframe's own embedded models on this machine, not a comparison.
 
 * VAD: CPU per 32 ms window of Silero through the VAD processor, fed in real time for
   `--vad-seconds`: the process's CPU time (time.process_time, all threads: the model calls in
