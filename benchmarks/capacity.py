@@ -1,31 +1,50 @@
-"""Session capacity: concurrent real-time echo calls one voxframe server process sustains.
+"""Session capacity: concurrent real-time echo calls one server process sustains, on one core.
 
-The server (benchmarks/peer_scripts/voxframe_echo_bot.py: WebRTC in, echo, WebRTC out, with the
-full Opus decode/resample/pace/encode path) runs pinned to one core. Load comes from light
-callers in other processes, pinned to the other cores: they send pre-encoded Opus packets and
-only count what comes back (no codec work), so they cost less than the server they load.
+The servers: voxframe's benchmarks/peer_scripts/voxframe_echo_bot.py (WebRTC in, echo, WebRTC
+out: Opus decode, pace, encode; 48 kHz in and out, no resampler) and, measured the same way,
+Pipecat's SmallWebRTC echo (benchmarks/peer_scripts/pipecat_echo_bot.py, Pipecat 1.14.0 in its
+own venv from benchmarks/peer.py; as its users run it by default, `--pipecat lean` for RTVI and
+turn tracking off and 20 ms output chunks). Each server process is pinned with `taskset` to the
+first core this process may use; when that is impossible (no taskset, one core) the figures are
+named per process, not per core.
 
-A load level "holds" when, over the measuring window (30 s by default), every session's input
-received >= 97% of real time (50 frames/s), no frame was dropped from a backlog, the callers
-got >= 97% of the echo packets back, and the server's event loop stayed responsive (p99 timer
-lateness < 40 ms). The benchmark searches for the largest load that holds with one process;
-then, if the machine has cores to spare for callers, runs one server process per core at that
-load each and checks the total holds too.
+The load: light callers (benchmarks/capacity_calls.py) in other processes, pinned to the other
+cores, at most CALLS_PER_CALLER calls each: pre-encoded Opus tones, a distinct frequency per
+call, no codec work during the window. One more call, the probe, is a full HeadlessClient in its
+own process timing tone bursts' round trips. A load of N sessions is N - 1 light calls + the probe.
 
-    python3 dev.py bench capacity [--seconds 30] [--start 12] [--max 64] [--per-process N]
-    (python3 benchmarks/capacity.py --caller URL N SECONDS runs one caller process)
+Clock points:
+* the window: callers and probe open it on a line from this process and time it themselves
+  (time.monotonic, in their process); the server's window is from its /stats read just before
+  the callers start to the one just after their results (`now_s`, its own time.monotonic): every
+  server-side rate (input frames, CPU) is divided by that server elapsed time;
+* CPU: the server process's utime + stime (/proc/PID/stat), read next to each /stats read;
+* loop lag: the server's own 20 ms timer's lateness, every sample between the two /stats reads
+  (GET /lag), p99 with benchmarks/stats.py's percentile;
+* probe round trip: the burst's first sample into the probe's microphone -> its echo's onset at
+  the probe's ear (time.monotonic_ns, one host), as in transport_rtt.py.
+
+A load holds when, over the window: every session is there; each session's input is >= 97% of
+real time (50 frames/s of server time); the server dropped no input backlog; for voxframe, pacer
+underruns + output chunks dropped stay within each session's 3% (Pipecat counts neither: the
+echo check below sees what they would cost); each light call got >= 97% of its 20 ms frames back
+as the right echo (its own tone, audible: silence filler or another call's tone do not count);
+the probe heard every burst; and the server's loop-lag p99 is < 40 ms. The search climbs by
+`--step` from `--start` until a load fails, bisects to the largest that holds, and re-runs that
+load `--confirmations` times (3): one failed re-run moves the answer one lower.
+
+    python3 dev.py bench capacity [--seconds 30] [--start 12] [--step 6] [--max 64]
+                                  [--sessions N] [--confirmations 3] [--pipecat default|lean|none]
 """
 
 from __future__ import annotations
 
 import argparse
-import fractions
 import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -34,105 +53,21 @@ from typing import Any
 
 import aiohttp
 import anyio
-import av
-import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamTrack
+import anyio.abc
 from anyio.streams.text import TextReceiveStream
-
-from voxframe.transports.webrtc import IceOptions, ReceiveOptions, gather_on
-from voxframe.transports.webrtc._receive import ReorderStage, install_receive_path
+from capacity_calls import FRAMES_PER_S
+from capacity_search import LoadSearch
+from stats import p50, percentile
 
 HERE = Path(__file__).resolve().parent
-LOOPBACK = ("127.0.0.1",)
-FRAMES_PER_S = 50
 HOLD_SHARE = 0.97
 MAX_LOOP_LAG_MS = 40.0
 #: A light caller process handles this many calls before another one (on another core) is used.
 CALLS_PER_CALLER = 24
+CALLS = str(HERE / "capacity_calls.py")
 
 
-# --- the light caller ----------------------------------------------------------------------------------
-
-
-def encoded_tone() -> list[av.Packet]:
-    """One second of a 440 Hz tone as 50 Opus packets, encoded once and replayed."""
-    codec = av.CodecContext.create("libopus", "w")
-    codec.bit_rate = 32_000
-    codec.format = "s16"
-    codec.layout = "stereo"
-    codec.sample_rate = 48_000
-    codec.time_base = fractions.Fraction(1, 48_000)
-    t = np.arange(48_000) / 48_000
-    stereo = np.repeat(np.round(0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16), 2).reshape(1, -1)
-    packets: list[av.Packet] = []
-    for i in range(FRAMES_PER_S):
-        frame = av.AudioFrame.from_ndarray(stereo[:, i * 1920 : (i + 1) * 1920].copy(), format="s16", layout="stereo")
-        frame.sample_rate, frame.pts, frame.time_base = 48_000, i * 960, fractions.Fraction(1, 48_000)
-        packets += codec.encode(frame)
-    return packets
-
-
-class EncodedMic(MediaStreamTrack):
-    """A microphone that sends pre-encoded packets, one per 20 ms, paced on the monotonic clock."""
-
-    kind = "audio"
-
-    def __init__(self, packets: list[av.Packet]) -> None:
-        super().__init__()
-        self._packets = packets
-        self._count = 0
-        self._start = time.monotonic()
-
-    async def recv(self) -> av.Packet:
-        due = self._start + self._count / FRAMES_PER_S
-        await anyio.sleep(max(0.0, due - time.monotonic()))
-        source = self._packets[self._count % len(self._packets)]
-        packet = av.Packet(bytes(source))
-        packet.pts, packet.time_base = self._count * 960, fractions.Fraction(1, 48_000)
-        self._count += 1
-        return packet
-
-
-@dataclass(slots=True)
-class Call:
-    pc: RTCPeerConnection
-    stage: ReorderStage
-
-
-async def start_call(url: str, packets: list[av.Packet], http: aiohttp.ClientSession) -> Call:
-    pc = RTCPeerConnection(IceOptions().rtc_configuration())
-    transceiver = pc.addTransceiver(EncodedMic(packets), direction="sendrecv")
-    stage = install_receive_path(transceiver.receiver, ReceiveOptions())
-    transceiver.receiver._enabled = False  # count what arrives, never decode it
-    with gather_on(LOOPBACK):
-        await pc.setLocalDescription(await pc.createOffer())
-    async with http.post(url + "/api/voice/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"}) as reply:
-        answer = await reply.json()
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
-    return Call(pc, stage)
-
-
-async def run_caller(url: str, calls: int, seconds: float) -> None:
-    """Start `calls` calls, report packets received over `seconds` (after a line on stdin),
-    hang up after another line."""
-    packets = encoded_tone()
-    async with aiohttp.ClientSession() as http:
-        started = [await start_call(url, packets, http) for _ in range(calls)]
-        print(json.dumps({"type": "ready"}), flush=True)
-        await anyio.to_thread.run_sync(sys.stdin.readline)  # wait for the window to open
-        before = [c.stage.stats.released for c in started]
-        t0 = time.monotonic()
-        await anyio.sleep(seconds)
-        elapsed = time.monotonic() - t0
-        received = [c.stage.stats.released - b for c, b in zip(started, before, strict=True)]
-        print(json.dumps({"type": "result", "received": received, "elapsed": elapsed}), flush=True)
-        await anyio.to_thread.run_sync(sys.stdin.readline)  # hang up only once the server was read
-        for call in started:
-            await call.pc.close()
-
-
-# --- the orchestration ------------------------------------------------------------------------------------
+# --- processes ------------------------------------------------------------------------------------------
 
 
 def pinned(command: list[str], cores: list[int]) -> list[str]:
@@ -156,21 +91,6 @@ async def first_line(process: anyio.abc.Process) -> str:
     raise RuntimeError(f"process ended before printing a line: {text!r}")
 
 
-@asynccontextmanager
-async def servers(cores: list[int]) -> AsyncIterator[list[tuple[anyio.abc.Process, str, str]]]:
-    """One echo server process pinned to each core; yields (process, url, stats url)."""
-    async with AsyncExitStack() as stack:
-        started = []
-        for core in cores:
-            command = pinned([sys.executable, str(HERE / "peer_scripts" / "voxframe_echo_bot.py")], [core])
-            process = await stack.enter_async_context(await anyio.open_process(command, stderr=subprocess.DEVNULL))
-            stack.push_async_callback(_stop, process)
-            with anyio.fail_after(60):
-                _, port, stats_port = (await first_line(process)).split()
-            started.append((process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{stats_port}/stats"))
-        yield started
-
-
 async def _stop(process: anyio.abc.Process) -> None:
     process.terminate()
     with anyio.move_on_after(10):
@@ -180,171 +100,264 @@ async def _stop(process: anyio.abc.Process) -> None:
 
 
 @dataclass(slots=True)
+class Server:
+    process: anyio.abc.Process
+    url: str
+    stats_url: str
+
+
+@asynccontextmanager
+async def server(command: list[str], core: int) -> AsyncIterator[Server]:
+    """One echo server process pinned to `core`, until the block ends."""
+    async with AsyncExitStack() as stack:
+        process = await stack.enter_async_context(
+            await anyio.open_process(pinned(command, [core]), stderr=subprocess.DEVNULL)
+        )
+        stack.push_async_callback(_stop, process)
+        with anyio.fail_after(300):  # Pipecat's venv is installed on first use
+            _, port, stats_port = (await first_line(process)).split()
+        yield Server(process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{stats_port}")
+
+
+def caller_plan(calls: int, caller_cores: list[int]) -> list[tuple[int, int, int]]:
+    """(core, first call index, calls) per light caller process: at most CALLS_PER_CALLER calls
+    each, spread round-robin over the caller cores. Index 0 is the probe's."""
+    processes = -(-calls // CALLS_PER_CALLER)
+    plan, first = [], 1
+    for i in range(processes):
+        n = calls // processes + (1 if i < calls % processes else 0)
+        plan.append((caller_cores[i % len(caller_cores)], first, n))
+        first += n
+    return plan
+
+
+# --- one trial ------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Window:
+    """What one trial saw: the server's /stats before and after, its loop-lag samples in between,
+    its CPU seconds, and the callers' and probe's results."""
+
+    before: dict[str, Any]
+    after: dict[str, Any]
+    lag_ms: list[float]
+    server_cpu_s: float
+    callers: list[dict[str, Any]]
+    probe: dict[str, Any]
+    caller_cpu_s: float = 0.0
+
+
+async def trial(command: list[str], sessions: int, server_core: int, caller_cores: list[int], seconds: float) -> Window:
+    """Run `sessions` calls (the probe and sessions - 1 light calls) against a fresh server."""
+    async with server(command, server_core) as srv, AsyncExitStack() as stack, aiohttp.ClientSession() as http:
+        if shutil.which("taskset") and os.sched_getaffinity(srv.process.pid) != {server_core}:
+            raise RuntimeError(f"the server is not pinned to core {server_core}")  # else "per core" is untrue
+
+        async def spawn(args: list[str], core: int) -> anyio.abc.Process:
+            command = pinned([sys.executable, CALLS, *args], [core])
+            process = await stack.enter_async_context(await anyio.open_process(command, stderr=subprocess.DEVNULL))
+            stack.push_async_callback(_stop, process)
+            return process
+
+        probe = await spawn(["--probe", srv.url, str(seconds)], caller_cores[0])
+        with anyio.fail_after(60):
+            assert json.loads(await first_line(probe))["type"] == "ready"
+        callers = [
+            await spawn(["--caller", srv.url, str(first), str(n), str(seconds)], core)
+            for core, first, n in caller_plan(sessions - 1, caller_cores)
+        ]
+        everyone = [probe, *callers]
+        with anyio.fail_after(60 + 2 * sessions):
+            for process in callers:
+                assert json.loads(await first_line(process))["type"] == "ready"
+            await _settled(http, srv.stats_url, sessions)
+        before = await _stats(http, srv.stats_url)
+        cpu_before = cpu_seconds(srv.process.pid)
+        callers_before = sum(cpu_seconds(p.pid) for p in callers)
+        for process in everyone:
+            assert process.stdin is not None
+            await process.stdin.send(b"go\n")
+        with anyio.fail_after(seconds + 60):
+            results = [json.loads(await first_line(p)) for p in everyone]
+        after = await _stats(http, srv.stats_url)
+        server_cpu = cpu_seconds(srv.process.pid) - cpu_before
+        caller_cpu = sum(cpu_seconds(p.pid) for p in callers) - callers_before
+        async with http.get(f"{srv.stats_url}/lag", params={"since": str(before["lag_count"])}) as reply:
+            lag = (await reply.json())[: after["lag_count"] - before["lag_count"]]
+        for process in everyone:
+            assert process.stdin is not None
+            await process.stdin.send(b"bye\n")
+    return Window(before, after, lag, server_cpu, results[1:], results[0], caller_cpu)
+
+
+async def _stats(http: aiohttp.ClientSession, stats_url: str) -> dict[str, Any]:
+    async with http.get(f"{stats_url}/stats") as reply:
+        return await reply.json()
+
+
+async def _settled(http: aiohttp.ClientSession, stats_url: str, sessions: int) -> None:
+    """Until every call is connected and streaming (bounded by the caller's fail_after), plus 1 s."""
+    while True:
+        seen = (await _stats(http, stats_url))["sessions"]
+        if len(seen) >= sessions and all(s["received"] > 0 for s in seen.values()):
+            break
+        await anyio.sleep(0.5)
+    await anyio.sleep(1.0)
+
+
+# --- judging --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
 class Outcome:
-    processes: int
     sessions: int
     holds: bool
     input_share: float
     echo_share: float
-    dropped: int
+    dropped_in: int
+    #: voxframe only: pacer underruns + output chunks dropped (None: the server does not count them).
+    output_misses: int | None
     loop_lag_p99_ms: float
     cpu_per_session_pct: float
     caller_cpu_pct: float
+    probe_rtt_p50_ms: float
+    probe_heard: int
+    probe_sent: int
     why: str
+
+    HEADER = "sessions   input    echo  in drop out miss  lag p99  cpu/sess  caller cpu  probe rtt  heard"
 
     def row(self) -> str:
         verdict = "holds" if self.holds else f"fails ({self.why})"
+        misses = "-" if self.output_misses is None else str(self.output_misses)
         return (
-            f"{self.processes:>5} {self.sessions:>9} {100 * self.input_share:>8.1f}% {100 * self.echo_share:>8.1f}% "
-            f"{self.dropped:>8} {self.loop_lag_p99_ms:>9.1f} {self.cpu_per_session_pct:>8.2f}% "
-            f"{self.caller_cpu_pct:>9.1f}%  {verdict}"
+            f"{self.sessions:>8} {100 * self.input_share:>6.1f}% {100 * self.echo_share:>6.1f}% {self.dropped_in:>8}"
+            f" {misses:>8} {self.loop_lag_p99_ms:>8.1f} {self.cpu_per_session_pct:>8.2f}% {self.caller_cpu_pct:>10.1f}%"
+            f" {self.probe_rtt_p50_ms:>8.1f}ms {self.probe_heard:>3}/{self.probe_sent:<3} {verdict}"
         )
 
 
-def caller_plan(
-    started: list[tuple[anyio.abc.Process, str, str]], per_process: int, caller_cores: list[int]
-) -> list[tuple[str, int, int]]:
-    """(server url, core, calls) per caller process: each server's calls spread over its share
-    of the caller cores, at most `CALLS_PER_CALLER` calls per caller process."""
-    share = max(1, len(caller_cores) // len(started))
-    plan = []
-    for index, (_, url, _) in enumerate(started):
-        cores = [caller_cores[(index * share + i) % len(caller_cores)] for i in range(share)]
-        processes = min(len(cores), max(1, -(-per_process // CALLS_PER_CALLER)))
-        for i in range(processes):
-            calls = per_process // processes + (1 if i < per_process % processes else 0)
-            plan.append((url, cores[i], calls))
-    return plan
-
-
-async def trial(per_process: int, server_cores: list[int], caller_cores: list[int], seconds: float) -> Outcome:
-    total = per_process * len(server_cores)
-    async with servers(server_cores) as started, AsyncExitStack() as stack:
-        callers = []
-        for url, core, calls in caller_plan(started, per_process, caller_cores):
-            command = pinned([sys.executable, __file__, "--caller", url, str(calls), str(seconds)], [core])
-            process = await stack.enter_async_context(await anyio.open_process(command, stderr=subprocess.DEVNULL))
-            stack.push_async_callback(_stop, process)
-            callers.append(process)
-        with anyio.fail_after(60 + 2 * total):
-            for process in callers:
-                assert json.loads(await first_line(process))["type"] == "ready"
-        await anyio.sleep(3.0)  # settle: every call connected and streaming
-        async with aiohttp.ClientSession() as http:
-            before = [await _stats(http, stats) for _, _, stats in started]
-            cpu_before = [cpu_seconds(p.pid) for p, _, _ in started]
-            callers_before = sum(cpu_seconds(p.pid) for p in callers)
-            for process in callers:
-                assert process.stdin is not None
-                await process.stdin.send(b"go\n")
-            results = []
-            with anyio.fail_after(seconds + 60):
-                for process in callers:
-                    results.append(json.loads(await first_line(process)))
-            after = [await _stats(http, stats) for _, _, stats in started]
-            cpu_after = [cpu_seconds(p.pid) for p, _, _ in started]
-            callers_cpu = (sum(cpu_seconds(p.pid) for p in callers) - callers_before) / seconds
-            for process in callers:
-                assert process.stdin is not None
-                await process.stdin.send(b"bye\n")
-    outcome = judge(len(server_cores), total, before, after, results, seconds, cpu_before, cpu_after)
-    outcome.caller_cpu_pct = 100 * callers_cpu / max(1, len(callers))
-    return outcome
-
-
-async def _stats(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    async with http.get(url) as reply:
-        return await reply.json()
-
-
-def judge(
-    processes: int,
-    total: int,
-    before: list[dict[str, Any]],
-    after: list[dict[str, Any]],
-    results: list[dict[str, Any]],
-    seconds: float,
-    cpu_before: list[float],
-    cpu_after: list[float],
-) -> Outcome:
-    expected = FRAMES_PER_S * seconds
-    input_shares, dropped = [], 0
-    for b, a in zip(before, after, strict=True):
-        for sid, s in a["sessions"].items():
-            prior = b["sessions"].get(sid, {"received": 0, "dropped": 0})
-            input_shares.append((s["received"] - prior["received"]) / expected)
-            dropped += s["dropped"] - prior["dropped"]
-    echo_shares = [n / (FRAMES_PER_S * r["elapsed"]) for r in results for n in r["received"]]
-    lag = max(a["loop_lag_p99_ms"] for a in after)
-    cpu = sum(a - b for a, b in zip(cpu_after, cpu_before, strict=True)) / seconds
+def judge(sessions: int, window: Window) -> Outcome:
+    """Whether the load held over `window` (the rules in the module docstring)."""
+    server_s = window.after["now_s"] - window.before["now_s"]
+    expected = FRAMES_PER_S * server_s
+    input_shares, dropped_in, misses, over_budget = [], 0, None, 0
+    for sid, s in window.after["sessions"].items():
+        prior = window.before["sessions"].get(sid, {})
+        input_shares.append((s["received"] - prior.get("received", 0)) / expected)
+        dropped_in += s.get("dropped", 0) - prior.get("dropped", 0)
+        if "underruns" in s:
+            missed = s["underruns"] + s["track_dropped"] - prior.get("underruns", 0) - prior.get("track_dropped", 0)
+            misses = (misses or 0) + missed
+            over_budget += missed > (1 - HOLD_SHARE) * expected
+    echo_shares = [n / (FRAMES_PER_S * r["elapsed"]) for r in window.callers for n in r["right"]]
+    probe = window.probe
+    lag = percentile(window.lag_ms, 99) if window.lag_ms else float("nan")
     input_share = min(input_shares, default=0.0)
-    echo_share = min(echo_shares, default=0.0)
+    echo_share = min(echo_shares, default=1.0)  # a load of 1 is the probe alone
     why = []
-    if len(input_shares) < total:
-        why.append(f"{total - len(input_shares)} sessions missing")
+    if len(input_shares) < sessions:
+        why.append(f"{sessions - len(input_shares)} sessions missing")
     if input_share < HOLD_SHARE:
         why.append("input behind real time")
-    if dropped:
-        why.append("backlog dropped")
+    if dropped_in:
+        why.append("input backlog dropped")
+    if over_budget:
+        why.append(f"{over_budget} sessions' output short")
     if echo_share < HOLD_SHARE:
-        why.append("echo short")
-    if lag > MAX_LOOP_LAG_MS:
+        why.append("echo short or wrong")
+    if len(probe["rtts_ms"]) < probe["sent"]:
+        why.append("probe bursts unheard")
+    if not lag < MAX_LOOP_LAG_MS:
         why.append("event loop late")
-    cpu_per_session = 100 * cpu / max(1, total)
+    callers = len(window.callers)
     return Outcome(
-        processes, total, not why, input_share, echo_share, dropped, lag, cpu_per_session, 0.0, ", ".join(why)
+        sessions=sessions,
+        holds=not why,
+        input_share=input_share,
+        echo_share=echo_share,
+        dropped_in=dropped_in,
+        output_misses=misses,
+        loop_lag_p99_ms=lag,
+        cpu_per_session_pct=100 * window.server_cpu_s / server_s / max(1, sessions),
+        caller_cpu_pct=100 * window.caller_cpu_s / server_s / max(1, callers),
+        probe_rtt_p50_ms=p50(probe["rtts_ms"]) if probe["rtts_ms"] else float("nan"),
+        probe_heard=len(probe["rtts_ms"]),
+        probe_sent=probe["sent"],
+        why=", ".join(why),
     )
+
+
+# --- the search and the report ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Stack:
+    name: str
+    command: list[str]
+
+
+def stacks(pipecat: str) -> list[Stack]:
+    found = [Stack("voxframe", [sys.executable, str(HERE / "peer_scripts" / "voxframe_echo_bot.py")])]
+    if pipecat != "none":
+        from peer import pipecat_python
+
+        command = [str(pipecat_python()), str(HERE / "peer_scripts" / "pipecat_echo_bot.py")]
+        found.append(Stack(f"pipecat ({pipecat})", [*command, "--lean"] if pipecat == "lean" else command))
+    return found
+
+
+async def capacity(stack: Stack, args: argparse.Namespace, server_core: int, caller_cores: list[int]) -> LoadSearch:
+    """The largest load `stack` holds, found and then confirmed (see LoadSearch)."""
+    search = LoadSearch(args.start, args.step, args.max, args.confirmations, fixed=args.sessions)
+    while (load := search.next_load()) is not None:
+        phase = search.phase
+        outcome = judge(load, await trial(stack.command, load, server_core, caller_cores, args.seconds))
+        search.record(load, outcome.holds, outcome.probe_rtt_p50_ms)
+        print(f"{stack.name:<18} {phase:<8} {outcome.row()}", flush=True)
+    return search
 
 
 async def main(args: argparse.Namespace) -> None:
     cores = sorted(os.sched_getaffinity(0))
     server_core, caller_cores = cores[0], cores[1:] or cores
-    print(f"{len(cores)} cores; server on core {server_core}, callers on {caller_cores}; {args.seconds:g} s windows")
-    header = ("procs", "sessions", "input", "echo", "dropped", "lag p99", "cpu/sess", "caller cpu")
-    print("{:>5} {:>9} {:>9} {:>9} {:>8} {:>9} {:>9} {:>10}".format(*header))
-    best = args.per_process or await search_one_process(args, server_core, caller_cores)
-    multi_total, spare = None, len(cores) // 2
-    if best and spare >= 2:
-        # One process per core on half the cores (callers need the other half), at the
-        # single-process figure, then a little lower if the slowest of them falls behind.
-        for load in (best, int(best * 0.9), int(best * 0.8)):
-            outcome = await trial(load, cores[:spare], cores[spare:], args.seconds)
-            print(outcome.row(), flush=True)
-            if outcome.holds:
-                multi_total = outcome.sessions
-                break
+    per_core = bool(shutil.which("taskset")) and server_core not in caller_cores
+    print(
+        f"{len(cores)} cores; server on core {server_core}, callers on {caller_cores}; {args.seconds:g} s windows"
+        + ("" if per_core else "; the server shares its core (or is not pinned): figures are per process")
+    )
+    print(f"{'stack':<18} {'phase':<8} {Outcome.HEADER}")
+    found = {stack.name: await capacity(stack, args, server_core, caller_cores) for stack in stacks(args.pipecat)}
     print()
-    multi = f" multi_process_sessions={multi_total} processes={spare}" if multi_total else ""
-    print(f"sessions_per_core={best}{multi} window_s={args.seconds:g}")
-
-
-async def search_one_process(args: argparse.Namespace, server_core: int, caller_cores: list[int]) -> int:
-    """The largest load one process holds: climb by `step` until one fails, then bisect."""
-    best, failed_at, load = 0, None, args.start
-    while 1 <= load <= args.max:
-        outcome = await trial(load, [server_core], caller_cores, args.seconds)
-        print(outcome.row(), flush=True)
-        if outcome.holds:
-            best = load
-        else:
-            failed_at = load
-        if failed_at is None:
-            load += args.step
-        elif failed_at - best <= 1:
-            break
-        else:
-            load = (best + failed_at) // 2
-    return best
+    print(f"{'stack':<18} {'sessions':>8} {'confirmed':>10} {'probe rtt p50 at it':>20}")
+    for name, search in found.items():
+        rtt = search.rtt_at_best()
+        capped = "  (held at --max: a floor, not a capacity)" if search.capped else ""
+        print(f"{name:<18} {search.best:>8} {search.confirmed:>10} {rtt:>18.1f}ms{capped}")
+    key = "sessions_per_core" if per_core else "sessions_per_process"
+    vox = found["voxframe"]
+    line = f"{key}={vox.best} probe_rtt_p50_ms={vox.rtt_at_best():.1f}"
+    peers = [s for n, s in found.items() if n != "voxframe"]
+    if peers:
+        peer = peers[0]
+        # A ratio only of two capacities: not of a fixed --sessions check, a floor (a side that held
+        # at --max) or nothing (a side that held no load).
+        comparable = all(s.phase != "check" and s.best and not s.capped for s in (vox, peer))
+        ratio = f"{vox.best / peer.best:.2f}" if comparable else "n/a"
+        line += f" pipecat_{key}={peer.best} pipecat_probe_rtt_p50_ms={peer.rtt_at_best():.1f} capacity_ratio={ratio}"
+    else:
+        line += " pipecat=not_measured"
+    print(f"{line} confirmations={args.confirmations} window_s={args.seconds:g}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--caller":
-        anyio.run(run_caller, sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
-        sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--start", type=int, default=12)
     parser.add_argument("--step", type=int, default=6)
     parser.add_argument("--max", type=int, default=64)
-    parser.add_argument("--per-process", type=int, help="skip the search: check this load per process")
+    parser.add_argument("--confirmations", type=int, default=3, help="re-runs of the best load that must hold")
+    parser.add_argument("--sessions", "--per-process", type=int, help="skip the search: check this load")
+    parser.add_argument("--pipecat", choices=("default", "lean", "none"), default="default")
     anyio.run(main, parser.parse_args())
