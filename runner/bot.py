@@ -234,7 +234,7 @@ async def _stop_requested(signals: AsyncIterator[int]) -> int:
     """The first SIGINT/SIGTERM; for a worker of `--workers`, its supervisor's death is a SIGTERM."""
     from .supervisor import wait_supervisor_gone
 
-    signum = signal.SIGTERM
+    signum: int = signal.SIGTERM
     async with anyio.create_task_group() as tg:
 
         async def on_signal() -> None:
@@ -333,7 +333,7 @@ def _bot_file(create_pipeline: PipelineFactory) -> tuple[Path, bool]:
     """The file that defines `create_pipeline` (what workers run), and whether it is `__main__`."""
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
     try:
-        source = inspect.getsourcefile(create_pipeline)  # type: ignore[arg-type]
+        source = inspect.getsourcefile(create_pipeline)
     except TypeError:  # a partial or a callable object: the script that called run_bot
         source = None
     path = Path(source or main_file or "")

@@ -112,9 +112,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     def default(name: str, fallback: str | None = None) -> str | None:
         return env.get(f"VOXFRAME_{name}", fallback)
 
+    def default_or(name: str, fallback: str) -> str:
+        return env.get(f"VOXFRAME_{name}", fallback)
+
     p = argparse.ArgumentParser(description="Run a voxframe bot: serve it, or call it once.")
     p.add_argument("--host", default=default("HOST", "127.0.0.1"), help="address to serve on [VOXFRAME_HOST]")
-    p.add_argument("--port", type=int, default=int(default("PORT", "7860")), help="0: any free [VOXFRAME_PORT]")
+    p.add_argument("--port", type=int, default=int(default_or("PORT", "7860")), help="0: any free [VOXFRAME_PORT]")
     p.add_argument("--token", default=default("TOKEN"), help="bearer token the API requires [VOXFRAME_TOKEN]")
     p.add_argument(
         "--insecure-no-token", action="store_true", default=default("INSECURE_NO_TOKEN") == "1",
@@ -147,7 +150,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--no-warm-up", action="store_true", default=default("NO_WARM_UP") == "1",
         help="do not load the embedded models at start (a bot that uses none) [VOXFRAME_NO_WARM_UP=1]",
     )  # fmt: skip
-    p.add_argument("--drain-deadline", type=float, default=float(default("DRAIN_DEADLINE", "30")), metavar="S",
+    p.add_argument("--drain-deadline", type=float, default=float(default_or("DRAIN_DEADLINE", "30")), metavar="S",
                    help="on SIGTERM, how long running calls may go on [VOXFRAME_DRAIN_DEADLINE]")  # fmt: skip
     p.add_argument("--call", type=Path, metavar="FILE.wav", help="call the bot once, speak this file, exit")
     p.add_argument("--reply-out", type=Path, default=Path("reply.wav"), help="where --call saves the reply")

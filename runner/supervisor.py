@@ -215,7 +215,7 @@ class Supervisor:
 
 def _send(process: anyio.abc.Process, signum: int) -> None:
     try:
-        process.send_signal(signum)
+        process.send_signal(signal.Signals(signum))
     except ProcessLookupError:  # it exited just now; its keeper sees that
         pass
 
@@ -225,6 +225,7 @@ async def wait_supervisor_gone() -> None:
     fd = os.environ.get(LIFELINE_ENV)
     if fd is None:
         await anyio.sleep_forever()
+        return
     with socket.socket(fileno=int(fd)) as lifeline:
         lifeline.setblocking(False)
         while True:
