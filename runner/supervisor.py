@@ -28,6 +28,7 @@ import anyio
 import anyio.abc
 
 from voxframe.pipeline.clock import NS_PER_S, current_clock, move_on_at
+from voxframe.transports.webrtc import PortRange
 
 from .options import RunnerOptions, StartupError
 
@@ -73,15 +74,35 @@ def worker_ports(base_port: int, count: int) -> list[int]:
     return [base_port + 1 + i for i in range(count)]
 
 
-def plan_workers(launch: Sequence[str], argv: Sequence[str], base_port: int, count: int) -> list[Worker]:
+def plan_workers(
+    launch: Sequence[str], argv: Sequence[str], base_port: int, count: int, udp_ports: PortRange | None = None
+) -> list[Worker]:
     """`launch` starts the bot (e.g. `python bot.py`); each worker adds the parent's options and
-    its own (argparse keeps the last of a repeated option, so these win)."""
+    its own (argparse keeps the last of a repeated option, so these win): its port, its session-id
+    prefix, and its own slice of `udp_ports` (two workers never bind the same UDP port)."""
+    slices = split_ports(udp_ports, count) if udp_ports is not None else [None] * count
     workers = []
-    for i, port in enumerate(worker_ports(base_port, count)):
+    for i, (port, ports) in enumerate(zip(worker_ports(base_port, count), slices, strict=True)):
         name = worker_name(i)
         own = ("--port", str(port), "--workers", "1", "--session-id-prefix", f"{name}-")
+        if ports is not None:
+            own = (*own, "--udp-ports", str(ports))
         workers.append(Worker(name, port, (*launch, *argv, *own)))
     return workers
+
+
+def split_ports(ports: PortRange, count: int) -> list[PortRange]:
+    """`count` disjoint, contiguous slices of `ports`, as equal as they come; StartupError if
+    the range has fewer ports than workers."""
+    if len(ports) < count:
+        raise StartupError(f"--udp-ports {ports} has {len(ports)} ports, fewer than the {count} workers")
+    size, extra = divmod(len(ports), count)
+    slices, low = [], ports.low
+    for i in range(count):
+        high = low + size + (i < extra) - 1
+        slices.append(PortRange(low, high))
+        low = high + 1
+    return slices
 
 
 def launch_command(bot_file: Path, run_as_script: bool) -> tuple[str, ...]:
@@ -241,7 +262,9 @@ def serve_workers(bot_file: Path, run_as_script: bool, argv: Sequence[str], opti
     """`--workers N` (N > 1): check the ports, start and keep the workers, return the exit code."""
     if options.tls_cert is not None:
         raise StartupError("--workers: TLS goes on the load balancer (voxframe nginx-config --tls-cert/--tls-key)")
-    workers = plan_workers(launch_command(bot_file, run_as_script), argv, options.port, options.workers)
+    workers = plan_workers(
+        launch_command(bot_file, run_as_script), argv, options.port, options.workers, options.udp_ports
+    )
     check_ports_free(options.host, workers)
     ports = ", ".join(str(w.port) for w in workers)
     print(

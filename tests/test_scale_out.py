@@ -26,8 +26,9 @@ from webrtc_helpers import client_options, tone
 from voxframe.runner import parse_options
 from voxframe.runner.nginx import NginxLayout, render_http
 from voxframe.runner.nginx import main as nginx_config
+from voxframe.runner.options import StartupError
 from voxframe.runner.supervisor import RestartPolicy, Supervisor, Worker, plan_workers
-from voxframe.transports.webrtc import HeadlessClient
+from voxframe.transports.webrtc import HeadlessClient, PortRange
 
 ECHO_BOT = '''
 from voxframe.pipeline import Pipeline
@@ -55,6 +56,15 @@ def test_each_worker_gets_its_own_port_and_session_prefix_over_the_parents_optio
         options = parse_options(list(worker.command[2:]), env={"VOXFRAME_WORKERS": "4"}, dotenv_path=Path("-"))
         assert (options.port, options.workers, options.session_id_prefix) == (9001 + i, 1, f"w{i}-")
         assert options.drain_deadline_s == 7  # the parent's own options reach every worker
+
+
+def test_each_worker_binds_its_own_slice_of_the_udp_port_range() -> None:
+    argv = ["--port", "9000", "--udp-ports", "40000-40010"]
+    workers = plan_workers(("python", "bot.py"), argv, 9000, 3, PortRange(40000, 40010))
+    ranges = [parse_options(list(w.command[2:]), env={}, dotenv_path=Path("-")).udp_ports for w in workers]
+    assert ranges == [PortRange(40000, 40003), PortRange(40004, 40007), PortRange(40008, 40010)]
+    with pytest.raises(StartupError, match="fewer than the 3 workers"):
+        plan_workers(("python", "bot.py"), argv, 9000, 3, PortRange(40000, 40001))
 
 
 def test_one_process_is_the_default_and_auto_is_one_per_core() -> None:
