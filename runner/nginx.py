@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .options import _environment, parse_workers
+from .options import _environment, parse_session_id_prefix, parse_workers
 from .supervisor import worker_name, worker_ports
 
 OFFER_PATH = "/api/voice/offer"
@@ -38,6 +38,8 @@ class NginxLayout:
     tls_key: Path | None = None
     #: The runner's largest signalling body (`ServerOptions.max_body_bytes`).
     max_body_bytes: int = 64 * 1024
+    #: The runner's `--session-id-prefix` (a host's name), before each worker's `w<i>-`.
+    session_prefix: str = ""
 
     def worker_address(self, port: int) -> str:
         host = f"[{self.worker_host}]" if ":" in self.worker_host else self.worker_host
@@ -76,7 +78,8 @@ def render_http(layout: NginxLayout) -> str:
         lines += [f"upstream voxframe_{worker_name(i)} {{", f"    server {layout.worker_address(port)};", "}"]
     lines += ["", "# The worker a session's id names; an id no worker owns goes anywhere (and gets 404).",
               "map $uri $voxframe_session_worker {", "    default voxframe_workers;"]  # fmt: skip
-    lines += [f"    ~^{SESSIONS_PATH}{worker_name(i)}- voxframe_{worker_name(i)};" for i in range(len(ports))]
+    prefix = layout.session_prefix
+    lines += [f"    ~^{SESSIONS_PATH}{prefix}{worker_name(i)}- voxframe_{worker_name(i)};" for i in range(len(ports))]
     lines += ["}", "", "server {"]
     listen = layout.listen or str(layout.base_port)
     if layout.tls_cert is not None:
@@ -147,6 +150,10 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                    help="the runner's --port: workers serve on the ports after it [VOXFRAME_PORT]")  # fmt: skip
     p.add_argument("--worker-host", default=env.get("VOXFRAME_HOST", "127.0.0.1"),
                    help="the workers' --host [VOXFRAME_HOST]")  # fmt: skip
+    p.add_argument(
+        "--session-id-prefix", type=parse_session_id_prefix, default=env.get("VOXFRAME_SESSION_ID_PREFIX", ""),
+        help="the runner's --session-id-prefix (a host's name) [VOXFRAME_SESSION_ID_PREFIX]",
+    )
     p.add_argument("--listen", help="nginx's listen address or port (default: --port)")
     p.add_argument("--server-name", default="_", help="nginx's server_name")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: nginx serves HTTPS")
@@ -165,6 +172,7 @@ def main(argv: list[str], env: Mapping[str, str] | None = None, dotenv_path: Pat
     layout = NginxLayout(
         workers=args.workers, base_port=args.port, worker_host=args.worker_host, listen=args.listen,
         server_name=args.server_name, tls_cert=args.tls_cert, tls_key=args.tls_key,
+        session_prefix=args.session_id_prefix,
     )  # fmt: skip
     text = render_standalone(layout) if args.standalone else render_http(layout)
     if args.out is None:

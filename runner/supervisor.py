@@ -75,16 +75,22 @@ def worker_ports(base_port: int, count: int) -> list[int]:
 
 
 def plan_workers(
-    launch: Sequence[str], argv: Sequence[str], base_port: int, count: int, udp_ports: PortRange | None = None
+    launch: Sequence[str],
+    argv: Sequence[str],
+    base_port: int,
+    count: int,
+    udp_ports: PortRange | None = None,
+    session_prefix: str = "",
 ) -> list[Worker]:
     """`launch` starts the bot (e.g. `python bot.py`); each worker adds the parent's options and
     its own (argparse keeps the last of a repeated option, so these win): its port, its session-id
-    prefix, and its own slice of `udp_ports` (two workers never bind the same UDP port)."""
+    prefix (after the parent's `session_prefix`, which names the host when several hosts share a
+    load balancer: `h1-w0-`), and its own slice of `udp_ports` (no two workers bind one UDP port)."""
     slices = split_ports(udp_ports, count) if udp_ports is not None else [None] * count
     workers = []
     for i, (port, ports) in enumerate(zip(worker_ports(base_port, count), slices, strict=True)):
         name = worker_name(i)
-        own = ("--port", str(port), "--workers", "1", "--session-id-prefix", f"{name}-")
+        own = ("--port", str(port), "--workers", "1", "--session-id-prefix", f"{session_prefix}{name}-")
         if ports is not None:
             own = (*own, "--udp-ports", str(ports))
         workers.append(Worker(name, port, (*launch, *argv, *own)))
@@ -263,8 +269,9 @@ def serve_workers(bot_file: Path, run_as_script: bool, argv: Sequence[str], opti
     if options.tls_cert is not None:
         raise StartupError("--workers: TLS goes on the load balancer (voxframe nginx-config --tls-cert/--tls-key)")
     workers = plan_workers(
-        launch_command(bot_file, run_as_script), argv, options.port, options.workers, options.udp_ports
-    )
+        launch_command(bot_file, run_as_script), argv, options.port, options.workers, options.udp_ports,
+        options.session_id_prefix,
+    )  # fmt: skip
     check_ports_free(options.host, workers)
     ports = ", ".join(str(w.port) for w in workers)
     print(

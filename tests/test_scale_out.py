@@ -58,11 +58,14 @@ def test_each_worker_gets_its_own_port_and_session_prefix_over_the_parents_optio
         assert options.drain_deadline_s == 7  # the parent's own options reach every worker
 
 
-def test_each_worker_binds_its_own_slice_of_the_udp_port_range() -> None:
+def test_each_worker_binds_its_own_udp_ports_and_names_its_host_in_session_ids() -> None:
     argv = ["--port", "9000", "--udp-ports", "40000-40010"]
     workers = plan_workers(("python", "bot.py"), argv, 9000, 3, PortRange(40000, 40010))
     ranges = [parse_options(list(w.command[2:]), env={}, dotenv_path=Path("-")).udp_ports for w in workers]
     assert ranges == [PortRange(40000, 40003), PortRange(40004, 40007), PortRange(40008, 40010)]
+    hosted = plan_workers(("python", "bot.py"), argv, 9000, 2, session_prefix="h1-")
+    prefixes = [parse_options(list(w.command[2:]), env={}, dotenv_path=Path("-")).session_id_prefix for w in hosted]
+    assert prefixes == ["h1-w0-", "h1-w1-"]  # the host's prefix, then the worker's
     with pytest.raises(StartupError, match="fewer than the 3 workers"):
         plan_workers(("python", "bot.py"), argv, 9000, 3, PortRange(40000, 40001))
 
@@ -87,6 +90,9 @@ def test_sessions_route_to_the_worker_their_id_names() -> None:
         assert re.search(rf"upstream voxframe_w{i} {{\s+server 127.0.0.1:{8001 + i};\s+}}", text)
     assert "least_conn;" in text and "listen 8000 ssl;" in text and "ssl_certificate_key /k.pem;" in text
     assert "Media" in text.split("upstream", 1)[0]  # the header says where the media goes
+    # A host's prefix (several hosts behind one balancer) comes before the worker's.
+    hosted = render_http(NginxLayout(workers=2, session_prefix="h1-"))
+    assert re.findall(r"~\^/api/voice/sessions/(\S+)- voxframe_w\d+;", hosted) == ["h1-w0", "h1-w1"]
 
 
 def test_a_busy_worker_port_is_one_line_before_any_worker_starts(tmp_path: Path) -> None:
