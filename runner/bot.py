@@ -59,6 +59,7 @@ from voxframe.transports.webrtc import (
 )
 from voxframe.transports.webrtc.server import RouteInstaller
 
+from .admission import Admission, AdmissionOptions
 from .metrics import BotMetrics
 from .options import RunnerOptions, StartupError, configure_logging, is_loopback, parse_options
 from .services import Services
@@ -145,6 +146,8 @@ class BotServer:
         server_options.route_installers.append(self.metrics.install)
         server_options.session_end_listeners.append(self._on_session_end)
         self.traces = _session_traces(tracer_provider)
+        self.admission = Admission(self.server, AdmissionOptions(max_lag_s=options.max_loop_lag_s))
+        self.metrics.lag_listeners.append(self.admission.observe)
 
     async def _make_task(self, session: Session) -> PipelineTask:
         pipeline = self.create_pipeline(BotSession(session, self.services))
@@ -192,7 +195,7 @@ class BotServer:
                 ):
                     print("loading embedded models ...", flush=True)
                     await anyio.to_thread.run_sync(self.services.warm_up)
-                self.server.admit()
+                self.server.admit("warming_up")
                 task_status.started(url)
         finally:
             if self._trace is not None:

@@ -14,7 +14,7 @@ rather than mirrored, so they cannot drift.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -86,6 +86,8 @@ class BotMetrics:
             w, buckets=LAG_BUCKETS, registry=r,
         )  # fmt: skip
         self.registry.register(_ServerCollector(server, worker))
+        #: Told of every loop-lag sample, in seconds (admission control listens).
+        self.lag_listeners: list[Callable[[float], None]] = []
 
     # --- feeding -------------------------------------------------------------------------------
 
@@ -117,7 +119,10 @@ class BotMetrics:
         while True:
             due = clock.now_ns() + period_ns
             await clock.sleep_until(due)
-            self.loop_lag.labels(self.worker).observe(max(0, clock.now_ns() - due) / NS_PER_S)
+            lag_s = max(0, clock.now_ns() - due) / NS_PER_S
+            self.loop_lag.labels(self.worker).observe(lag_s)
+            for listener in self.lag_listeners:
+                listener(lag_s)
 
     # --- serving -------------------------------------------------------------------------------
 

@@ -55,6 +55,8 @@ class RunnerOptions:
     udp_ports: PortRange | None = None
     #: Worker processes behind a load balancer (1: this process serves; see `supervisor.py`).
     workers: int = 1
+    #: Refuse new calls while the event loop's median lag is above this (None: never; `admission.py`).
+    max_loop_lag_s: float | None = 0.03
 
     @property
     def loopback(self) -> bool:
@@ -158,6 +160,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
                    help="how long --call waits for the reply")  # fmt: skip
     p.add_argument("--trace-out", type=Path, help="append each turn's record as a JSON line to this file")
     p.add_argument(
+        "--max-loop-lag-ms", type=float, default=float(default_or("MAX_LOOP_LAG_MS", "30")), metavar="MS",
+        help="refuse new calls (503) while the event loop's median lag is above this; 0: never "
+        "[VOXFRAME_MAX_LOOP_LAG_MS]",
+    )  # fmt: skip
+    p.add_argument(
         "--workers", type=parse_workers, default=default("WORKERS", "1"), metavar="N|auto",
         help="worker processes on ports PORT+1.. behind a load balancer on PORT (`voxframe nginx-config`); "
         "auto: one per core; 1: this process serves on PORT [VOXFRAME_WORKERS]",
@@ -207,6 +214,9 @@ def parse_options(
         udp_ports=args.udp_ports, reply_timeout_s=args.reply_timeout,
     )  # fmt: skip
     options.workers, options.session_id_prefix = args.workers, args.session_id_prefix
+    if args.max_loop_lag_ms < 0:
+        parser.error(f"--max-loop-lag-ms must be >= 0, got {args.max_loop_lag_ms:g}")
+    options.max_loop_lag_s = args.max_loop_lag_ms / 1000 or None
     if options.workers > 1 and options.port == 0:
         parser.error("--workers needs a fixed --port (the workers serve on the ports after it)")
     if not options.loopback and options.token is None and not args.insecure_no_token and options.call is None:

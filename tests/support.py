@@ -1,4 +1,5 @@
-"""The one test toolkit: a frame recorder, a pipeline harness, a bounded JSON receive.
+"""The one test toolkit: a frame recorder, a pipeline harness, a bounded JSON receive, a
+process's console.
 
 Every test that watches frames go by uses `Recorder`, every test that runs a pipeline for the
 length of a block uses `running`; the transport, provider and embedded helpers keep only what is
@@ -8,12 +9,15 @@ specific to them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
+import anyio.abc
+from anyio.streams.text import TextReceiveStream
 
 from voxframe.pipeline import (
     DOWN,
@@ -142,3 +146,43 @@ async def yield_rounds(rounds: int = 50) -> None:
     of tasks reach its next await on a virtual clock.
     """
     await _yield_rounds(rounds)
+
+
+class Console:
+    """A process's merged output, line by line, with a wait for the n-th line that matches."""
+
+    def __init__(self, process: anyio.abc.Process) -> None:
+        self.process = process
+        self.lines: list[str] = []
+        self._changed = anyio.Event()
+        self.ended = anyio.Event()
+
+    async def read(self) -> None:
+        """Run in a task group for the process's life: collects its lines as they come."""
+        assert self.process.stdout is not None
+        buffer = ""
+        async for text in TextReceiveStream(self.process.stdout):
+            buffer += text
+            *complete, buffer = buffer.split("\n")
+            self.lines += complete
+            self._changed.set()
+            self._changed = anyio.Event()
+        if buffer:
+            self.lines.append(buffer)
+        self.ended.set()
+        self._changed.set()
+
+    async def read_to_end(self) -> None:
+        await self.ended.wait()
+
+    def matching(self, pattern: str) -> list[re.Match[str]]:
+        return [m for m in (re.search(pattern, line) for line in self.lines) if m]
+
+    async def wait_for(self, pattern: str, count: int = 1) -> re.Match[str]:
+        """The `count`-th line matching the regular expression; AssertionError if the process
+        ends first (bound the wait with `anyio.fail_after`)."""
+        while len(found := self.matching(pattern)) < count:
+            if self.ended.is_set():
+                raise AssertionError(f"exited before printing {pattern!r} x{count}:\n" + "\n".join(self.lines))
+            await self._changed.wait()
+        return found[count - 1]

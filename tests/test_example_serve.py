@@ -9,42 +9,12 @@ import sys
 import anyio
 import anyio.abc
 import pytest
-from anyio.streams.text import TextReceiveStream
 from example_helpers import EXAMPLE, QUESTION_WAV, ROOT, clean_env, words
 
+from tests.support import Console
 from voxframe.transports.webrtc import ClientOptions, HeadlessClient, IceOptions
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
-
-
-class Console:
-    """The bot process's output, line by line, with a wait for a line that matches."""
-
-    def __init__(self, process: anyio.abc.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._changed = anyio.Event()
-
-    async def read(self) -> None:
-        assert self.process.stdout is not None
-        buffer = ""
-        async for text in TextReceiveStream(self.process.stdout):
-            buffer += text
-            *complete, buffer = buffer.split("\n")
-            self.lines += complete
-            self._changed.set()
-            self._changed = anyio.Event()
-        self.lines.append(buffer)
-        self._changed.set()
-
-    async def wait_for(self, fragment: str) -> str:
-        while True:
-            for line in self.lines:
-                if fragment in line:
-                    return line
-            if self.process.returncode is not None:
-                raise AssertionError(f"the bot exited before printing {fragment!r}:\n" + "\n".join(self.lines))
-            await self._changed.wait()
 
 
 async def test_serves_prints_each_turn_and_stops_cleanly_on_ctrl_c() -> None:
@@ -57,7 +27,7 @@ async def test_serves_prints_each_turn_and_stops_cleanly_on_ctrl_c() -> None:
         tg.start_soon(console.read)
         try:
             with anyio.fail_after(60):
-                ready = await console.wait_for("voxframe bot ready: open http://127.0.0.1:")
+                ready = (await console.wait_for(r"voxframe bot ready: open http://127\.0\.0\.1:")).string
             url = ready.split("open ", 1)[1].split()[0]
             options = ClientOptions(ice=IceOptions(host_addresses=("127.0.0.1",)), record=False)
             async with HeadlessClient.connect(url, options) as client:
@@ -65,13 +35,13 @@ async def test_serves_prints_each_turn_and_stops_cleanly_on_ctrl_c() -> None:
                     await client.wait_for_event("bot_ready", timeout_s=60)
                     played = await client.play(QUESTION_WAV)
                     await client.wait_for_onset(after_ns=played.speech_end_ns, timeout_s=60)
-                    line = await console.wait_for("turn 1 | heard:")
+                    line = (await console.wait_for(r"turn 1 \| heard:")).string
                 # Ctrl-C while the call is still up: the session ends, the process exits 0.
                 process.send_signal(signal.SIGINT)
                 with anyio.fail_after(30):
                     await console.wait_for("stopping: ending 1 session")
                     assert await process.wait() == 0
-            await console.wait_for("stopped")
+            await console.wait_for(r"^stopped$")
         finally:
             if process.returncode is None:
                 process.kill()

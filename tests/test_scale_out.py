@@ -20,9 +20,9 @@ import aiohttp
 import anyio
 import anyio.abc
 import pytest
-from anyio.streams.text import TextReceiveStream
 from webrtc_helpers import client_options, tone
 
+from tests.support import Console
 from voxframe.runner import parse_options
 from voxframe.runner.nginx import NginxLayout, render_http
 from voxframe.runner.nginx import main as nginx_config
@@ -111,43 +111,6 @@ def test_a_busy_worker_port_is_one_line_before_any_worker_starts(tmp_path: Path)
 
 
 # --- end to end ------------------------------------------------------------------------------------
-
-
-class Console:
-    """A process's merged output, line by line, with a wait for the n-th line that matches."""
-
-    def __init__(self, process: anyio.abc.Process) -> None:
-        self.process = process
-        self.lines: list[str] = []
-        self._changed = anyio.Event()
-        self.ended = anyio.Event()
-
-    async def read(self) -> None:
-        assert self.process.stdout is not None
-        buffer = ""
-        async for text in TextReceiveStream(self.process.stdout):
-            buffer += text
-            *complete, buffer = buffer.split("\n")
-            self.lines += complete
-            self._changed.set()
-            self._changed = anyio.Event()
-        if buffer:
-            self.lines.append(buffer)
-        self.ended.set()
-        self._changed.set()
-
-    async def read_to_end(self) -> None:
-        await self.ended.wait()
-
-    def matching(self, pattern: str) -> list[re.Match[str]]:
-        return [m for m in (re.search(pattern, line) for line in self.lines) if m]
-
-    async def wait_for(self, pattern: str, count: int = 1) -> re.Match[str]:
-        while len(found := self.matching(pattern)) < count:
-            if self.ended.is_set():
-                raise AssertionError(f"exited before printing {pattern!r} x{count}:\n" + "\n".join(self.lines))
-            await self._changed.wait()
-        return found[count - 1]
 
 
 def free_port_run(count: int) -> int:

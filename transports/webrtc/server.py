@@ -119,8 +119,8 @@ class WebRTCServer:
         self.port: int | None = None
         self._tg: TaskGroup | None = None
         self._session_ended: anyio.Event | None = None
-        #: Why new offers are refused (None: admitting); see `hold`.
-        self.held_reason: str | None = None
+        #: Why new offers are refused, oldest first (empty: admitting); see `hold`.
+        self._holds: list[str] = []
         #: Remote candidates each session has taken (offer and trickle), against the cap.
         self._candidates: dict[str, int] = {}
         self._refusals_unlogged = 0
@@ -142,14 +142,23 @@ class WebRTCServer:
 
     @property
     def admitting(self) -> bool:
-        return self._tg is not None and self.held_reason is None
+        return self._tg is not None and not self._holds
+
+    @property
+    def held_reason(self) -> str | None:
+        """Why new offers are refused (the oldest hold still on), or None while admitting."""
+        return self._holds[0] if self._holds else None
 
     def hold(self, reason: str) -> None:
-        """Refuse new offers (503 with Retry-After) with `reason`: warming up, draining ..."""
-        self.held_reason = reason
+        """Refuse new offers (503 with Retry-After) for `reason` (warming up, draining, overloaded)
+        until `admit(reason)`; holds for different reasons stack, so lifting one leaves the others."""
+        if reason not in self._holds:
+            self._holds.append(reason)
 
-    def admit(self) -> None:
-        self.held_reason = None
+    def admit(self, reason: str) -> None:
+        """Lift the hold for `reason` (no effect if there is none)."""
+        if reason in self._holds:
+            self._holds.remove(reason)
 
     def end_all(self, reason: str = "server_draining") -> int:
         """Hang up every running session (they end cleanly); returns how many."""
