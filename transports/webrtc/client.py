@@ -3,7 +3,8 @@
 It does what a person with a browser does, measurably: plays audio (a WAV file or an array)
 into its microphone track in real time, records what it hears, and reports on the monotonic
 clock (shared with the server on one host) when each utterance it played ended and when speech
-it heard started and stopped. Data channel events from the server are kept in `events`.
+it heard started and stopped. It speaks RTVI on the data channel as Pipecat's clients do (says
+``client-ready`` when the channel opens); the server's messages are kept in `events`.
 
     async with HeadlessClient.connect(url) as client:
         played = await client.play(audio, 16_000)
@@ -30,6 +31,7 @@ from voxframe.pipeline.audio import last_loud_sample
 from voxframe.pipeline.clock import NS_PER_S
 
 from .._audio import StreamResampler, to_pcm16
+from ..rtvi import PROTOCOL_VERSION, envelope
 from ..wav import read_wav
 from ._ice import IceOptions
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
@@ -92,6 +94,8 @@ class HeadlessClient:
         self._track_arrived = anyio.Event()
         self._channel = self.pc.createDataChannel("events")
         self._channel.on("message", self._on_message)
+        self._channel.on("open", self._say_ready)
+        self._sent_ids = 0
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._heard.fire)
 
@@ -283,11 +287,27 @@ class HeadlessClient:
             self.events.append(event)
             self._event_arrived.fire()
 
+    def send(self, kind: str, data: Any = None) -> str:
+        """Send one RTVI message to the bot; returns its id (a response carries it)."""
+        self._sent_ids += 1
+        message_id = f"hc{self._sent_ids}"
+        self._channel.send(json.dumps(envelope(kind, data, message_id)))
+        return message_id
+
+    def send_text(self, text: str) -> None:
+        """Type `text` to the bot: a user turn of its own."""
+        self.send("send-text", {"content": text, "options": {"run_immediately": True, "audio_response": True}})
+
+    def _say_ready(self) -> None:
+        self.send("client-ready", {"version": PROTOCOL_VERSION, "about": {"library": "voxframe.headless"}})
+
     async def wait_for_event(self, kind: str, timeout_s: float, **match: Any) -> dict[str, Any]:
-        """The first data channel event of `kind` (and matching fields); TimeoutError if none."""
+        """The first RTVI message of type `kind` whose data has the fields `match`; TimeoutError if none."""
         with anyio.fail_after(timeout_s):
             while True:
                 for event in self.events:
-                    if event.get("type") == kind and all(event.get(k) == v for k, v in match.items()):
+                    data = event.get("data")
+                    fields = data if isinstance(data, dict) else {}
+                    if event.get("type") == kind and all(fields.get(k) == v for k, v in match.items()):
                         return event
                 await self._event_arrived.wait()

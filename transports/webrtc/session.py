@@ -25,7 +25,7 @@ import anyio
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from voxframe.pipeline import PipelineTask
+from voxframe.pipeline import Frame, PipelineTask
 from voxframe.pipeline.clock import NS_PER_S
 
 from ._ice import IceOptions, ignore_checks_from_other_hosts
@@ -42,6 +42,8 @@ logger = logging.getLogger("voxframe.webrtc")
 _WATCH_INTERVAL_S = 0.25
 #: Client events queued while the data channel is not open yet.
 _MAX_PENDING_EVENTS = 256
+#: Frames from the caller's messages waiting for the pipeline (beyond: dropped, and logged).
+_MAX_INBOX_FRAMES = 64
 
 
 class SessionError(Exception):
@@ -89,7 +91,10 @@ class Session:
         self._hang_up = False
         self._closed = False
         self._pipeline_over = False
-        self._events_observer: ClientEventsObserver | None = None
+        # The caller's RTVI endpoint exists from the start: its client-ready may come before the
+        # factory has built the task (the endpoint answers once the pipeline runs).
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[Frame](_MAX_INBOX_FRAMES)
+        self._events_observer: ClientEventsObserver | None = ClientEventsObserver(self.send_event, None, self._deliver)
         self.pc.on("connectionstatechange", self._on_state_change)
         self.pc.on("datachannel", self._on_datachannel)
 
@@ -172,10 +177,28 @@ class Session:
         if self.channel is not None:
             return
         self.channel = channel
+        channel.on("message", self._on_client_message)
         if channel.readyState == "open":
             self._flush_events()
         else:
             channel.on("open", self._flush_events)
+
+    def _on_client_message(self, message: str | bytes) -> None:
+        if self._events_observer is not None:
+            self._events_observer.receive(message)
+
+    def _deliver(self, frame: Frame) -> None:
+        """A frame from the caller's messages, for the head of the pipeline (see `_forward`)."""
+        try:
+            self._inbox_send.send_nowait(frame)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            logger.warning("session %s: dropped the caller's %s (the pipeline is behind)", self.id, frame.name)
+
+    async def _forward(self, task: PipelineTask) -> None:
+        """Queue the caller's frames into the pipeline; returns when the inbox is closed."""
+        async with self._inbox:
+            async for frame in self._inbox:
+                await task.queue_frame(frame)
 
     def _flush_events(self) -> None:
         channel = self.channel
@@ -198,17 +221,26 @@ class Session:
         """Serve the caller until the session ends; always releases everything."""
         try:
             self.task = task = await factory(self)
-            self._events_observer = ClientEventsObserver(self.send_event, task.tracer)
-            task.params.observers.append(self._events_observer)
+            endpoint = self._events_observer
+            assert endpoint is not None
+            endpoint.tracer = task.tracer
+            task.params.observers.append(endpoint)
             if await self._wait_connected():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._watch, task)
-                    await task.run()
-                    self.end_reason = self.end_reason or "pipeline ended"
-                    # The watchdog returns by itself: a cancelled task's exception would keep
-                    # its frame, and so this session, in a cycle until a collection.
-                    self._pipeline_over = True
-                    self._changed.fire()
+                    tg.start_soon(self._forward, task)
+                    tg.start_soon(endpoint.run)
+                    try:
+                        await task.run()
+                        self.end_reason = self.end_reason or "pipeline ended"
+                    finally:
+                        # The watchdog, the forwarder and the word pacer return by themselves: a
+                        # cancelled task's exception would keep its frame, and so this session,
+                        # in a cycle until a collection.
+                        self._pipeline_over = True
+                        self._inbox_send.close()
+                        endpoint.close()
+                        self._changed.fire()
         except Exception as exc:
             self.end_reason = f"error: {exc!r}"
             logger.exception("session %s failed", self.id)
@@ -283,6 +315,9 @@ class Session:
         self._closed = True
         if self._events_observer is not None:
             self._events_observer.close()
+            self._events_observer = None
+        self._inbox_send.close()
+        self._inbox.close()
         self.output.track.stop()
         for stage in self._stages:
             if stage.decoded is not None:
