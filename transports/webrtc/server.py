@@ -9,6 +9,12 @@ Endpoints (prefix `/api/voice`, JSON in and out, errors as ``{"error": {"code", 
 * ``GET /config``: the ICE configuration the page should use
 * ``GET /``: the browser client
 * ``GET /healthz`` (alive) and ``GET /readyz`` (200 while admitting offers, else 503), unauthenticated
+
+Pipecat's ``@pipecat-ai/small-webrtc-transport`` is served as its own server would serve it, at
+``/api/offer`` as well as ``/api/voice/offer``: ``POST`` ``{"sdp", "type", "pc_id"?, "restart_pc"?,
+"requestData"?}`` answers ``{"sdp", "type", "pc_id"}`` (`pc_id` is the session id; an offer naming
+a running session replaces it, as the client's reconnect expects), and ``PATCH``
+``{"pc_id", "candidates": [{"candidate", "sdp_mid", "sdp_mline_index"}]}`` trickles candidates.
 * ``POST /admin/drain`` (token): stop admitting offers; running calls go on
 
 Every signalling endpoint takes an optional bearer token. Bad input (not JSON, wrong content
@@ -160,6 +166,10 @@ class WebRTCServer:
         app = web.Application(middlewares=[_json_errors], client_max_size=self.options.max_body_bytes)
         api = "/api/voice"
         app.router.add_post(f"{api}/offer", self._offer)
+        # Where Pipecat's small-webrtc client posts and trickles (its server's paths, and ours).
+        app.router.add_post("/api/offer", self._offer)
+        app.router.add_patch("/api/offer", self._trickle_by_pc_id)
+        app.router.add_patch(f"{api}/offer", self._trickle_by_pc_id)
         app.router.add_patch(f"{api}/sessions/{{session_id}}", self._trickle)
         app.router.add_delete(f"{api}/sessions/{{session_id}}", self._hang_up)
         app.router.add_get(f"{api}/config", self._config)
@@ -189,6 +199,10 @@ class WebRTCServer:
             refusal = _error_response(503, self.held_reason, "the server is not admitting new calls; retry")
             refusal.headers["Retry-After"] = str(self.options.retry_after_s)
             return refusal
+        replaced = self.sessions.get(body["pc_id"]) if isinstance(body.get("pc_id"), str) else None
+        if replaced is not None:  # the caller reconnects: its old connection is gone or going
+            replaced.end_reason = replaced.end_reason or "replaced by the caller's new offer"
+            replaced.hang_up()
         session = Session(self.options.session, session_id=self.options.session_id_prefix + secrets.token_urlsafe(12))
         self.sessions[session.id] = session
         try:
@@ -202,13 +216,31 @@ class WebRTCServer:
         self.sessions_started += 1
         self._tg.start_soon(self._run_session, session, name=f"session {session.id}")
         return web.json_response(
-            {"sdp": answer.sdp, "type": answer.type, "session_id": session.id, "iceServers": self._ice_servers()}
+            {
+                "sdp": answer.sdp,
+                "type": answer.type,
+                "session_id": session.id,
+                "pc_id": session.id,
+                "iceServers": self._ice_servers(),
+            }
         )
 
     async def _trickle(self, request: web.Request) -> web.Response:
         self._authorize(request)
         session = self._session(request)
+        return await self._add_candidates(session, await self._json_body(request))
+
+    async def _trickle_by_pc_id(self, request: web.Request) -> web.Response:
+        """small-webrtc's trickle: the session is named in the body, the candidates in snake_case."""
+        self._authorize(request)
         body = await self._json_body(request)
+        pc_id = body.get("pc_id")
+        session = self.sessions.get(pc_id) if isinstance(pc_id, str) else None
+        if session is None:
+            raise ApiError(404, "unknown_session", "no session has this 'pc_id' (it may have ended)")
+        return await self._add_candidates(session, body)
+
+    async def _add_candidates(self, session: Session, body: dict[str, Any]) -> web.Response:
         candidates = body.get("candidates", [])
         if "candidate" in body:
             candidates = [body]

@@ -147,7 +147,9 @@ class Session:
             raise SessionError("bad_candidate", f"unparseable candidate: {line[:80]!r}") from exc
         if not self.options.ice.accepts_candidate(line):
             return False
-        mid, index = candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
+        # The browser's names, or Pipecat's small-webrtc client's.
+        mid = candidate.get("sdpMid", candidate.get("sdp_mid"))
+        index = candidate.get("sdpMLineIndex", candidate.get("sdp_mline_index"))
         if not isinstance(mid, str | None) or not (index is None or type(index) is int):
             raise SessionError("bad_candidate", "'sdpMid' must be a string and 'sdpMLineIndex' an integer")
         parsed.sdpMid, parsed.sdpMLineIndex = mid, index if mid is not None or index is not None else 0
