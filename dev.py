@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".voxframe-installed"
-DEBIAN_TEST_PACKAGES = {"chromium": "chromium", "turnserver": "coturn"}
+DEBIAN_TEST_PACKAGES = {"chromium": "chromium", "turnserver": "coturn", "node": "nodejs", "npm": "npm"}
 
 
 def run(cmd: list[str], **kwargs: object) -> None:
