@@ -295,6 +295,7 @@ class RTVIEndpoint(Observer):
         origin = self._speech_end_ns
         if origin is None or turn == 0:
             return None
+        self._speech_end_ns = None  # one speech, one reply: a typed turn after it has no such latency
         points = self.tracer.turn(turn) if self.tracer is not None else {}
         first_out = points.get("first_audio_out", t_ns)
         return {
