@@ -112,10 +112,11 @@ async def test_a_pipecat_client_js_app_talks_to_a_voxframe_bot(tmp_path: Path) -
             await page.wait_for_function("window.seen.audibleFrames >= 10 && window.seen.ttsText.length > 0")
             await page.evaluate("window.pipecat.sendText('typed, not said')")
             await page.wait_for_function("window.seen.userLlmText.includes('typed, not said')", timeout=10_000)
-            seen = await page.evaluate("() => window.seen")
-            await page.evaluate("window.pipecat.disconnect()")
+            server.end_all("the bot hangs up")
             with anyio.fail_after(10):
                 await server.wait_sessions(lambda sessions: not sessions)
+            await page.wait_for_function("window.seen.order.includes('bot-disconnected')", timeout=10_000)
+            seen = await page.evaluate("() => window.seen")
         finally:
             await browser.close()
 
@@ -125,6 +126,7 @@ async def test_a_pipecat_client_js_app_talks_to_a_voxframe_bot(tmp_path: Path) -
     assert any(not t["final"] for t in seen["transcripts"])
     assert QUESTION in "".join(seen["llmText"]).lower()  # the offline responder says what it heard
     assert seen["ttsText"][:3] == "".join(seen["llmText"]).split()[:3]  # its words, one by one as spoken
+    assert seen["output"][:3] == seen["ttsText"][:3]
     assert seen["loudestHz"] == pytest.approx(BOT_HZ, abs=30.0) and seen["peakRms"] > 0.05
     assert seen["response"] == {"pong": 7}
     raw_types = [m["type"] for m in seen["raw"]]

@@ -134,6 +134,10 @@ async def test_reply_words_are_sent_when_their_audio_plays() -> None:
         await clock.advance(NS_PER_S)
         assert said() == ["Paris", "is"]  # the cut-off word was never heard
         client.endpoint.close()
+    outputs = [m["data"] for m in client.sent if m["type"] == "bot-output"]
+    assert outputs[0] == {"text": "Paris", "aggregated_by": "word", "turn": 1, "will_be_spoken": True,
+                          "spoken_status": "completed"}  # fmt: skip
+    assert len(outputs) == 2
 
 
 async def test_typed_text_is_a_user_turn() -> None:

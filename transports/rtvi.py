@@ -15,8 +15,8 @@ transcripts included, and adds no hop):
   ``bot-stopped-speaking`` (data: ``turn``, ``played_s``, ``interrupted``), ``bot-interrupted``;
 * ``user-transcription`` (``text``, ``final``, ``user_id``, ``timestamp``), ``user-llm-text``;
 * ``bot-llm-started``, ``bot-llm-text`` (each streamed chunk), ``bot-llm-stopped``;
-  ``bot-tts-started``, ``bot-tts-text`` (each word when it is heard, see `run`),
-  ``bot-tts-stopped``;
+  ``bot-tts-started``, ``bot-tts-text`` and ``bot-output`` (each word when it is heard, see
+  `run`), ``bot-tts-stopped``;
 * ``metrics`` (``{"ttfb": [{"processor", "value"}]}``, one list per metric), ``error``;
 * ``server-message``: the app's `TransportMessageFrame` (its ``message`` is the data), and
   voxframe's ``{"type": "turn_latency", "turn", "latency_ms", "points_ms"}``: from the end of the
@@ -319,7 +319,7 @@ class RTVIEndpoint(Observer):
 
     def _schedule(self, turn: int, due_ns: int, word: str) -> None:
         if not self._pacing:  # nobody paces: say the word now rather than never
-            self.send("bot-tts-text", {"text": word, "turn": turn})
+            self._heard(turn, word)
             return
         if len(self._due) < _MAX_PENDING_WORDS:
             heapq.heappush(self._due, (due_ns, next(self._ids), turn, word))
@@ -339,7 +339,18 @@ class RTVIEndpoint(Observer):
         self._due = [entry for entry in self._due if entry[2] != turn]
         heapq.heapify(self._due)
         for _, _, _, word in mine:
-            self.send("bot-tts-text", {"text": word, "turn": turn})
+            self._heard(turn, word)
+
+    def _heard(self, turn: int, word: str) -> None:
+        """A word of the reply reached the ear: `bot-tts-text`, and `bot-output` as the client's
+        protocol version has it (2.x: its status; 1.x: `spoken`)."""
+        self.send("bot-tts-text", {"text": word, "turn": turn})
+        output: Message = {"text": word, "aggregated_by": "word", "turn": turn}
+        if self.client_version is not None and self.client_version.startswith("1."):
+            output["spoken"] = True
+        else:
+            output |= {"will_be_spoken": True, "spoken_status": "completed"}
+        self.send("bot-output", output)
 
     async def run(self) -> None:
         """Send each reply word (``bot-tts-text``) when its audio plays; run it in the transport's
@@ -357,7 +368,7 @@ class RTVIEndpoint(Observer):
                         await self._due_changed.wait()
                     continue
                 _, _, turn, word = heapq.heappop(self._due)
-                self.send("bot-tts-text", {"text": word, "turn": turn})
+                self._heard(turn, word)
         finally:
             self._pacing = False
 

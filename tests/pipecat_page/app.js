@@ -10,6 +10,7 @@ const seen = {
   userLlmText: [],
   llmText: [],
   ttsText: [],
+  output: [],
   order: [],
   raw: [],
   errors: [],
@@ -87,6 +88,8 @@ const client = new PipecatClient({
     onBotStoppedSpeaking: () => mark("bot-stopped-speaking"),
     onBotLlmText: (d) => seen.llmText.push(d.text),
     onBotTtsText: (d) => seen.ttsText.push(d.text),
+    onBotOutput: (d) => seen.output.push(d.text),
+    onBotDisconnected: () => mark("bot-disconnected"),
     onTrackStarted: (track, participant) => {
       if (track.kind === "audio" && !(participant && participant.local)) hear(track);
     },

@@ -210,6 +210,12 @@ class Session:
         for text in pending:
             channel.send(text)
 
+    def _say_peer_left(self) -> None:
+        """Tell a Pipecat small-webrtc client the bot is leaving (its `onBotDisconnected`); best effort."""
+        channel = self.channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(json.dumps({"type": "signalling", "message": {"type": "peerLeft"}}))
+
     # --- lifecycle ------------------------------------------------------------------------------------
 
     def _on_state_change(self) -> None:
@@ -320,6 +326,7 @@ class Session:
             self._events_observer = None
         self._inbox_send.close()
         self._inbox.close()
+        self._say_peer_left()
         self.output.track.stop()
         for stage in self._stages:
             if stage.decoded is not None:
