@@ -129,6 +129,12 @@ async def test_the_page_as_a_person_uses_it(tmp_path: Path) -> None:
                 await page.press("#text", "Enter")
                 typed = "e => e.type === 'user-llm-text' && e.data.text === 'typed, not said'"
                 await page.wait_for_function(f"window.voxframe.events.some({typed})", timeout=10_000)
+                starts = "window.voxframe.events.filter(e => e.type === 'user-started-speaking').length"
+                before = await page.evaluate(starts)
+                await page.select_option("#mic", label="Fake Audio Input 1")  # the call goes on, on that one
+                picked = "window.voxframe.micLabel === 'Fake Audio Input 1' && window.voxframe.micRms > 0.01"
+                await page.wait_for_function(picked, timeout=10_000)
+                await page.wait_for_function(f"{starts} > {before}", timeout=15_000)  # the bot hears it
                 await page.click("#mute")
                 await page.wait_for_function("window.voxframe.muted && window.voxframe.micRms === 0", timeout=5_000)
                 await page.screenshot(path=str(tmp_path / "page.png"), full_page=True)

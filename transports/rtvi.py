@@ -25,9 +25,10 @@ transcripts included, and adds no hop):
 * ``server-response`` / ``error-response``: a `ClientResponseFrame`, under its message's id.
 
 In, from the client: ``client-ready``; ``send-text`` (``{"content"}``: a `UserTextFrame`, a
-user turn of its own); ``client-message`` (``{"t", "d"}``: a `ClientMessageFrame`, answered by
-a `ClientResponseFrame`); ``disconnect-bot`` (an `EndFrame`). Another type gets an
-``error-response``; text that is no RTVI message is ignored (Pipecat's small-webrtc client sends
+user turn of its own, always answered aloud: its ``options`` are not read); ``client-message``
+(``{"t", "d"}``: a `ClientMessageFrame`, answered by a `ClientResponseFrame`);
+``disconnect-bot`` (an `EndFrame`). Another type gets an ``error-response``; text that is no
+RTVI message is ignored (Pipecat's small-webrtc client sends
 keep-alive pings and track signalling on the same channel).
 """
 
