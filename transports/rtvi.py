@@ -28,8 +28,8 @@ In, from the client: ``client-ready``; ``send-text`` (``{"content"}``: a `UserTe
 user turn of its own, always answered aloud: its ``options`` are not read); ``client-message``
 (``{"t", "d"}``: a `ClientMessageFrame`, answered by a `ClientResponseFrame`);
 ``disconnect-bot`` (an `EndFrame`). Another type gets an ``error-response``; text that is no
-RTVI message is ignored (Pipecat's small-webrtc client sends
-keep-alive pings and track signalling on the same channel).
+RTVI message is ignored (Pipecat's small-webrtc client sends keep-alive pings and track
+signalling on the same channel).
 """
 
 from __future__ import annotations
@@ -64,7 +64,6 @@ from voxframe.pipeline import (
     MetricsFrame,
     Observer,
     StartFrame,
-    TextFrame,
     Tracer,
     TranscriptionFrame,
     TransportMessageFrame,
@@ -263,8 +262,6 @@ class RTVIEndpoint(Observer):
                     self.send("error-response", {"error": frame.error}, frame.msg_id)
                 else:
                     self.send("server-response", {"t": frame.message_type, "d": frame.data}, frame.msg_id)
-            case TextFrame():
-                pass  # other bot text is spoken, and so told by its words
 
     def _user_llm_text(self, frame: LLMContextFrame) -> None:
         messages = frame.context.messages

@@ -9,13 +9,13 @@ Endpoints (prefix `/api/voice`, JSON in and out, errors as ``{"error": {"code", 
 * ``GET /config``: the ICE configuration the page should use
 * ``GET /``: the browser client
 * ``GET /healthz`` (alive) and ``GET /readyz`` (200 while admitting offers, else 503), unauthenticated
+* ``POST /admin/drain`` (token): stop admitting offers; running calls go on
 
 Pipecat's ``@pipecat-ai/small-webrtc-transport`` is served as its own server would serve it, at
 ``/api/offer`` as well as ``/api/voice/offer``: ``POST`` ``{"sdp", "type", "pc_id"?, "restart_pc"?,
 "requestData"?}`` answers ``{"sdp", "type", "pc_id"}`` (`pc_id` is the session id; an offer naming
 a running session replaces it, as the client's reconnect expects), and ``PATCH``
 ``{"pc_id", "candidates": [{"candidate", "sdp_mid", "sdp_mline_index"}]}`` trickles candidates.
-* ``POST /admin/drain`` (token): stop admitting offers; running calls go on
 
 Every signalling endpoint takes an optional bearer token. Bad input (not JSON, wrong content
 type, oversized, bad SDP, unknown session) gets a 4xx with a clear error and changes nothing;
