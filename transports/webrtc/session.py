@@ -94,6 +94,8 @@ class Session:
         # The caller's RTVI endpoint exists from the start: its client-ready may come before the
         # factory has built the task (the endpoint answers once the pipeline runs).
         self._inbox_send, self._inbox = anyio.create_memory_object_stream[Frame](_MAX_INBOX_FRAMES)
+        #: Frames from the caller's messages that found the inbox full (or the pipeline over).
+        self.dropped_client_frames = 0
         self._events_observer: ClientEventsObserver | None = ClientEventsObserver(self.send_event, None, self._deliver)
         self.pc.on("connectionstatechange", self._on_state_change)
         self.pc.on("datachannel", self._on_datachannel)
@@ -194,7 +196,9 @@ class Session:
         try:
             self._inbox_send.send_nowait(frame)
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            logger.warning("session %s: dropped the caller's %s (the pipeline is behind)", self.id, frame.name)
+            self.dropped_client_frames += 1
+            if self.dropped_client_frames == 1:  # once: a flooding caller must not flood the log too
+                logger.warning("session %s: dropping the caller's %s (the pipeline is behind)", self.id, frame.name)
 
     async def _forward(self, task: PipelineTask) -> None:
         """Queue the caller's frames into the pipeline; returns when the inbox is closed."""
