@@ -98,3 +98,34 @@ async def test_data_channel_carries_transcripts_bot_text_and_app_messages_in_rtv
     assert bot_text["data"] == {"turn": 1, "text": "Hi there"}
     assert custom["data"] == {"type": "custom", "n": 1}
     assert [e["type"] for e in client.events].count("user-transcription") == 1  # once, not once per hop
+
+
+async def test_the_callers_messages_reach_the_pipeline_and_a_flood_harms_nothing() -> None:
+    from talking_bot import AnswersPings
+
+    async def factory(session: Session) -> PipelineTask:
+        pipeline = Pipeline([session.input, AnswersPings(), AudioEcho(), session.output])
+        return PipelineTask(pipeline, PipelineParams(idle_timeout_s=None))
+
+    async with serving(factory) as (server, url), HeadlessClient.connect(url, client_options()) as client:
+        await client.wait_for_event("bot-ready", timeout_s=5)
+        for n in range(500):  # far more than the session's inbox holds at once
+            client.send("client-message", {"t": "ping", "d": {"n": n}})
+        for attempt in range(1, 6):  # a message after the flood is answered (once there is room)
+            client.send("client-message", {"t": "ping", "d": {"n": f"after {attempt}"}})
+            try:
+                last = await client.wait_for_event("server-response", timeout_s=2, d={"pong": f"after {attempt}"})
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail("no message after the flood was answered")
+        client.send("no-such-type", {})
+        refused = await client.wait_for_event("error-response", timeout_s=5)
+        played = await client.play(tone_pattern([700.0], 16_000), 16_000)
+        await client.wait_for_onset(played.start_ns, timeout_s=5)  # the call goes on
+        session = next(iter(server.sessions.values()))
+        answered = sum(1 for e in client.events if e["type"] == "server-response")
+
+    assert last["data"]["t"] == "ping" and "no-such-type" in refused["data"]["error"]
+    assert answered + session.dropped_client_frames == 500 + attempt
