@@ -46,7 +46,7 @@ def npm_modules() -> Path:
             specs = [f"{name}@{version}" for name, version in PACKAGES.items()]
             # --ignore-scripts: esbuild's binary comes as an optional dependency; nothing need run.
             command = ["npm", "install", "--prefix", str(CACHE), "--no-audit", "--no-fund", "--ignore-scripts", *specs]
-            subprocess.run(command, check=True, capture_output=True, timeout=600)
+            subprocess.run(command, check=True, capture_output=True, timeout=240)
     return modules
 
 
@@ -102,6 +102,13 @@ async def test_a_pipecat_client_js_app_talks_to_a_voxframe_bot(tmp_path: Path) -
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
         try:
             page = await browser.new_page()
+            signalling: list[tuple[str, int]] = []  # what the transport asked of /api/offer, and the answers
+
+            def on_response(response: Any) -> None:
+                if response.url.endswith("/api/offer"):
+                    signalling.append((response.request.method, response.status))
+
+            page.on("response", on_response)
             # Nothing but the bot's server: the page must need no CDN.
             await page.route("**/*", only_from(url))
             await page.goto(url + "/pipecat/")
@@ -121,6 +128,7 @@ async def test_a_pipecat_client_js_app_talks_to_a_voxframe_bot(tmp_path: Path) -
             await browser.close()
 
     assert seen["errors"] == []
+    assert signalling[0] == ("POST", 200) and ("PATCH", 200) in signalling and all(s == 200 for _, s in signalling)
     assert seen["ready"]["version"] == "2.1.0" and seen["order"][0] == "bot-ready"
     assert {"text": QUESTION, "final": True} in [{"text": t["text"], "final": t["final"]} for t in seen["transcripts"]]
     assert any(not t["final"] for t in seen["transcripts"])
