@@ -26,7 +26,15 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 PY = VENV / "bin" / "python"
 STAMP = VENV / ".voxframe-installed"
-DEBIAN_TEST_PACKAGES = {"chromium": "chromium", "turnserver": "coturn", "nginx": "nginx"}
+#: The binary each Debian package the tests drive provides (the browser, TURN, the load balancer,
+#: and node/npm to bundle Pipecat's client SDK).
+DEBIAN_TEST_PACKAGES = {
+    "chromium": "chromium",
+    "turnserver": "coturn",
+    "nginx": "nginx",
+    "node": "nodejs",
+    "npm": "npm",
+}
 #: Where Debian puts daemons (nginx) that a non-root PATH may lack.
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 

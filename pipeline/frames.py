@@ -326,9 +326,41 @@ class FunctionCallResultFrame(ControlFrame):
 
 @frame
 class TransportMessageFrame(SystemFrame):
-    """An event for the client (transcripts, bot text, latencies) over the data channel."""
+    """A message of the app's for the client (RTVI's `server-message`: `message` is its data)."""
 
     message: dict[str, Any]
+
+
+# --- from the client -------------------------------------------------------------------------
+
+
+@frame
+class UserTextFrame(DataFrame):
+    """Text the user typed (RTVI `send-text`): a user turn of its own, as if it had been said."""
+
+    text: str
+
+
+@frame
+class ClientMessageFrame(SystemFrame):
+    """An app-defined message from the client (RTVI `client-message` ``{"t", "d"}``).
+
+    Answer it with a `ClientResponseFrame` carrying the same `msg_id` (pushed either way).
+    """
+
+    msg_id: str
+    message_type: str
+    data: Any = None
+
+
+@frame
+class ClientResponseFrame(SystemFrame):
+    """The answer to the client message `msg_id`: its `data`, or `error` (a refusal)."""
+
+    msg_id: str
+    message_type: str
+    data: Any = None
+    error: str | None = None
 
 
 __all__ = [
@@ -336,6 +368,8 @@ __all__ = [
     "BotStartedSpeakingFrame",
     "BotStoppedSpeakingFrame",
     "CancelFrame",
+    "ClientMessageFrame",
+    "ClientResponseFrame",
     "ControlFrame",
     "DataFrame",
     "EndFrame",
@@ -367,5 +401,6 @@ __all__ = [
     "UserResumedSpeakingFrame",
     "UserStartedSpeakingFrame",
     "UserStoppedSpeakingFrame",
+    "UserTextFrame",
     "WordTiming",
 ]

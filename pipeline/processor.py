@@ -139,7 +139,7 @@ class FrameProcessor:
             self._cancel_stale(stale_upto)
             await self.handle_interruption(down, DOWN)
             await self.push(down, DOWN)
-            await self.push(InterruptionFrame(stale_upto=stale_upto, reason=reason), UP)
+            await self.push(down.twin(), UP)  # one event: observers are told of it once
         return stale_upto
 
     # --- turns and interruptible work --------------------------------------------------------

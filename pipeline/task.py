@@ -27,6 +27,7 @@ from .frames import (
     TranscriptionFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
+    UserTextFrame,
 )
 from .observer import Observer
 from .processor import DOWN, UP, Direction, FrameProcessor, ProcessorContext
@@ -43,6 +44,7 @@ ACTIVITY_FRAMES: tuple[type[Frame], ...] = (
     BotStoppedSpeakingFrame,
     InterimTranscriptionFrame,
     TranscriptionFrame,
+    UserTextFrame,
 )
 
 

@@ -18,7 +18,8 @@ environment, see `services.py`). Some options:
     --workers 2                                 two worker processes on ports 7861, 7862 behind a load
                                                 balancer on 7860 (`voxframe nginx-config`, supervisor.py)
 
-Each caller gets the data channel event `{"type": "bot_ready"}` once its pipeline is running.
+The data channel speaks RTVI (`voxframe.transports.rtvi`): each caller that says `client-ready`
+gets `bot-ready` once its pipeline is running.
 While serving, every reply prints one line: what the bot heard, what it said, and where the
 time went (tracer points after the end of the user's speech). Ctrl-C ends every session and
 stops cleanly.
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, TextIO
 import anyio
 import numpy as np
 
-from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, TransportMessageFrame
+from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask
 from voxframe.pipeline.clock import NS_PER_S, current_clock, fail_at, move_on_at
 from voxframe.transports.wav import write_wav
 from voxframe.transports.webrtc import (
@@ -75,8 +76,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("voxframe.runner")
 
 EAR_RATE = 48_000
-#: The client event that says the caller's pipeline is running.
-READY_EVENT = {"type": "bot_ready"}
+#: The client event (RTVI) that says the caller's pipeline is running.
+READY_EVENT = {"type": "bot-ready"}
 
 
 @dataclass(slots=True)
@@ -158,9 +159,8 @@ class BotServer:
         reporter.tracer = task.tracer
         if self.traces is not None:
             self.traces.session_started(session)
-        # Goes out once the pipeline has started: the caller may speak now (audio sent before
-        # that finds no VAD listening and is dropped).
-        await task.queue_frame(TransportMessageFrame(message=READY_EVENT))
+        # The session's RTVI endpoint says `bot-ready` once the pipeline has started: the caller
+        # may speak then (audio sent before that finds no VAD listening and is dropped).
         return task
 
     def _on_turn(self, session: Session, record: TurnRecord) -> None:
@@ -285,7 +285,7 @@ async def call_once(bot: BotServer, wav: Path, timeout_s: float) -> CallResult:
             played = await client.play(wav)
             async with fail_at(client.clock.now_ns() + round(timeout_s * NS_PER_S), client.clock):
                 onset = await client.wait_for_onset(after_ns=played.speech_end_ns, timeout_s=timeout_s)
-                await client.wait_for_event("bot_stopped_speaking", timeout_s=timeout_s)
+                await client.wait_for_event("bot-stopped-speaking", timeout_s=timeout_s)
                 # What was sent before the bot stopped is still on its way to the ear.
                 await client.wait_for_silence(after_ns=client.clock.now_ns(), timeout_s=timeout_s)
             reply = client.heard(since_ns=onset - NS_PER_S // 10)

@@ -32,7 +32,7 @@ async def test_serves_prints_each_turn_and_stops_cleanly_on_ctrl_c() -> None:
             options = ClientOptions(ice=IceOptions(host_addresses=("127.0.0.1",)), record=False)
             async with HeadlessClient.connect(url, options) as client:
                 with anyio.fail_after(60):
-                    await client.wait_for_event("bot_ready", timeout_s=60)
+                    await client.wait_for_event("bot-ready", timeout_s=60)
                     played = await client.play(QUESTION_WAV)
                     await client.wait_for_onset(after_ns=played.speech_end_ns, timeout_s=60)
                     line = (await console.wait_for(r"turn 1 \| heard:")).string

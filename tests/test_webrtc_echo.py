@@ -79,18 +79,53 @@ class _Chatty(FrameProcessor):
             await self.push(TransportMessageFrame(message={"type": "custom", "n": 1}))
 
 
-async def test_data_channel_carries_transcripts_bot_text_and_app_messages() -> None:
+async def test_data_channel_carries_transcripts_bot_text_and_app_messages_in_rtvi() -> None:
     async def factory(session: Session) -> PipelineTask:
         pipeline = Pipeline([session.input, _Chatty(), AudioEcho(), session.output])
         return PipelineTask(pipeline, PipelineParams(idle_timeout_s=None))
 
     async with serving(factory) as (_, url), HeadlessClient.connect(url, client_options()) as client:
-        transcript = await client.wait_for_event("transcript", timeout_s=5)
-        bot_text = await client.wait_for_event("bot_text", timeout_s=5)
-        custom = await client.wait_for_event("custom", timeout_s=5)
-        await client.wait_for_event("bot_started_speaking", timeout_s=5)
+        ready = await client.wait_for_event("bot-ready", timeout_s=5)
+        transcript = await client.wait_for_event("user-transcription", timeout_s=5)
+        bot_text = await client.wait_for_event("bot-llm-text", timeout_s=5)
+        custom = await client.wait_for_event("server-message", timeout_s=5, type="custom")
+        await client.wait_for_event("bot-started-speaking", timeout_s=5)
 
-    assert transcript == {"type": "transcript", "final": True, "text": "hello bot"}
-    assert bot_text == {"type": "bot_text", "turn": 1, "text": "Hi there"}
-    assert custom == {"type": "custom", "n": 1}
-    assert [e["type"] for e in client.events].count("transcript") == 1  # once, not once per hop
+    assert all(e["label"] == "rtvi-ai" for e in client.events)
+    assert ready["data"]["version"] == "2.1.0" and ready["id"] == "hc1"  # the answer to client-ready
+    assert transcript["data"] | {"timestamp": None} == {"text": "hello bot", "final": True, "user_id": "",
+                                                        "timestamp": None}  # fmt: skip
+    assert bot_text["data"] == {"turn": 1, "text": "Hi there"}
+    assert custom["data"] == {"type": "custom", "n": 1}
+    assert [e["type"] for e in client.events].count("user-transcription") == 1  # once, not once per hop
+
+
+async def test_the_callers_messages_reach_the_pipeline_and_a_flood_harms_nothing() -> None:
+    from talking_bot import AnswersPings
+
+    async def factory(session: Session) -> PipelineTask:
+        pipeline = Pipeline([session.input, AnswersPings(), AudioEcho(), session.output])
+        return PipelineTask(pipeline, PipelineParams(idle_timeout_s=None))
+
+    async with serving(factory) as (server, url), HeadlessClient.connect(url, client_options()) as client:
+        await client.wait_for_event("bot-ready", timeout_s=5)
+        for n in range(500):  # far more than the session's inbox holds at once
+            client.send("client-message", {"t": "ping", "d": {"n": n}})
+        for attempt in range(1, 6):  # a message after the flood is answered (once there is room)
+            client.send("client-message", {"t": "ping", "d": {"n": f"after {attempt}"}})
+            try:
+                last = await client.wait_for_event("server-response", timeout_s=2, d={"pong": f"after {attempt}"})
+                break
+            except TimeoutError:
+                continue
+        else:
+            pytest.fail("no message after the flood was answered")
+        client.send("no-such-type", {})
+        refused = await client.wait_for_event("error-response", timeout_s=5)
+        played = await client.play(tone_pattern([700.0], 16_000), 16_000)
+        await client.wait_for_onset(played.start_ns, timeout_s=5)  # the call goes on
+        session = next(iter(server.sessions.values()))
+        answered = sum(1 for e in client.events if e["type"] == "server-response")
+
+    assert last["data"]["t"] == "ping" and "no-such-type" in refused["data"]["error"]
+    assert answered + session.dropped_client_frames == 500 + attempt

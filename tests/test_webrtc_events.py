@@ -26,7 +26,6 @@ from voxframe.transports.webrtc import HeadlessClient, Session
 
 pytestmark = pytest.mark.anyio
 
-TURN_EVENTS = ("user_started_speaking", "user_stopped_speaking", "bot_started_speaking", "turn_latency")
 
 
 class _RepliesWithATone(FrameProcessor):
@@ -52,15 +51,21 @@ async def test_a_call_delivers_each_speaking_and_latency_event_once_per_turn() -
         async with HeadlessClient.connect(url, client_options()) as client:
             for turn in (1, 2):
                 await client.play(said, 16_000)
-                await client.wait_for_event("bot_stopped_speaking", timeout_s=10, turn=turn)
+                await client.wait_for_event("bot-stopped-speaking", timeout_s=10, turn=turn)
             events = list(client.events)
         await server.wait_sessions(lambda sessions: not sessions)
 
-    per_turn = Counter((e["type"], e.get("turn")) for e in events if e["type"] != "bot_stopped_speaking")
-    stopped = Counter(e["turn"] for e in events if e["type"] == "bot_stopped_speaking")
+    def turn_of(event: dict) -> int | None:
+        return (event.get("data") or {}).get("turn")
+
+    def kind_of(event: dict) -> str:
+        return event["data"]["type"] if event["type"] == "server-message" else event["type"]
+
+    per_turn = Counter((kind_of(e), turn_of(e)) for e in events if e["type"] != "bot-stopped-speaking")
+    stopped = Counter(turn_of(e) for e in events if e["type"] == "bot-stopped-speaking")
     assert stopped == {1: 1, 2: 1}
-    assert per_turn[("bot_started_speaking", 1)] == per_turn[("bot_started_speaking", 2)] == 1
+    assert per_turn[("bot-started-speaking", 1)] == per_turn[("bot-started-speaking", 2)] == 1
     assert per_turn[("turn_latency", 1)] == per_turn[("turn_latency", 2)] == 1
     # The user's events carry no turn: two turns, two of each.
-    assert per_turn[("user_started_speaking", None)] == per_turn[("user_stopped_speaking", None)] == 2
-    assert all(e["latency_ms"] > 0 for e in events if e["type"] == "turn_latency")
+    assert per_turn[("user-started-speaking", None)] == per_turn[("user-stopped-speaking", None)] == 2
+    assert all(e["data"]["latency_ms"] > 0 for e in events if kind_of(e) == "turn_latency")

@@ -128,6 +128,39 @@ async def test_trickled_candidates_connect_a_call_and_foreign_hosts_are_ignored(
         await pc.close()
 
 
+async def test_pipecat_small_webrtc_signalling_offer_trickle_and_reconnect() -> None:
+    """What @pipecat-ai/small-webrtc-transport sends: an offer at /api/offer (pc_id null), then
+    snake_case candidates PATCHed to the same URL under the answer's pc_id; a reconnect offers
+    again naming its pc_id and gets a new session in place of the old one."""
+    from aiortc import RTCSessionDescription
+
+    async with serving() as (server, url):
+        pc, sdp, candidates = await make_offer(trickle=True)
+        offer = {"sdp": sdp, "type": "offer", "pc_id": None, "restart_pc": False, "requestData": {"who": "app"}}
+        status, answer = await request("POST", url + "/api/offer", body=offer)
+        assert status == 200 and answer["type"] == "answer" and answer["pc_id"] == answer["session_id"]
+        trickled = [{"candidate": c, "sdp_mid": "0", "sdp_mline_index": 0} for c in candidates]
+        patch = {"pc_id": answer["pc_id"], "candidates": trickled}
+        status, result = await request("PATCH", url + "/api/offer", body=patch)
+        assert (status, result) == (200, {"added": len(candidates), "ignored": 0})
+        status, payload = await request("PATCH", url + "/api/offer", body={"pc_id": "gone", "candidates": trickled})
+        assert (status, error_code(payload)) == (404, "unknown_session")
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        first = server.sessions[answer["pc_id"]]
+        await first.wait_connected(timeout_s=5)
+
+        again, sdp2, _ = await make_offer()
+        restart = {"sdp": sdp2, "type": "offer", "pc_id": answer["pc_id"], "restart_pc": True}
+        status, second = await request("POST", url + "/api/voice/offer", body=restart)
+        assert status == 200 and second["pc_id"] != answer["pc_id"]
+        await server.wait_sessions(lambda sessions: answer["pc_id"] not in sessions)
+        assert list(server.sessions) == [second["pc_id"]] and first.state == "closed"
+        server.end_all()
+        await server.wait_sessions(lambda sessions: not sessions)
+        await pc.close()
+        await again.close()
+
+
 async def test_bearer_token_is_required_when_configured() -> None:
     async with serving(options=server_options(auth_token="s3cret")) as (server, url):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):

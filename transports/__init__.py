@@ -1,7 +1,8 @@
 """The edges of a pipeline: WebRTC and in-memory transports.
 
 `OutputTransport` is the shared real-time playout every output builds on; the WebRTC transport
-lives in `voxframe.transports.webrtc` (it needs the `webrtc` extra).
+lives in `voxframe.transports.webrtc` (it needs the `webrtc` extra). `RTVIEndpoint` speaks the
+client protocol (RTVI) for any transport.
 """
 
 from ._playout import AudioChunk
@@ -13,6 +14,7 @@ from .memory import (
     PlayedChunk,
 )
 from .output import OutputOptions, OutputTransport
+from .rtvi import RTVIEndpoint
 from .wav import read_wav, write_wav
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "OutputOptions",
     "OutputTransport",
     "PlayedChunk",
+    "RTVIEndpoint",
     "read_wav",
     "write_wav",
 ]

@@ -3,7 +3,8 @@
 It sits after the STT. Transcripts are gathered while the user speaks; when the user has
 stopped (the VAD's `UserStoppedSpeakingFrame`) and no interim is still waiting for its final,
 the text goes into the shared context as one user message, a new turn begins
-(`turns.begin()`) and an `LLMContextFrame(turn=N)` starts the reply. A final that arrives after
+(`turns.begin()`) and an `LLMContextFrame(turn=N)` starts the reply. Text the user typed
+(`UserTextFrame`, a client's RTVI `send-text`) is such a turn at once. A final that arrives after
 the user stopped (Deepgram's answer to Finalize, a Whisper transcript) completes the turn on
 arrival; a pipeline without a VAD commits each final as it comes.
 
@@ -37,6 +38,7 @@ from voxframe.pipeline import (
     UserResumedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
+    UserTextFrame,
 )
 from voxframe.pipeline.clock import NS_PER_S
 
@@ -90,6 +92,8 @@ class UserContextAggregator(FrameProcessor):
             self._interim = frame.text
         elif isinstance(frame, TranscriptionFrame):
             await self._on_final(frame.text)
+        elif isinstance(frame, UserTextFrame):
+            await self._on_typed(frame.text)
         elif isinstance(frame, UserStartedSpeakingFrame):
             self._speaking = True
             self._paused = self._words_pending = False
@@ -126,6 +130,12 @@ class UserContextAggregator(FrameProcessor):
             await self._commit()
         elif self._paused:
             await self._preempt()
+
+    async def _on_typed(self, text: str) -> None:
+        """Typed text is a whole turn at once: it goes now, with any words already final."""
+        if text.strip():
+            self._finals.append(text.strip())
+            await self._commit()
 
     async def _on_user_stopped(self) -> None:
         if self._interim or self._words_pending:

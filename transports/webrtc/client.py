@@ -4,7 +4,8 @@ It does what a person with a browser does, measurably: plays audio (a WAV file o
 into its microphone track in real time, records what it hears, and reports on its clock (the
 injected one, `voxframe.pipeline.clock`: monotonic in a real run, so shared with the server on
 one host) when each utterance it played ended and when speech it heard started and stopped.
-Its timeouts run on that clock too. Data channel events from the server are kept in `events`.
+Its timeouts run on that clock too. It speaks RTVI on the data channel as Pipecat's clients do
+(says ``client-ready`` when the channel opens); the server's messages are kept in `events`.
 
     async with HeadlessClient.connect(url) as client:
         played = await client.play(audio, 16_000)
@@ -31,6 +32,7 @@ from voxframe.pipeline.audio import last_loud_sample
 from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock, fail_at, move_on_at
 
 from .._audio import StreamResampler, to_pcm16
+from ..rtvi import PROTOCOL_VERSION, envelope
 from ..wav import read_wav
 from ._ice import IceOptions
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
@@ -95,6 +97,8 @@ class HeadlessClient:
         self._track_arrived = anyio.Event()
         self._channel = self.pc.createDataChannel("events")
         self._channel.on("message", self._on_message)
+        self._channel.on("open", self._say_ready)
+        self._sent_ids = 0
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._heard.fire)
 
@@ -290,12 +294,28 @@ class HeadlessClient:
             self.events.append(event)
             self._event_arrived.fire()
 
+    def send(self, kind: str, data: Any = None) -> str:
+        """Send one RTVI message to the bot; returns its id (a response carries it)."""
+        self._sent_ids += 1
+        message_id = f"hc{self._sent_ids}"
+        self._channel.send(json.dumps(envelope(kind, data, message_id)))
+        return message_id
+
+    def send_text(self, text: str) -> None:
+        """Type `text` to the bot: a user turn of its own."""
+        self.send("send-text", {"content": text, "options": {"run_immediately": True, "audio_response": True}})
+
+    def _say_ready(self) -> None:
+        self.send("client-ready", {"version": PROTOCOL_VERSION, "about": {"library": "voxframe.headless"}})
+
     async def wait_for_event(self, kind: str, timeout_s: float, **match: Any) -> dict[str, Any]:
-        """The first data channel event of `kind` (and matching fields); TimeoutError if none."""
+        """The first RTVI message of type `kind` whose data has the fields `match`; TimeoutError if none."""
         async with self._fail_after(timeout_s):
             while True:
                 for event in self.events:
-                    if event.get("type") == kind and all(event.get(k) == v for k, v in match.items()):
+                    data = event.get("data")
+                    fields = data if isinstance(data, dict) else {}
+                    if event.get("type") == kind and all(fields.get(k) == v for k, v in match.items()):
                         return event
                 await self._event_arrived.wait()
 

@@ -11,6 +11,12 @@ Endpoints (prefix `/api/voice`, JSON in and out, errors as ``{"error": {"code", 
 * ``GET /healthz`` (alive) and ``GET /readyz`` (200 while admitting offers, else 503), unauthenticated
 * ``POST /admin/drain`` (token): stop admitting offers; running calls go on
 
+Pipecat's ``@pipecat-ai/small-webrtc-transport`` is served as its own server would serve it, at
+``/api/offer`` as well as ``/api/voice/offer``: ``POST`` ``{"sdp", "type", "pc_id"?, "restart_pc"?,
+"requestData"?}`` answers ``{"sdp", "type", "pc_id"}`` (`pc_id` is the session id; an offer naming
+a running session replaces it, as the client's reconnect expects), and ``PATCH``
+``{"pc_id", "candidates": [{"candidate", "sdp_mid", "sdp_mline_index"}]}`` trickles candidates.
+
 Every signalling endpoint takes an optional bearer token. Bad input (not JSON, wrong content
 type, oversized, bad SDP, unknown session) gets a 4xx with a clear error and changes nothing;
 an offer aiortc would mishandle is refused before a session exists (`_validate`). The session
@@ -192,6 +198,10 @@ class WebRTCServer:
         app = web.Application(middlewares=[_json_errors], client_max_size=self.options.max_body_bytes)
         api = "/api/voice"
         app.router.add_post(f"{api}/offer", self._offer)
+        # Where Pipecat's small-webrtc client posts and trickles (its server's paths, and ours).
+        app.router.add_post("/api/offer", self._offer)
+        app.router.add_patch("/api/offer", self._trickle_by_pc_id)
+        app.router.add_patch(f"{api}/offer", self._trickle_by_pc_id)
         app.router.add_patch(f"{api}/sessions/{{session_id}}", self._trickle)
         app.router.add_delete(f"{api}/sessions/{{session_id}}", self._hang_up)
         app.router.add_get(f"{api}/config", self._config)
@@ -225,6 +235,10 @@ class WebRTCServer:
         if kind != "offer":
             raise ApiError(400, "bad_sdp_type", f"expected an SDP of type 'offer', got {kind[:40]!r}")
         offered_candidates = check_offer(sdp, self.options.max_candidates_per_session)
+        replaced = self.sessions.get(body["pc_id"]) if isinstance(body.get("pc_id"), str) else None
+        if replaced is not None:  # the caller reconnects: its old connection is gone or going
+            replaced.end_reason = replaced.end_reason or "replaced by the caller's new offer"
+            replaced.hang_up()
         session = Session(self.options.session, session_id=self.options.session_id_prefix + secrets.token_urlsafe(12))
         self.sessions[session.id] = session
         self._candidates[session.id] = offered_candidates
@@ -244,13 +258,31 @@ class WebRTCServer:
         self.offer_outcomes["admitted"] += 1
         self._tg.start_soon(self._run_session, session, name=f"session {session.id}")
         return web.json_response(
-            {"sdp": answer.sdp, "type": answer.type, "session_id": session.id, "iceServers": self._ice_servers()}
+            {
+                "sdp": answer.sdp,
+                "type": answer.type,
+                "session_id": session.id,
+                "pc_id": session.id,
+                "iceServers": self._ice_servers(),
+            }
         )
 
     async def _trickle(self, request: web.Request) -> web.Response:
         self._authorize(request)
         session = self._session(request)
+        return await self._add_candidates(session, await self._json_body(request))
+
+    async def _trickle_by_pc_id(self, request: web.Request) -> web.Response:
+        """small-webrtc's trickle: the session is named in the body, the candidates in snake_case."""
+        self._authorize(request)
         body = await self._json_body(request)
+        pc_id = body.get("pc_id")
+        session = self.sessions.get(pc_id) if isinstance(pc_id, str) else None
+        if session is None:
+            raise ApiError(404, "unknown_session", "no session has this 'pc_id' (it may have ended)")
+        return await self._add_candidates(session, body)
+
+    async def _add_candidates(self, session: Session, body: dict[str, Any]) -> web.Response:
         candidates = body.get("candidates", [])
         if "candidate" in body:
             candidates = [body]

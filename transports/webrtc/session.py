@@ -27,7 +27,7 @@ import anyio
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from voxframe.pipeline import PipelineTask
+from voxframe.pipeline import Frame, PipelineTask
 from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock, fail_at, move_on_at
 
 from ._ice import IceOptions, ignore_checks_from_other_hosts
@@ -44,6 +44,8 @@ logger = logging.getLogger("voxframe.webrtc")
 _WATCH_INTERVAL_NS = NS_PER_S // 4
 #: Client events queued while the data channel is not open yet.
 _MAX_PENDING_EVENTS = 256
+#: Frames from the caller's messages waiting for the pipeline (beyond: dropped, and logged).
+_MAX_INBOX_FRAMES = 64
 
 
 class SessionError(Exception):
@@ -99,7 +101,12 @@ class Session:
         self._hang_up = False
         self._closed = False
         self._pipeline_over = False
-        self._events_observer: ClientEventsObserver | None = None
+        # The caller's RTVI endpoint exists from the start: its client-ready may come before the
+        # factory has built the task (the endpoint answers once the pipeline runs).
+        self._inbox_send, self._inbox = anyio.create_memory_object_stream[Frame](_MAX_INBOX_FRAMES)
+        #: Frames from the caller's messages that found the inbox full (or the pipeline over).
+        self.dropped_client_frames = 0
+        self._events_observer: ClientEventsObserver | None = ClientEventsObserver(self.send_event, None, self._deliver)
         self.pc.on("connectionstatechange", self._on_state_change)
         self.pc.on("datachannel", self._on_datachannel)
 
@@ -152,7 +159,9 @@ class Session:
             raise SessionError("bad_candidate", f"unparseable candidate: {line[:80]!r}") from exc
         if not self.options.ice.accepts_candidate(line):
             return False
-        mid, index = candidate.get("sdpMid"), candidate.get("sdpMLineIndex")
+        # The browser's names, or Pipecat's small-webrtc client's.
+        mid = candidate.get("sdpMid", candidate.get("sdp_mid"))
+        index = candidate.get("sdpMLineIndex", candidate.get("sdp_mline_index"))
         if not isinstance(mid, str | None) or not (index is None or type(index) is int):
             raise SessionError("bad_candidate", "'sdpMid' must be a string and 'sdpMLineIndex' an integer")
         parsed.sdpMid, parsed.sdpMLineIndex = mid, index if mid is not None or index is not None else 0
@@ -182,10 +191,30 @@ class Session:
         if self.channel is not None:
             return
         self.channel = channel
+        channel.on("message", self._on_client_message)
         if channel.readyState == "open":
             self._flush_events()
         else:
             channel.on("open", self._flush_events)
+
+    def _on_client_message(self, message: str | bytes) -> None:
+        if self._events_observer is not None:
+            self._events_observer.receive(message)
+
+    def _deliver(self, frame: Frame) -> None:
+        """A frame from the caller's messages, for the head of the pipeline (see `_forward`)."""
+        try:
+            self._inbox_send.send_nowait(frame)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self.dropped_client_frames += 1
+            if self.dropped_client_frames == 1:  # once: a flooding caller must not flood the log too
+                logger.warning("session %s: dropping the caller's %s (the pipeline is behind)", self.id, frame.name)
+
+    async def _forward(self, task: PipelineTask) -> None:
+        """Queue the caller's frames into the pipeline; returns when the inbox is closed."""
+        async with self._inbox:
+            async for frame in self._inbox:
+                await task.queue_frame(frame)
 
     def _flush_events(self) -> None:
         channel = self.channel
@@ -194,6 +223,12 @@ class Session:
         pending, self._pending_events = self._pending_events, []
         for text in pending:
             channel.send(text)
+
+    def _say_peer_left(self) -> None:
+        """Tell a Pipecat small-webrtc client the bot is leaving (its `onBotDisconnected`); best effort."""
+        channel = self.channel
+        if channel is not None and channel.readyState == "open":
+            channel.send(json.dumps({"type": "signalling", "message": {"type": "peerLeft"}}))
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -208,17 +243,26 @@ class Session:
         """Serve the caller until the session ends; always releases everything."""
         try:
             self.task = task = await factory(self)
-            self._events_observer = ClientEventsObserver(self.send_event, task.tracer)
-            task.params.observers.append(self._events_observer)
+            endpoint = self._events_observer
+            assert endpoint is not None
+            endpoint.tracer = task.tracer
+            task.params.observers.append(endpoint)
             if await self._wait_connected():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._watch, task)
-                    await task.run()
-                    self.end_reason = self.end_reason or "pipeline ended"
-                    # The watchdog returns by itself: a cancelled task's exception would keep
-                    # its frame, and so this session, in a cycle until a collection.
-                    self._pipeline_over = True
-                    self._changed.fire()
+                    tg.start_soon(self._forward, task)
+                    tg.start_soon(endpoint.run)
+                    try:
+                        await task.run()
+                        self.end_reason = self.end_reason or "pipeline ended"
+                    finally:
+                        # The watchdog, the forwarder and the word pacer return by themselves: a
+                        # cancelled task's exception would keep its frame, and so this session,
+                        # in a cycle until a collection.
+                        self._pipeline_over = True
+                        self._inbox_send.close()
+                        endpoint.close()
+                        self._changed.fire()
         except Exception as exc:
             self.end_reason = f"error: {exc!r}"
             logger.exception("session %s failed", self.id)
@@ -303,6 +347,10 @@ class Session:
         self._closed = True
         if self._events_observer is not None:
             self._events_observer.close()
+            self._events_observer = None
+        self._inbox_send.close()
+        self._inbox.close()
+        self._say_peer_left()
         self.output.track.stop()
         for stage in self._stages:
             if stage.decoded is not None:
