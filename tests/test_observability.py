@@ -90,7 +90,7 @@ async def test_a_served_call_shows_in_metrics_traces_and_its_end_line(
             await client.wait_for_event(READY_EVENT["type"], timeout_s=10)
             for turn in (1, 2):
                 await client.play(said, 16_000)
-                await client.wait_for_event("bot_stopped_speaking", timeout_s=10, turn=turn)
+                await client.wait_for_event("bot-stopped-speaking", timeout_s=10, turn=turn)
         with anyio.fail_after(10):
             await bot.server.wait_sessions(lambda sessions: not sessions)
         async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:

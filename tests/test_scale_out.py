@@ -150,7 +150,7 @@ async def stop_all(parent: anyio.abc.Process, nginx: anyio.abc.Process | None, c
 async def call_through(nginx: str, http: aiohttp.ClientSession) -> str:
     """One call via nginx: the echo answers, a trickle PATCH and the DELETE reach its worker."""
     async with HeadlessClient.connect(nginx, client_options(record=False)) as client:
-        await client.wait_for_event("bot_ready", timeout_s=10)
+        await client.wait_for_event("bot-ready", timeout_s=10)
         played = await client.play(tone(800.0, 0.2, 16_000), 16_000)
         await client.wait_for_onset(played.start_ns, timeout_s=10)
         session = f"{nginx}/api/voice/sessions/{client.session_id}"
@@ -214,7 +214,7 @@ async def test_two_workers_behind_nginx_share_calls_survive_a_crash_and_drain(tm
             # goes on until it hangs up, then all have exited 0.
             async with HeadlessClient.connect(nginx_url, client_options(record=False)) as client:
                 with anyio.fail_after(30):
-                    await client.wait_for_event("bot_ready", timeout_s=10)
+                    await client.wait_for_event("bot-ready", timeout_s=10)
                     parent.send_signal(signal.SIGTERM)
                     await console.wait_for(r"draining: 1 running calls")
                     assert client.session_id is not None
