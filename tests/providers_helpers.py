@@ -29,6 +29,23 @@ def speech(seconds: float, rate: int = RATE) -> bytes:
     return (8000 * np.sin(2 * np.pi * 200 * t)).astype("<i2").tobytes()
 
 
+def pink_noise(seconds: float, rate: int = RATE, *, seed: int = 3) -> bytes:
+    """Pink (1/f) noise at about -15 dBFS: as loud as `speech`, but no voice in it."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * rate)
+    spectrum = np.fft.rfft(rng.normal(0.0, 1.0, n))
+    spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
+    spectrum[0] = 0
+    noise = np.fft.irfft(spectrum, n)
+    return np.clip(noise * (5600 / noise.std()), -32768, 32767).astype("<i2").tobytes()
+
+
+def noise_burst(seconds: float, rate: int = RATE, *, seed: int = 5) -> bytes:
+    """A bang: white noise at about -10 dBFS."""
+    noise = np.random.default_rng(seed).normal(0.0, 10000.0, round(seconds * rate))
+    return np.clip(noise, -32768, 32767).astype("<i2").tobytes()
+
+
 def silence(seconds: float, rate: int = RATE) -> bytes:
     return bytes(2 * round(seconds * rate))
 
@@ -88,4 +105,4 @@ class ScriptedUser(FrameProcessor):
         await self.audio(silence(trailing_silence_s))
 
 
-__all__ = ["FRAME_BYTES", "FRAME_S", "RATE", "ScriptedUser", "frames", "silence", "speech"]
+__all__ = ["FRAME_BYTES", "FRAME_S", "RATE", "ScriptedUser", "frames", "noise_burst", "pink_noise", "silence", "speech"]
