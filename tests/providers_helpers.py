@@ -59,8 +59,7 @@ class ScriptedUser(FrameProcessor):
     """A user at the head of a pipeline: speaks PCM in 20 ms frames, with the VAD's events.
 
     It stands in for the input transport and the VAD (another area's): `UserStarted`/`Stopped`
-    both ways around the speech, and, like the VAD, it interrupts when it starts speaking while
-    the bot speaks (it sees `Bot*SpeakingFrame` travelling upstream).
+    both ways around the speech. Whether that interrupts the bot is the turn controller's call.
     """
 
     def __init__(self) -> None:
@@ -84,9 +83,7 @@ class ScriptedUser(FrameProcessor):
         await self.audio(silence(trailing_silence_s))
 
     async def start(self) -> None:
-        await self.push(UserStartedSpeakingFrame())
-        if self.bot_speaking:
-            await self.interrupt("the user spoke over the bot")
+        await self.push(UserStartedSpeakingFrame(speech_start_ns=self.clock.now_ns()))
 
     async def audio(self, pcm: bytes) -> None:
         for chunk in frames(pcm):

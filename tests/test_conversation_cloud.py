@@ -41,10 +41,11 @@ from voxframe.pipeline import (
     TTSStoppedFrame,
     UserStoppedSpeakingFrame,
 )
-from voxframe.processors.aggregators import UserAggregatorOptions, context_aggregators
+from voxframe.processors.aggregators import context_aggregators
 from voxframe.processors.llm.openai import OpenAILLM, OpenAIOptions
 from voxframe.processors.stt.deepgram import DeepgramOptions, DeepgramSTT
 from voxframe.processors.tts.cartesia import CartesiaOptions, CartesiaTTS
+from voxframe.processors.turns import TurnController, TurnOptions
 from voxframe.transports import MemoryOutputTransport
 
 pytestmark = pytest.mark.anyio
@@ -86,11 +87,12 @@ async def conversation(
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(fakes)
         context = LLMContext(messages=[dict(SYSTEM)], tools=tools)
-        user_agg, assistant_agg = context_aggregators(context, UserAggregatorOptions(preemptive=preemptive))
+        user_agg, assistant_agg = context_aggregators(context)
         user, output, tail = ScriptedUser(), MemoryOutputTransport(), Recorder("tail")
         processors = [
             user,
             DeepgramSTT(DeepgramOptions(url=fakes.deepgram.url, api_key="k", endpointing_ms=None)),
+            TurnController(TurnOptions(preemptive=preemptive)),
             user_agg,
             OpenAILLM(OpenAIOptions(base_url=fakes.openai.url, api_key="k")),
             CartesiaTTS(CartesiaOptions(url=fakes.cartesia.url, api_key="k")),

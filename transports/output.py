@@ -135,7 +135,7 @@ class OutputTransport(FrameProcessor):
             return
         elif isinstance(frame, CancelFrame):
             self._ending = True
-        elif direction is DOWN and self._user_turn.observe(frame, self.turns) and self.playout:
+        elif direction is DOWN and self._user_turn.observe(frame) and self.playout:
             self._wake_for_reply()  # the user's stop releases a held reply
         await self.push(frame, direction)
 
