@@ -18,6 +18,10 @@ class InterruptionPolicy:
     hold that many words. A transcript with no VAD speech behind it (noise the STT heard, a
     pipeline without a VAD) interrupts only when `min_words` is set and reached; otherwise
     words that arrive over a playing reply without that are dropped as noise.
+
+    The VAD knows that speech ended only at its pause (or stop), `pause_s` after the fact: speech
+    still "going on" when it reaches `min_duration_s` interrupts, so keep `min_duration_s` above
+    the shortest sound to ignore plus `pause_s`.
     """
 
     enabled: bool = True
