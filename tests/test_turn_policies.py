@@ -20,6 +20,7 @@ from voxframe.pipeline import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
     EndFrame,
+    ErrorFrame,
     FunctionCallFrame,
     FunctionCallResultFrame,
     InputAudioFrame,
@@ -364,3 +365,24 @@ async def test_a_user_who_speaks_is_not_prompted() -> None:
         await call.at(task, 15000)
         await call.llm.wait_for(lambda: call.llm.of(TTSSpeakFrame))
     assert call.llm.times(TTSSpeakFrame) == [15000 * MS] and not call.llm.of(EndFrame)
+
+
+class BrokenModel:
+    async def predict(self, audio: np.ndarray) -> Verdict:
+        raise RuntimeError("model file unreadable")
+
+
+async def test_a_failing_model_is_reported_and_the_turn_ends_at_the_vads_stop() -> None:
+    call = Call(TurnOptions(strategies=[EndOfTurnModel(BrokenModel())]))
+    head = Recorder("head")
+    async with running([head, *call.processors], call.clock) as task:
+        await call.at(task, 200, started(0), TranscriptionFrame(text="Hello."))
+        await call.at(task, 700, paused(500))
+        await head.wait_for(lambda: head.of(ErrorFrame, UP))
+        assert call.ended_at() == []
+        await call.at(task, 1000, stopped(500))
+        await call.llm.wait_for(call.replies)
+    assert call.ended_at() == [1000] and call.said() == ["Hello."]
+    errors = head.of(ErrorFrame, UP)  # one per end of speech it was asked about: the pause, the stop
+    assert len(errors) == 2 and all("model file unreadable" in e.error and not e.fatal for e in errors)
+    assert not task.finished

@@ -7,7 +7,7 @@ rest of a reply for an `LLMContextFrame(turn=N)`:
 * emits `LLMResponseStartFrame`, an `LLMTextFrame(turn=N)` per delta, `LLMResponseEndFrame`;
   traces `llm_first_token` and sends a `ttfb` metric;
 * when the model asks for tools: unless turn N is stale by then (and, for a reply prepared at
-  the user's pause, only once the user's stop has confirmed it, unless every tool asked for is
+  the user's pause, only once the end of the user's turn has confirmed it, unless every tool asked for is
   `read_only`), runs every handler at once in one task group (each bounded by
   `tool_timeout_s`), appends the assistant message holding the `tool_calls` and one `tool`
   message per result to the context, and runs the model again;

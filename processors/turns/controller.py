@@ -25,6 +25,7 @@ speaking state (`Bot*SpeakingFrame` coming upstream), and decides:
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -60,7 +61,9 @@ from voxframe.pipeline import (
 from voxframe.pipeline.clock import NS_PER_S
 
 from .policy import TurnOptions
-from .strategies import Pause, combine
+from .strategies import Pause, TurnDecision, TurnStrategy, combine
+
+logger = logging.getLogger("voxframe")
 
 MODEL_RATE = 16_000
 
@@ -123,7 +126,6 @@ class TurnController(FrameProcessor):
         self._ignore_next_final = False
         self._audio: deque[np.ndarray] = deque()
         self._audio_samples = 0
-        self._rate = MODEL_RATE
         # Deadlines.
         self._end_timer, self._final_timer, self._barge_timer = _Timer(), _Timer(), _Timer()
         self._recheck_timer, self._idle_timer = _Timer(), _Timer()
@@ -140,7 +142,6 @@ class TurnController(FrameProcessor):
             case InputAudioFrame():
                 self._take_audio(frame)  # consumed: nothing after the turn needs the user's audio
             case StartFrame():
-                self._rate = frame.audio_in_sample_rate
                 await self.push(frame, direction)
                 self._arm_idle()
             case UserStartedSpeakingFrame():
@@ -249,7 +250,7 @@ class TurnController(FrameProcessor):
             await self._apply(pause, self._speech_gen)
 
     async def _apply(self, pause: Pause, gen: int) -> None:
-        decisions = [await strategy.at_pause(pause) for strategy in self.options.strategies]
+        decisions = [await self._ask(strategy, pause) for strategy in self.options.strategies]
         if gen != self._speech_gen or not self.turn_open:
             return  # the user spoke again meanwhile
         decision = combine(decisions)
@@ -258,6 +259,15 @@ class TurnController(FrameProcessor):
         elif decision.wait_s is not None:
             deadline = pause.speech_end_ns + round(decision.wait_s * NS_PER_S)
             self._end_timer.start(self, deadline, self._end_turn)
+
+    async def _ask(self, strategy: TurnStrategy, pause: Pause) -> TurnDecision:
+        """A strategy that fails (a model that raises) is reported and falls back to the VAD's stop."""
+        try:
+            return await strategy.at_pause(pause)
+        except Exception as exc:
+            logger.warning("%s: %r failed: %r", self.name, strategy, exc)
+            await self.push_error(f"{self.name}: turn strategy {strategy!r} failed: {exc!r}", exception=exc)
+            return TurnDecision(end=pause.stopped)
 
     async def _end_turn(self) -> None:
         self._end_timer.cancel()
