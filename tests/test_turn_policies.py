@@ -382,7 +382,7 @@ async def test_a_failing_model_is_reported_and_the_turn_ends_at_the_vads_stop() 
         assert call.ended_at() == []
         await call.at(task, 1000, stopped(500))
         await call.llm.wait_for(call.replies)
+        assert not task.finished  # the session goes on
     assert call.ended_at() == [1000] and call.said() == ["Hello."]
     errors = head.of(ErrorFrame, UP)  # one per end of speech it was asked about: the pause, the stop
     assert len(errors) == 2 and all("model file unreadable" in e.error and not e.fatal for e in errors)
-    assert not task.finished
