@@ -278,7 +278,8 @@ class LLMTextFrame(TextFrame):
 @frame
 class TTSSpeakFrame(TextFrame):
     """Speak this text as one utterance, outside of any LLM reply (greetings, apologies).
-    `allow_interruptions=False`: user speech does not cut it (a legal notice)."""
+    `allow_interruptions=False`: user speech does not cut it (a legal notice); the turn controller
+    learns so as the frame passes it, so queue it from the head of the pipeline."""
 
     allow_interruptions: bool = True
 
