@@ -24,9 +24,10 @@ from dataclasses import replace
 from typing import Any
 
 from voxframe.pipeline import LLMContext, Pipeline, Tool
-from voxframe.processors.aggregators import UserAggregatorOptions, context_aggregators
+from voxframe.processors.aggregators import context_aggregators
 from voxframe.processors.llm.offline import offline_tools
-from voxframe.processors.vad import ReplyRecovery, VADOptions, VADParams, VADProcessor
+from voxframe.processors.turns import SilenceTimeout, TurnController, TurnOptions
+from voxframe.processors.vad import VADOptions, VADParams, VADProcessor
 from voxframe.runner import BotSession, run_bot
 
 SYSTEM_PROMPT = (
@@ -92,17 +93,17 @@ def create_pipeline(bot: BotSession) -> Pipeline:
     """One caller's pipeline, built afresh for every call."""
     context = LLMContext(messages=[{"role": "system", "content": SYSTEM_PROMPT}], tools=TOOLS)
     pause_s = vad_pause_s()
-    user, assistant = context_aggregators(
-        context, UserAggregatorOptions(preemptive=preemptive() and pause_s is not None)
-    )
+    user, assistant = context_aggregators(context)
+    # The turn ends at the VAD's stop; with a pause, the reply is prepared there (preemptively).
+    turns = TurnOptions(strategies=[SilenceTimeout()], preemptive=preemptive() and pause_s is not None)
     return Pipeline(
         [
             bot.input,  # the caller's microphone, over WebRTC
-            # who speaks when, and barge-in; each 32 ms window is scored as it arrives
+            # when the user speaks; each 32 ms window is scored as it arrives
             VADProcessor(VADOptions(params=VADParams(stop_s=VAD_STOP_S, pause_s=pause_s), windows_per_hop=1)),
             bot.services.stt(),  # speech to text: Deepgram, or Whisper
-            user,  # the user's words join the context and start a reply (at a pause, preemptively)
-            ReplyRecovery(),  # a cough that cut the bot off: it answers again
+            TurnController(turns),  # who speaks when: the user's turn, barge-in, a cough that cut the bot off
+            user,  # the user's words join the context and start a reply
             bot.services.llm(),  # OpenAI (runs the tools), or the offline responder
             bot.services.tts(),  # text to speech: Cartesia, or Piper
             bot.output,  # the caller's speaker, over WebRTC

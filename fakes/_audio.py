@@ -65,6 +65,19 @@ def _alaw(x: np.ndarray) -> np.ndarray:
     return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8)
 
 
+#: A loud 10 ms window is voiced (a speech sound, not a hiss or a bang) when its spectral flatness
+#: (geometric over arithmetic mean of the power spectrum) is below this: voiced speech and tones
+#: read ~0.01 or less, pink noise ~0.2, white noise ~0.57.
+VOICED_FLATNESS = 0.03
+
+
+def spectral_flatness(windows: np.ndarray) -> np.ndarray:
+    """Spectral flatness of each row of int16 `windows` (Hann-windowed), in [0, 1]."""
+    x = windows.astype(np.float64) * np.hanning(windows.shape[-1])
+    power = np.abs(np.fft.rfft(x, axis=-1)) ** 2 + 1e-12
+    return np.exp(np.mean(np.log(power), axis=-1)) / np.mean(power, axis=-1)
+
+
 @dataclass(slots=True)
 class SpeechEdge:
     """Speech started, or ended (a pause of `end_silence_s` followed), at `time_s` (stream time)."""
@@ -78,6 +91,9 @@ class EnergySegmenter:
 
     Speech starts at the first loud window; it ends at the end of the last loud window once
     `end_silence_s` of quiet has followed (Deepgram's endpointing). Works on any chunking.
+    Loud windows are also counted as voiced or not (`voiced_windows`), so a caller can tell
+    speech from noise that is just as loud (a hiss, a door): the real service gives no words
+    for those.
     """
 
     def __init__(
@@ -90,6 +106,8 @@ class EnergySegmenter:
         self.samples_seen = 0
         self.speaking = False
         self.last_loud_end_s = 0.0
+        self.loud_windows = 0  # loud windows seen so far
+        self.voiced_windows = 0  # of which voiced
         self._pending = np.zeros(0, dtype=np.int16)
 
     @property
@@ -102,6 +120,10 @@ class EnergySegmenter:
         whole = len(samples) - len(samples) % self.window
         self._pending = samples[whole:]
         loud = loud_windows(samples[:whole], self.window, self.threshold_dbfs)
+        if loud.any():
+            windows = samples[:whole].reshape(-1, self.window)[loud]
+            self.loud_windows += len(windows)
+            self.voiced_windows += int(np.count_nonzero(spectral_flatness(windows) < VOICED_FLATNESS))
         edges: list[SpeechEdge] = []
         window_s = self.window / self.sample_rate
         base_s = self.position_s
@@ -123,4 +145,12 @@ class EnergySegmenter:
         return max(0.0, self.position_s - self.last_loud_end_s)
 
 
-__all__ = ["SAMPLE_BYTES", "EnergySegmenter", "SpeechEdge", "encode", "speech_like"]
+__all__ = [
+    "SAMPLE_BYTES",
+    "VOICED_FLATNESS",
+    "EnergySegmenter",
+    "SpeechEdge",
+    "encode",
+    "spectral_flatness",
+    "speech_like",
+]

@@ -12,6 +12,10 @@ due (the client finalized at a pause within a sentence), the answer is an empty 
 utterance's words all come with its last final: the real service would split them between the
 two, but the last words arrive when they would, and the client's joined text is the same.
 
+Audio that is loud but not speech (a hiss, a door, a burst: too few voiced windows, see
+`EnergySegmenter`) is an utterance without words, as the real service hears it: no interims,
+an empty final, and it takes no transcript.
+
 Transcripts are handed out in order of utterances whose final was *delivered*, across
 connections, so a client that reconnects and replays an unfinished utterance gets that
 utterance's transcript again.
@@ -59,6 +63,10 @@ class DeepgramFakeOptions:
     silence_final_every_s: float = 2.0
     idle_timeout_s: float = 10.0
     threshold_dbfs: float = -40.0
+    #: An utterance has words only with at least this much voiced audio, making at least
+    #: `min_voiced_share` of its loud audio: noise as loud as speech gets an empty transcript.
+    min_voiced_s: float = 0.05
+    min_voiced_share: float = 0.3
 
 
 @dataclass(slots=True)
@@ -70,6 +78,9 @@ class _Utterance:
     last_interim_s: float = 0.0
     #: A Finalize's answer is due: no interim may overtake it.
     finalize_pending: bool = False
+    #: The segmenter's loud and voiced window counts when the utterance began.
+    loud_from: int = 0
+    voiced_from: int = 0
 
 
 class DeepgramFake(FakeServer):
@@ -151,6 +162,7 @@ class _Session(WebSocketSession):
         self.words_since_utterance_end: float | None = None  # last word end, until UtteranceEnd
         self.outbox_in, self.outbox = anyio.create_memory_object_stream[tuple[float, Any, int | None]](1000)
         self.next_index = 0  # the transcript index of this connection's next utterance
+        self._counts_before = (0, 0)  # the segmenter's loud and voiced counts before the last audio
 
     async def started(self, tg: anyio.abc.TaskGroup) -> None:
         tg.start_soon(self._sender)
@@ -176,6 +188,7 @@ class _Session(WebSocketSession):
             self._queue({"type": "Error", "description": f"unknown message type {kind!r}"})
 
     def _on_audio(self, pcm: bytes) -> None:
+        self._counts_before = (self.segmenter.loud_windows, self.segmenter.voiced_windows)
         for edge in self.segmenter.feed(pcm):
             self._on_edge(edge)
         utterance = self.utterance
@@ -186,7 +199,7 @@ class _Session(WebSocketSession):
             and not utterance.finalize_pending
         )
         interim_due = utterance is not None and pos - utterance.last_interim_s >= self.options.interim_every_s
-        if open_utterance and utterance is not None and self.interims and interim_due:
+        if open_utterance and utterance is not None and self.interims and interim_due and self._is_speech(utterance):
             utterance.last_interim_s = pos
             words = self._words(utterance, pos, interim=True)
             self._queue(self._result(words, is_final=False, speech_final=False, end_s=pos))
@@ -205,7 +218,14 @@ class _Session(WebSocketSession):
             if self.utterance is None or self.utterance.finalized:
                 index = max(self.fake.finalized_utterances, self.next_index)
                 self.next_index = index + 1
-                self.utterance = _Utterance(index=index, start_s=edge.time_s, last_interim_s=edge.time_s)
+                loud_from, voiced_from = self._counts_before
+                self.utterance = _Utterance(
+                    index=index,
+                    start_s=edge.time_s,
+                    last_interim_s=edge.time_s,
+                    loud_from=loud_from,
+                    voiced_from=voiced_from,
+                )
             if self.vad_events:
                 self._queue({"type": "SpeechStarted", "channel": [0], "timestamp": round(edge.time_s, 3)})
             return
@@ -228,7 +248,7 @@ class _Session(WebSocketSession):
             utterance.finalize_pending = False
             if not utterance.finalized and self.segmenter.last_loud_end_s <= cut_s:
                 result = self._final_result(utterance, from_finalize=True, speech_final=False, cut_s=cut_s)
-                return result, utterance.index
+                return result, self._finalizes(utterance)
             return self._result([], is_final=True, speech_final=False, end_s=cut_s, from_finalize=True), None
 
         utterance.finalize_pending = True
@@ -236,7 +256,22 @@ class _Session(WebSocketSession):
 
     def _finalize(self, utterance: _Utterance, *, from_finalize: bool, speech_final: bool, delay: float) -> None:
         result = self._final_result(utterance, from_finalize=from_finalize, speech_final=speech_final)
-        self._queue(result, delay, finalizes=utterance.index)
+        self._queue(result, delay, finalizes=self._finalizes(utterance))
+
+    def _is_speech(self, utterance: _Utterance) -> bool:
+        """Enough of the utterance's loud audio is voiced for it to hold words."""
+        seg, o = self.segmenter, self.options
+        voiced = seg.voiced_windows - utterance.voiced_from
+        loud = seg.loud_windows - utterance.loud_from
+        return voiced * seg.window >= o.min_voiced_s * self.sample_rate and voiced >= o.min_voiced_share * loud
+
+    def _finalizes(self, utterance: _Utterance) -> int | None:
+        """The transcript index a closed utterance's final uses up: none for noise (the next
+        utterance gets the same index)."""
+        if self._is_speech(utterance):
+            return utterance.index
+        self.next_index = min(self.next_index, utterance.index)
+        return None
 
     def _final_result(
         self, utterance: _Utterance, *, from_finalize: bool, speech_final: bool, cut_s: float | None = None
@@ -246,8 +281,9 @@ class _Session(WebSocketSession):
         self.segmenter.speaking = False  # whatever is loud next is a new utterance
         position_s = self.segmenter.position_s if cut_s is None else cut_s
         end_s = utterance.end_s if utterance.end_s is not None else position_s
-        words = self._words(utterance, end_s, interim=False)
-        self.words_since_utterance_end = end_s
+        words = self._words(utterance, end_s, interim=False) if self._is_speech(utterance) else []
+        if words:
+            self.words_since_utterance_end = end_s
         return self._result(words, True, speech_final, end_s=max(end_s, position_s), from_finalize=from_finalize)
 
     # --- results -----------------------------------------------------------------------------

@@ -148,6 +148,20 @@ class UserResumedSpeakingFrame(SystemFrame):
 
 
 @frame
+class UserTurnStartedFrame(SystemFrame):
+    """The turn controller opened a user turn: replies from turn `held_from` on were prepared
+    while the user holds the floor, so they are held (not heard, no tool that acts) until
+    `UserTurnEndedFrame`. Consumers read this; they do not work the state out themselves."""
+
+    held_from: int = 0
+
+
+@frame
+class UserTurnEndedFrame(SystemFrame):
+    """The turn controller ended the user's turn: held replies may now be heard and act."""
+
+
+@frame
 class BotStartedSpeakingFrame(SystemFrame):
     pass
 
@@ -178,6 +192,14 @@ class FalseInterruptionFrame(SystemFrame):
 
     voided_turn: int
     resume: bool = False
+
+
+@frame
+class EndTaskFrame(SystemFrame):
+    """Pushed upstream by a processor that decided the session is over (a silent user): the
+    task ends gracefully, as `PipelineTask.stop_when_done` would."""
+
+    reason: str = ""
 
 
 # --- audio -----------------------------------------------------------------------------------
@@ -230,11 +252,13 @@ class InterimTranscriptionFrame(DataFrame):
 
 @frame
 class TranscriptionFrame(DataFrame):
-    """A final transcript segment of the user's speech."""
+    """A final transcript segment of the user's speech. `speech_final`: the STT's own
+    endpointing says the user's speech ended here (Deepgram's `speech_final`)."""
 
     text: str
     user_id: str = ""
     language: str | None = None
+    speech_final: bool = False
 
 
 @frame
@@ -253,7 +277,11 @@ class LLMTextFrame(TextFrame):
 
 @frame
 class TTSSpeakFrame(TextFrame):
-    """Speak this text as one utterance, outside of any LLM reply (greetings, apologies)."""
+    """Speak this text as one utterance, outside of any LLM reply (greetings, apologies).
+    `allow_interruptions=False`: user speech does not cut it (a legal notice); the turn controller
+    learns so as the frame passes it, so queue it from the head of the pipeline."""
+
+    allow_interruptions: bool = True
 
 
 @dataclass(slots=True)
@@ -277,11 +305,27 @@ class TTSWordsFrame(DataFrame):
 
 @frame
 class LLMContextFrame(ControlFrame):
-    """Run the LLM on this context; the reply will be turn `turn`."""
+    """Run the LLM on this context; the reply will be turn `turn`. `resume`: the previous reply
+    was cut off by a false interruption; carry on from where it stopped."""
 
     interruptible: ClassVar[bool] = True
 
     context: LLMContext
+    resume: bool = False
+
+
+@frame
+class UserMessageFrame(ControlFrame):
+    """The turn controller's decision: the user's words `text` are one message of the context,
+    answered by reply `turn` (the user aggregator writes it and asks for the reply)."""
+
+    text: str
+
+
+@frame
+class UserMessageWithdrawnFrame(ControlFrame):
+    """The user went on speaking: the message answered by reply `turn` (prepared at a pause)
+    leaves the context, with whatever its reply added after it."""
 
 
 @frame
@@ -373,6 +417,7 @@ __all__ = [
     "ControlFrame",
     "DataFrame",
     "EndFrame",
+    "EndTaskFrame",
     "ErrorFrame",
     "FalseInterruptionFrame",
     "Frame",
@@ -397,10 +442,14 @@ __all__ = [
     "TextFrame",
     "TranscriptionFrame",
     "TransportMessageFrame",
+    "UserMessageFrame",
+    "UserMessageWithdrawnFrame",
     "UserPausedSpeakingFrame",
     "UserResumedSpeakingFrame",
     "UserStartedSpeakingFrame",
     "UserStoppedSpeakingFrame",
     "UserTextFrame",
+    "UserTurnEndedFrame",
+    "UserTurnStartedFrame",
     "WordTiming",
 ]

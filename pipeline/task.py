@@ -20,6 +20,7 @@ from .frames import (
     BotStoppedSpeakingFrame,
     CancelFrame,
     EndFrame,
+    EndTaskFrame,
     ErrorFrame,
     Frame,
     InterimTranscriptionFrame,
@@ -263,6 +264,8 @@ class _TaskEdge(FrameProcessor):
         self._task = task
 
     async def process(self, frame: Frame, direction: Direction) -> None:
+        if isinstance(frame, EndTaskFrame) and direction is UP:
+            self.task_group.start_soon(self._task.stop_when_done)  # a processor ended the session
         self._task._at_edge(frame, direction)
 
 

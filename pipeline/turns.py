@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import anyio
 
-from .frames import Frame, UserStartedSpeakingFrame, UserStoppedSpeakingFrame
+from .frames import Frame, UserTurnEndedFrame, UserTurnStartedFrame
 
 
 class Turns:
@@ -35,13 +35,13 @@ class Turns:
 
 
 class UserTurnGate:
-    """Which replies wait for the user's turn to end: those begun while the user speaks.
+    """Which replies wait for the user's turn to end, as the turn controller's frames say.
 
-    A processor after the VAD shows it every frame it sees go downstream (`observe`). A reply
-    begun between the user's start and stop was prepared at a pause (a preemptive user
-    aggregator): it must neither be heard nor cause side effects (tools) until the stop confirms
-    it; if the user goes on instead, an interruption voids it. Replies begun before the user
-    started are not held.
+    A processor downstream of the controller shows it every frame it sees go downstream
+    (`observe`). `UserTurnStartedFrame(held_from=N)` holds replies N and later (prepared at a
+    pause, while the user may still go on): they must neither be heard nor cause side effects
+    (tools) until `UserTurnEndedFrame`; if the user goes on instead, an interruption voids them.
+    The decision is the controller's, made once; this only remembers it.
     """
 
     __slots__ = ("_confirmed", "_held_from")
@@ -50,12 +50,12 @@ class UserTurnGate:
         self._held_from: int | None = None
         self._confirmed = anyio.Event()
 
-    def observe(self, frame: Frame, turns: Turns) -> bool:
+    def observe(self, frame: Frame) -> bool:
         """Follow the user's turn; True when `frame` ends it (held replies may go on now)."""
-        if isinstance(frame, UserStartedSpeakingFrame):
-            self._held_from = turns.current + 1
+        if isinstance(frame, UserTurnStartedFrame):
+            self._held_from = frame.held_from
             self._confirmed = anyio.Event()
-        elif isinstance(frame, UserStoppedSpeakingFrame):
+        elif isinstance(frame, UserTurnEndedFrame):
             self._held_from = None
             self._confirmed.set()
             return True

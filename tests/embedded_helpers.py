@@ -29,7 +29,8 @@ from voxframe.processors.stt.whisper import WhisperSTT
 from voxframe.processors.tts import TTSChunk
 from voxframe.processors.tts.piper import PiperOptions, PiperTTS
 from voxframe.processors.tts.piper import speak as piper_speak
-from voxframe.processors.vad import ReplyRecovery, VADOptions, VADProcessor
+from voxframe.processors.turns import TurnController, TurnOptions
+from voxframe.processors.vad import VADOptions, VADProcessor
 from voxframe.transports.memory import MemoryInputOptions, MemoryInputTransport, MemoryOutputTransport
 
 RATE = 16_000
@@ -162,7 +163,9 @@ class EmbeddedBot:
     processors: list[FrameProcessor]
 
 
-def embedded_bot(vad: VADOptions | None = None, word_delay_s: float = 0.1) -> EmbeddedBot:
+def embedded_bot(
+    vad: VADOptions | None = None, word_delay_s: float = 0.1, turns: TurnOptions | None = None
+) -> EmbeddedBot:
     mic = MemoryInputTransport(options=MemoryInputOptions(silence_when_idle=True))
     vad_processor, stt = VADProcessor(vad), WhisperSTT()
     responder = WatchedResponder(OfflineOptions(word_delay_s=word_delay_s))
@@ -170,7 +173,8 @@ def embedded_bot(vad: VADOptions | None = None, word_delay_s: float = 0.1) -> Em
     speaker, heard = MemoryOutputTransport(), Recorder("heard")
     context = LLMContext(tools=offline_tools())
     user, assistant = context_aggregators(context)
-    processors = [mic, vad_processor, stt, user, ReplyRecovery(), responder, tts, speaker, heard, assistant]
+    controller = TurnController(turns)
+    processors = [mic, vad_processor, stt, controller, user, responder, tts, speaker, heard, assistant]
     return EmbeddedBot(mic, vad_processor, stt, responder, tts, speaker, heard, context, processors)
 
 

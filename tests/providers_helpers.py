@@ -29,6 +29,23 @@ def speech(seconds: float, rate: int = RATE) -> bytes:
     return (8000 * np.sin(2 * np.pi * 200 * t)).astype("<i2").tobytes()
 
 
+def pink_noise(seconds: float, rate: int = RATE, *, seed: int = 3) -> bytes:
+    """Pink (1/f) noise at about -15 dBFS: as loud as `speech`, but no voice in it."""
+    rng = np.random.default_rng(seed)
+    n = round(seconds * rate)
+    spectrum = np.fft.rfft(rng.normal(0.0, 1.0, n))
+    spectrum[1:] /= np.sqrt(np.arange(1, len(spectrum)))
+    spectrum[0] = 0
+    noise = np.fft.irfft(spectrum, n)
+    return np.clip(noise * (5600 / noise.std()), -32768, 32767).astype("<i2").tobytes()
+
+
+def noise_burst(seconds: float, rate: int = RATE, *, seed: int = 5) -> bytes:
+    """A bang: white noise at about -10 dBFS."""
+    noise = np.random.default_rng(seed).normal(0.0, 10000.0, round(seconds * rate))
+    return np.clip(noise, -32768, 32767).astype("<i2").tobytes()
+
+
 def silence(seconds: float, rate: int = RATE) -> bytes:
     return bytes(2 * round(seconds * rate))
 
@@ -42,8 +59,7 @@ class ScriptedUser(FrameProcessor):
     """A user at the head of a pipeline: speaks PCM in 20 ms frames, with the VAD's events.
 
     It stands in for the input transport and the VAD (another area's): `UserStarted`/`Stopped`
-    both ways around the speech, and, like the VAD, it interrupts when it starts speaking while
-    the bot speaks (it sees `Bot*SpeakingFrame` travelling upstream).
+    both ways around the speech. Whether that interrupts the bot is the turn controller's call.
     """
 
     def __init__(self) -> None:
@@ -67,9 +83,7 @@ class ScriptedUser(FrameProcessor):
         await self.audio(silence(trailing_silence_s))
 
     async def start(self) -> None:
-        await self.push(UserStartedSpeakingFrame())
-        if self.bot_speaking:
-            await self.interrupt("the user spoke over the bot")
+        await self.push(UserStartedSpeakingFrame(speech_start_ns=self.clock.now_ns()))
 
     async def audio(self, pcm: bytes) -> None:
         for chunk in frames(pcm):
@@ -88,4 +102,4 @@ class ScriptedUser(FrameProcessor):
         await self.audio(silence(trailing_silence_s))
 
 
-__all__ = ["FRAME_BYTES", "FRAME_S", "RATE", "ScriptedUser", "frames", "silence", "speech"]
+__all__ = ["FRAME_BYTES", "FRAME_S", "RATE", "ScriptedUser", "frames", "noise_burst", "pink_noise", "silence", "speech"]

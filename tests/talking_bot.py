@@ -34,6 +34,7 @@ from voxframe.pipeline import (
 from voxframe.processors.aggregators.user import UserContextAggregator
 from voxframe.processors.llm.offline import OfflineLLM
 from voxframe.processors.tts import TTSChunk, TTSOptions, TTSService
+from voxframe.processors.turns import TurnController
 from voxframe.processors.vad import VADOptions, VADProcessor
 from voxframe.transports.wav import write_wav
 from voxframe.transports.webrtc import Session
@@ -75,8 +76,9 @@ class AnswersPings(FrameProcessor):
 
 async def factory(session: Session) -> PipelineTask:
     vad = VADProcessor(VADOptions(analyzer=LoudIsSpeech()))
-    processors = [session.input, AnswersPings(), vad, ScriptedSTT(), UserContextAggregator(LLMContext()),
-                  OfflineLLM(), ToneTTS(TTSOptions(sample_rate=24_000)), session.output]  # fmt: skip
+    processors = [session.input, AnswersPings(), vad, ScriptedSTT(), TurnController(),
+                  UserContextAggregator(LLMContext()), OfflineLLM(), ToneTTS(TTSOptions(sample_rate=24_000)),
+                  session.output]  # fmt: skip
     return PipelineTask(Pipeline(processors), PipelineParams(idle_timeout_s=None))
 
 

@@ -21,9 +21,10 @@ from voxframe.pipeline import (
     LLMContext,
     TTSWordsFrame,
 )
+from voxframe.processors.llm.base import RESUME_NOTE
 from voxframe.processors.llm.offline import OfflineLLM, offline_tools
+from voxframe.processors.turns import TurnOptions
 from voxframe.processors.vad import VADOptions
-from voxframe.processors.vad.recovery import RESUME_NOTE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -106,7 +107,9 @@ async def test_a_short_noise_during_the_answer_does_not_stop_the_bot() -> None:
 
 async def test_a_cough_that_stops_the_bot_does_not_leave_it_silent() -> None:
     """The cough interrupts the answer; no words follow; the bot carries on where it stopped."""
-    bot = embedded_bot(VADOptions(analyzer=LoudIsSpeech(), false_interruption="resume", false_interruption_s=1.0))
+    bot = embedded_bot(
+        VADOptions(analyzer=LoudIsSpeech()), turns=TurnOptions(false_interruption="resume", false_interruption_s=1.0)
+    )
     async with running(bot.processors) as task:
         bot.mic.feed(speak(LONG_QUESTION))
         await bot.heard.wait_for(lambda: started(bot, 1))

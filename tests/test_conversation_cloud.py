@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from tests.pipeline_helpers import quiet_params
-from tests.providers_helpers import ScriptedUser, silence, speech
+from tests.providers_helpers import ScriptedUser, noise_burst, pink_noise, silence, speech
 from tests.support import Recorder, running
 from voxframe.fakes import (
     ZERO,
@@ -34,6 +34,7 @@ from voxframe.fakes import (
 from voxframe.pipeline import (
     BotStartedSpeakingFrame,
     BotStoppedSpeakingFrame,
+    InterruptionFrame,
     LLMContext,
     Pipeline,
     PipelineTask,
@@ -41,10 +42,11 @@ from voxframe.pipeline import (
     TTSStoppedFrame,
     UserStoppedSpeakingFrame,
 )
-from voxframe.processors.aggregators import UserAggregatorOptions, context_aggregators
+from voxframe.processors.aggregators import context_aggregators
 from voxframe.processors.llm.openai import OpenAILLM, OpenAIOptions
 from voxframe.processors.stt.deepgram import DeepgramOptions, DeepgramSTT
 from voxframe.processors.tts.cartesia import CartesiaOptions, CartesiaTTS
+from voxframe.processors.turns import TurnController, TurnOptions
 from voxframe.transports import MemoryOutputTransport
 
 pytestmark = pytest.mark.anyio
@@ -86,11 +88,12 @@ async def conversation(
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(fakes)
         context = LLMContext(messages=[dict(SYSTEM)], tools=tools)
-        user_agg, assistant_agg = context_aggregators(context, UserAggregatorOptions(preemptive=preemptive))
+        user_agg, assistant_agg = context_aggregators(context)
         user, output, tail = ScriptedUser(), MemoryOutputTransport(), Recorder("tail")
         processors = [
             user,
             DeepgramSTT(DeepgramOptions(url=fakes.deepgram.url, api_key="k", endpointing_ms=None)),
+            TurnController(TurnOptions(preemptive=preemptive)),
             user_agg,
             OpenAILLM(OpenAIOptions(base_url=fakes.openai.url, api_key="k")),
             CartesiaTTS(CartesiaOptions(url=fakes.cartesia.url, api_key="k")),
@@ -166,6 +169,22 @@ async def test_a_barge_in_keeps_only_what_was_heard_and_cancels_synthesis() -> N
     assert heard_chars / 25.0 == pytest.approx(cut.played_s, abs=0.5)  # words begun before the cut
     assert [m["content"] for m in bot.context.messages[3:]] == ["Wait, a question.", "Sure, what is it?"]
     assert bot.task.turns.stale_upto == 1
+
+
+@pytest.mark.parametrize("noise", ["pink noise", "a 150 ms burst"])
+async def test_noise_over_the_answer_does_not_stop_the_bot(noise: str) -> None:
+    """No VAD speech, and the STT hears no words in it: nothing interrupts the reply."""
+    story = "Let me tell you a story about a duck who wanted to fly."
+    async with conversation(["Tell me a story."], [story], [], realtime_factor=2.0) as bot:
+        await bot.user.say(speech(0.8))
+        await bot.tail.wait_for(lambda: bool(bot.tail.of(BotStartedSpeakingFrame)))
+        await anyio.sleep(0.5)  # half a second into the story, a sound in the room
+        await bot.user.audio(pink_noise(1.4) if noise == "pink noise" else noise_burst(0.15))
+        await bot.user.audio(silence(0.6))
+        end = await bot.wait_stopped(1)
+    assert not end.interrupted and bot.tail.of(InterruptionFrame) == []
+    assert [m["content"] for m in bot.context.messages[1:]] == ["Tell me a story.", story]
+    assert bot.task.turns.current == 1
 
 
 async def test_a_reply_prepared_at_a_pause_plays_at_the_stop_or_is_dropped_unheard_when_the_user_goes_on() -> None:

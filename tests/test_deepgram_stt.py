@@ -53,12 +53,20 @@ def finals(tail: Recorder) -> list[str]:
     return [f.text for f in tail.of(TranscriptionFrame)]
 
 
+async def test_the_audio_goes_on_after_the_stt() -> None:
+    async with DeepgramFake(DeepgramFakeOptions(final_latency=ZERO)) as fake, transcribing(fake) as (task, tail):
+        await say(task, silence(0.1))
+        await tail.wait_for(lambda: len(tail.of(InputAudioFrame)) == len(frames(silence(0.1))))
+
+
 async def test_interims_then_a_final_for_each_utterance() -> None:
     options = DeepgramFakeOptions(transcripts=["Hello there, how are you?", "Fine."], final_latency=ZERO)
     async with DeepgramFake(options) as fake, transcribing(fake) as (task, tail):
         await say(task, speech(1.5) + silence(0.5) + speech(0.4) + silence(0.5))
         await tail.wait_for(lambda: len(finals(tail)) == 2)
     assert finals(tail) == ["Hello there, how are you?", "Fine."]
+    # Deepgram's own endpointing ended each (the turn controller's SttEndpointing reads this).
+    assert [f.speech_final for f in tail.of(TranscriptionFrame)] == [True, True]
     kinds = [type(f) for f in tail.down if isinstance(f, (InterimTranscriptionFrame, TranscriptionFrame))]
     assert kinds.index(TranscriptionFrame) > kinds.index(InterimTranscriptionFrame)
     query = fake.connections[0].query
@@ -75,6 +83,7 @@ async def test_finalize_on_end_of_speech_brings_the_final_and_traces_it() -> Non
         await task.queue_frame(UserStoppedSpeakingFrame())
         await tail.wait_for(lambda: bool(finals(tail)))
     assert finals(tail) == ["Book a table for two."]
+    assert [f.speech_final for f in tail.of(TranscriptionFrame)] == [False]  # Finalize's answer
     assert fake.connections[0].json_received("Finalize")
     assert "stt_final" in task.tracer.turn(1)
     assert [f.metric for f in tail.of(MetricsFrame)] == ["stt_final_s"]

@@ -10,7 +10,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from tests.providers_helpers import frames, silence, speech
+from tests.providers_helpers import frames, noise_burst, pink_noise, silence, speech
 from tests.support import receive_until
 from voxframe.fakes import ZERO, DeepgramFake, DeepgramFakeOptions, Fault, LatencyProfile
 
@@ -164,3 +164,19 @@ async def test_silence_is_finalized_with_empty_finals() -> None:
         got = await receive_until(ws, lambda m: m.get("is_final") and m["start"] >= 1.0)
         await ws.close()
     assert [(m["start"], transcript(m)) for m in got] == [(0.0, ""), (1.0, "")]
+
+
+@pytest.mark.parametrize("noise", ["pink noise", "a 150 ms burst"])
+async def test_noise_as_loud_as_speech_gets_an_empty_final_and_takes_no_transcript(noise: str) -> None:
+    sound = pink_noise(1.4) if noise == "pink noise" else noise_burst(0.15)
+    async with DeepgramFake(options(transcripts=["One.", "Two."])) as fake:
+        ws = await open_listen(fake)
+        await send_audio(ws, sound + silence(0.4) + speech(0.6) + silence(0.4))
+        got = await receive_until(ws, lambda m: m.get("is_final") and transcript(m) == "One.")
+        await ws.close()
+    results = [m for m in got if m["type"] == "Results"]
+    noise_final, speech_final = [m for m in results if m["is_final"] and m["speech_final"]]
+    assert transcript(noise_final) == "" and noise_final["channel"]["alternatives"][0]["words"] == []
+    assert transcript(speech_final) == "One."  # the noise did not use up the first transcript
+    before_speech = [m for m in results if m["start"] + m["duration"] <= noise_final["start"] + noise_final["duration"]]
+    assert all(transcript(m) == "" for m in before_speech)  # not an interim with words either

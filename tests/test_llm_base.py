@@ -26,11 +26,12 @@ from voxframe.pipeline import (
     PipelineTask,
     Tool,
     TTSSpeakFrame,
-    UserStartedSpeakingFrame,
-    UserStoppedSpeakingFrame,
+    UserTurnEndedFrame,
+    UserTurnStartedFrame,
 )
 from voxframe.pipeline.clock import NS_PER_S, VirtualClock
 from voxframe.processors.llm import LLMOptions, LLMService, ToolCall
+from voxframe.processors.llm.base import RESUME_NOTE
 
 pytestmark = pytest.mark.anyio
 
@@ -207,7 +208,7 @@ async def test_a_read_only_tool_of_a_reply_begun_while_the_user_speaks_runs_at_o
     tail = Recorder("tail")
     task = PipelineTask(Pipeline([llm, tail]), quiet_params())
     async with running(task):
-        await task.queue_frame(UserStartedSpeakingFrame())
+        await task.queue_frame(UserTurnStartedFrame(held_from=task.turns.current + 1))
         turn = task.turns.begin()  # prepared at the user's pause; the user has not stopped
         await task.queue_frame(LLMContextFrame(context=context, turn=turn))
         await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
@@ -215,7 +216,7 @@ async def test_a_read_only_tool_of_a_reply_begun_while_the_user_speaks_runs_at_o
 
 
 @pytest.mark.parametrize("user", ["stops", "goes on"])
-async def test_tools_of_a_reply_begun_while_the_user_speaks_wait_for_the_users_stop(user: str) -> None:
+async def test_tools_of_a_reply_begun_while_the_user_speaks_wait_for_the_end_of_the_users_turn(user: str) -> None:
     ran: list[str] = []
 
     async def clock(args: dict[str, Any]) -> str:
@@ -229,7 +230,7 @@ async def test_tools_of_a_reply_begun_while_the_user_speaks_wait_for_the_users_s
     tail = Recorder("tail")
     task = PipelineTask(Pipeline([llm, tail]), quiet_params())
     async with running(task):
-        await task.queue_frame(UserStartedSpeakingFrame())
+        await task.queue_frame(UserTurnStartedFrame(held_from=task.turns.current + 1))
         turn = task.turns.begin()  # prepared at the user's pause
         await task.queue_frame(LLMContextFrame(context=context, turn=turn))
         with anyio.fail_after(5):
@@ -238,13 +239,13 @@ async def test_tools_of_a_reply_begun_while_the_user_speaks_wait_for_the_users_s
         await yield_rounds()
         assert ran == [] and tail.of(FunctionCallFrame) == []
         if user == "stops":
-            await task.queue_frame(UserStoppedSpeakingFrame())
+            await task.queue_frame(UserTurnEndedFrame())
             await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
         else:
             await task.queue_frame(InterruptionFrame(stale_upto=task.turns.interrupt()))
             await tail.wait_for(lambda: bool(tail.of(InterruptionFrame)))
-            await task.queue_frame(UserStoppedSpeakingFrame())
-            await tail.wait_for(lambda: bool(tail.of(UserStoppedSpeakingFrame)))
+            await task.queue_frame(UserTurnEndedFrame())
+            await tail.wait_for(lambda: bool(tail.of(UserTurnEndedFrame)))
     assert ran == (["get_time"] if user == "stops" else [])
 
 
@@ -352,3 +353,16 @@ async def test_a_stream_stalled_after_asking_for_a_tool_is_not_run_again_and_the
         await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
     assert ran == [] and not tail.of(FunctionCallFrame) and len(llm.seen) == 1
     assert said(tail, 1) == APOLOGY and [m["role"] for m in context.messages] == ["user"]
+
+
+async def test_a_resumed_reply_asks_the_model_to_carry_on_without_keeping_the_note() -> None:
+    context = LLMContext(messages=[{"role": "user", "content": "Tell me a story."}])
+    context.add("assistant", "Once upon", interrupted=True)
+    llm = ScriptedLLM(["a time."])
+    head, tail = Recorder("head"), Recorder("tail")
+    task = PipelineTask(Pipeline([head, llm, tail]), quiet_params())
+    async with running(task):
+        await task.queue_frame(LLMContextFrame(context=context, turn=task.turns.begin(), resume=True))
+        await tail.wait_for(lambda: bool(tail.of(LLMResponseEndFrame)))
+    assert llm.seen[0][-1] == {"role": "system", "content": RESUME_NOTE}
+    assert llm.resumes(1) and context.messages[-1]["role"] == "assistant"  # the note is for that reply only

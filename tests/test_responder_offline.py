@@ -20,7 +20,6 @@ from voxframe.pipeline import (
     VirtualClock,
 )
 from voxframe.processors.llm.offline import OfflineLLM, OfflineOptions, evaluate, offline_tools, parse_arithmetic
-from voxframe.processors.vad.recovery import RESUME_NOTE
 
 pytestmark = pytest.mark.anyio
 
@@ -34,11 +33,11 @@ def context_for(question: str | None, *, tools: bool = True) -> LLMContext:
     return context
 
 
-async def reply_to(context: LLMContext) -> tuple[str, Recorder]:
+async def reply_to(context: LLMContext, *, resume: bool = False) -> tuple[str, Recorder]:
     responder, below = OfflineLLM(), Recorder()
     async with running([responder, below]) as task:
         turn = task.turns.begin()
-        await task.queue_frame(LLMContextFrame(context=context, turn=turn))
+        await task.queue_frame(LLMContextFrame(context=context, turn=turn, resume=resume))
         await below.wait_for(lambda: below.of(LLMResponseEndFrame))
     return "".join(f.text for f in below.of(LLMTextFrame)), below
 
@@ -91,8 +90,7 @@ async def test_resuming_after_a_false_interruption_says_only_what_was_not_heard(
     full, _ = await reply_to(context_for("Tell me about the weather in Paris."))
     heard = " ".join(full.split()[:5])
     context.add("assistant", heard, interrupted=True)
-    context.add("system", RESUME_NOTE)
-    rest, _ = await reply_to(context)
+    rest, _ = await reply_to(context, resume=True)
     assert f"{heard} {rest}" == full
 
 

@@ -29,6 +29,7 @@ from voxframe.pipeline import (
 )
 from voxframe.pipeline.clock import NS_PER_S
 from voxframe.processors.aggregators.user import UserContextAggregator
+from voxframe.processors.turns import TurnController
 from voxframe.transports.rtvi import MAX_MESSAGE_CHARS, PROTOCOL_VERSION, RTVIEndpoint
 
 pytestmark = pytest.mark.anyio
@@ -143,7 +144,7 @@ async def test_reply_words_are_sent_when_their_audio_plays() -> None:
 async def test_typed_text_is_a_user_turn() -> None:
     context = LLMContext()
     tail = Recorder("tail")
-    async with running([UserContextAggregator(context), tail]) as task:
+    async with running([TurnController(), UserContextAggregator(context), tail]) as task:
         await task.queue_frame(UserTextFrame(text=" what time is it "))
         await tail.wait_for(lambda: tail.of(LLMContextFrame), timeout_s=5)
     assert context.messages[-1] == {"role": "user", "content": "what time is it"}

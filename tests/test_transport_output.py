@@ -25,8 +25,8 @@ from voxframe.pipeline import (
     TTSAudioFrame,
     TTSStoppedFrame,
     TTSWordsFrame,
-    UserStartedSpeakingFrame,
-    UserStoppedSpeakingFrame,
+    UserTurnEndedFrame,
+    UserTurnStartedFrame,
     VirtualClock,
     WordTiming,
 )
@@ -215,16 +215,16 @@ async def test_an_interruption_triggered_by_bot_started_keeps_event_order() -> N
 
 
 @pytest.mark.parametrize("emit_silence", [False, True])
-async def test_a_reply_begun_while_the_user_speaks_is_held_until_the_user_stops(emit_silence: bool) -> None:
+async def test_a_reply_begun_while_the_user_speaks_is_held_until_the_users_turn_ends(emit_silence: bool) -> None:
     clock = VirtualClock()
     out, down = make_output(emit_silence=emit_silence), Recorder()
     async with running([out, down], clock) as task:
-        await task.queue_frame(UserStartedSpeakingFrame())
+        await task.queue_frame(UserTurnStartedFrame(held_from=task.turns.current + 1))
         task.turns.begin()  # prepared at the user's pause
         await task.queue_frames([speech(1, 0.04), TTSStoppedFrame(turn=1)])
         await advance(clock, 300 * MS)
         assert [c for c in out.played if c.turn == 1] == [] and not down.of(BotStartedSpeakingFrame)
-        await task.queue_frame(UserStoppedSpeakingFrame())
+        await task.queue_frame(UserTurnEndedFrame())
         await advance(clock, 100 * MS)
     assert [(c.t_ns, c.turn) for c in out.played if c.turn == 1] == [(300 * MS, 1), (320 * MS, 1)]
     assert down.times(BotStartedSpeakingFrame) == [300 * MS]
@@ -234,13 +234,13 @@ async def test_a_held_reply_that_is_interrupted_is_never_played() -> None:
     clock = VirtualClock()
     out = make_output()
     async with running([out], clock) as task:
-        await task.queue_frame(UserStartedSpeakingFrame())
+        await task.queue_frame(UserTurnStartedFrame(held_from=task.turns.current + 1))
         task.turns.begin()
         await task.queue_frames([speech(1, 0.1), TTSStoppedFrame(turn=1)])
         await advance(clock, 50 * MS)
         task.turns.interrupt()  # the user went on speaking
         await task.queue_frame(InterruptionFrame(stale_upto=1), UP)
-        await task.queue_frame(UserStoppedSpeakingFrame())
+        await task.queue_frame(UserTurnEndedFrame())
         await advance(clock, 300 * MS)
     assert out.played == []
     assert out.playout is not None and not out.playout
@@ -253,6 +253,6 @@ async def test_a_reply_begun_before_the_user_started_plays_on() -> None:
         task.turns.begin()
         await task.queue_frames([speech(1, 0.1), TTSStoppedFrame(turn=1)])
         await advance(clock, 30 * MS)
-        await task.queue_frame(UserStartedSpeakingFrame())  # interruptions off: the bot talks on
+        await task.queue_frame(UserTurnStartedFrame(held_from=task.turns.current + 1))  # no barge-in: the bot talks on
         await advance(clock, 200 * MS)
     assert [c.t_ns for c in out.played] == [0, 20 * MS, 40 * MS, 60 * MS, 80 * MS]

@@ -1,6 +1,7 @@
-"""Turn-taking in the VAD processor: barge-in both ways, and no silent bot after a false one.
+"""The VAD's facts and the turn controller's decisions on them: barge-in both ways, no silent bot
+after a false one, pauses and stops on the exact sample.
 
-A level-based analyzer (`LoudIsSpeech`) stands in for the model (the rules under test are the processor's), and
+A level-based analyzer (`LoudIsSpeech`) stands in for the model (the rules under test are the processors'), and
 a virtual clock drives the false-interruption timer, so the deadline is exact.
 """
 
@@ -22,13 +23,15 @@ from voxframe.pipeline import (
     LLMContext,
     LLMContextFrame,
     PipelineTask,
+    UserMessageFrame,
     UserPausedSpeakingFrame,
     UserStartedSpeakingFrame,
     UserStoppedSpeakingFrame,
     VirtualClock,
 )
-from voxframe.processors.vad import ReplyRecovery, VADOptions, VADParams, VADProcessor
-from voxframe.processors.vad.recovery import RESUME_NOTE
+from voxframe.processors.aggregators import UserContextAggregator
+from voxframe.processors.turns import InterruptionPolicy, TurnController, TurnOptions
+from voxframe.processors.vad import VADOptions, VADParams, VADProcessor
 
 pytestmark = pytest.mark.anyio
 
@@ -41,13 +44,15 @@ def tone(seconds: float) -> np.ndarray:
 
 
 class Harness:
-    """A VAD between two recorders on a virtual clock; audio is fed as already captured."""
+    """A VAD and the turn controller between two recorders on a virtual clock; audio is fed as
+    already captured."""
 
-    def __init__(self, **options: object) -> None:
+    def __init__(self, turns: TurnOptions | None = None, **options: object) -> None:
         self.clock = VirtualClock()
         self.above, self.below = Recorder("above"), Recorder("below")
         options = {"analyzer": LoudIsSpeech(), "params": PARAMS, **options}
         self.vad = VADProcessor(VADOptions(**options))  # type: ignore[arg-type]
+        self.controller = TurnController(turns)
         self.position_ns = 0  # clock time up to which audio has been fed
 
     async def feed(self, task: PipelineTask, samples: np.ndarray) -> None:
@@ -60,7 +65,13 @@ class Harness:
             await self.vad.wait_scored(self.position_ns * RATE // NS_PER_S)
 
     def processors(self) -> list:
-        return [self.above, self.vad, self.below]
+        return [self.above, self.vad, self.controller, self.below]
+
+
+def speaking_kinds(recorder: Recorder) -> list[str]:
+    """The names of the user-speaking frames that went downstream, in order."""
+    names = [type(s.frame).__name__ for s in recorder.seen if s.direction is DOWN]
+    return [n for n in names if n.startswith("User") and n.endswith("SpeakingFrame")]
 
 
 async def bot_speaks(task: PipelineTask, h: Harness) -> None:
@@ -94,7 +105,7 @@ async def test_user_speech_while_a_reply_is_being_prepared_interrupts_it() -> No
 
 @pytest.mark.parametrize("how", ["bot idle", "reply finished", "interruptions off", "short noise"])
 async def test_speech_that_must_not_interrupt_does_not(how: str) -> None:
-    h = Harness(interruptions=how != "interruptions off")
+    h = Harness(TurnOptions(interruptions=InterruptionPolicy(enabled=how != "interruptions off")))
     async with running(h.processors(), h.clock) as task:
         if how != "bot idle":
             await bot_speaks(task, h)
@@ -110,7 +121,7 @@ async def test_speech_that_must_not_interrupt_does_not(how: str) -> None:
 
 
 async def test_no_words_after_an_interruption_asks_for_the_reply_again_at_the_deadline() -> None:
-    h = Harness(false_interruption_s=1.0)
+    h = Harness(TurnOptions(false_interruption_s=1.0))
     async with running(h.processors(), h.clock) as task:
         await bot_speaks(task, h)
         await h.feed(task, np.concatenate([tone(0.3), silence(0.5)]))  # a cough the VAD took for speech
@@ -127,7 +138,7 @@ async def test_no_words_after_an_interruption_asks_for_the_reply_again_at_the_de
 
 
 async def test_words_after_an_interruption_are_a_real_one() -> None:
-    h = Harness(false_interruption_s=1.0)
+    h = Harness(TurnOptions(false_interruption_s=1.0))
     async with running(h.processors(), h.clock) as task:
         await bot_speaks(task, h)
         await h.feed(task, np.concatenate([tone(0.5), silence(0.5)]))
@@ -139,7 +150,7 @@ async def test_words_after_an_interruption_are_a_real_one() -> None:
 
 
 async def test_speaking_again_before_the_deadline_moves_the_check_to_the_next_stop() -> None:
-    h = Harness(false_interruption_s=1.0, false_interruption="resume")
+    h = Harness(TurnOptions(false_interruption_s=1.0, false_interruption="resume"))
     async with running(h.processors(), h.clock) as task:
         await bot_speaks(task, h)
         await h.feed(task, np.concatenate([tone(0.3), silence(0.5)]))
@@ -158,12 +169,11 @@ async def test_speaking_again_before_the_deadline_moves_the_check_to_the_next_st
         assert len(h.below.of(InterruptionFrame)) == 1  # the bot was silent the second time
 
 
-async def test_reply_recovery_begins_a_new_turn_on_the_same_context() -> None:
-    recovery, below = ReplyRecovery(), Recorder()
+async def test_a_false_interruption_asks_for_a_new_reply_on_the_same_context() -> None:
     context = LLMContext()
-    context.add("user", "What is the weather like?")
+    recovery, below = UserContextAggregator(context), Recorder()
     async with running([recovery, below]) as task:
-        await task.queue_frame(LLMContextFrame(context=context, turn=task.turns.begin()))
+        await task.queue_frame(UserMessageFrame(text="What is the weather like?", turn=task.turns.begin()))
         context.add("assistant", "It is sunny and", interrupted=True)
         task.turns.interrupt()
         await task.queue_frame(FalseInterruptionFrame(voided_turn=1))
@@ -175,8 +185,8 @@ async def test_reply_recovery_begins_a_new_turn_on_the_same_context() -> None:
         await task.queue_frame(FalseInterruptionFrame(voided_turn=2, resume=True))
         await below.wait_for(lambda: len(below.of(LLMContextFrame)) == 3)
         resumed = below.of(LLMContextFrame)[2]
-        assert resumed.turn == 3 and resumed.context.messages[-1] == {"role": "system", "content": RESUME_NOTE}
-        assert context.messages[-1]["role"] == "assistant"  # the note is not kept in the history
+        assert resumed.turn == 3 and resumed.resume and not again.resume and resumed.context is context
+        assert context.messages[-1]["role"] == "assistant"  # nothing is added to the history
 
         await task.queue_frame(FalseInterruptionFrame(voided_turn=2))  # reply 3 exists: nothing to do
         await below.wait_for(lambda: len(below.of(FalseInterruptionFrame)) == 3)
@@ -202,7 +212,7 @@ async def test_a_pause_is_announced_and_speech_after_it_resumes_the_same_user_tu
         await h.feed(task, np.concatenate([tone(0.5), silence(0.25), tone(0.5), silence(0.45)]))
         with anyio.fail_after(5):
             await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
-    kinds = [type(s.frame).__name__ for s in h.below.seen if s.direction is DOWN and "User" in type(s.frame).__name__]
+    kinds = speaking_kinds(h.below)
     assert kinds == [
         "UserStartedSpeakingFrame",
         "UserPausedSpeakingFrame",
@@ -238,7 +248,7 @@ async def test_a_pause_is_decided_on_the_clock_when_its_last_sample_is_due_not_w
         # The frame that completes the silence holds speech: the pause was a guess, and it resumes.
         await h.feed(task, np.concatenate([tone(0.3), silence(0.45)]))
         await h.below.wait_for(lambda: h.below.of(UserStoppedSpeakingFrame))
-    kinds = [type(s.frame).__name__ for s in h.below.seen if s.direction is DOWN and "User" in type(s.frame).__name__]
+    kinds = speaking_kinds(h.below)
     paused, resumed, stopped = "UserPausedSpeakingFrame", "UserResumedSpeakingFrame", "UserStoppedSpeakingFrame"
     assert kinds[1:] == [paused, resumed, paused, stopped]
     (stopped,) = h.below.of(UserStoppedSpeakingFrame)

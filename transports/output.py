@@ -18,10 +18,10 @@ Speaking state is derived from what was actually handed to the wire:
   `TTSStoppedFrame` was seen, or no audio came for `stop_after_idle_s`, or the next reply began,
   or an interruption voided it.
 
-A reply begun while the user is mid-turn (between the VAD's `UserStartedSpeakingFrame` and
-`UserStoppedSpeakingFrame`: one prepared at a pause) is held, queued but silent, until the user's
-stop confirms it; an interruption drops it like any queued audio. Replies begun before the user
-started speaking play on as before.
+A reply begun while the user holds the floor (from the turn controller's `UserTurnStartedFrame`
+to its `UserTurnEndedFrame`: one prepared at a pause) is held, queued but silent, until the end
+of the user's turn confirms it; an interruption drops it like any queued audio. Replies begun
+before the user's turn play on as before.
 
 Both are pushed upstream (the VAD needs them for barge-in) and downstream (the assistant
 aggregator needs `played_s`). Every frame other than bot audio is forwarded downstream as is.
@@ -88,7 +88,7 @@ class OutputTransport(FrameProcessor):
         self.playout: Playout | None = None
         self.underruns = 0
         self._speaking: _Speaking | None = None
-        self._user_turn = UserTurnGate()  # replies prepared at a pause wait for the user's stop
+        self._user_turn = UserTurnGate()  # replies prepared at a pause wait for the user's turn to end
         self._ended_turn: int | None = None
         self._ending = False
         self._pacer_started = False
@@ -135,8 +135,8 @@ class OutputTransport(FrameProcessor):
             return
         elif isinstance(frame, CancelFrame):
             self._ending = True
-        elif direction is DOWN and self._user_turn.observe(frame, self.turns) and self.playout:
-            self._wake_for_reply()  # the user's stop releases a held reply
+        elif direction is DOWN and self._user_turn.observe(frame) and self.playout:
+            self._wake_for_reply()  # the end of the user's turn releases a held reply
         await self.push(frame, direction)
 
     def _held(self) -> bool:

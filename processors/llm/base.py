@@ -7,10 +7,15 @@ rest of a reply for an `LLMContextFrame(turn=N)`:
 * emits `LLMResponseStartFrame`, an `LLMTextFrame(turn=N)` per delta, `LLMResponseEndFrame`;
   traces `llm_first_token` and sends a `ttfb` metric;
 * when the model asks for tools: unless turn N is stale by then (and, for a reply prepared at
-  the user's pause, only once the user's stop has confirmed it, unless every tool asked for is
+  the user's pause, only once the end of the user's turn has confirmed it, unless every tool asked for is
   `read_only`), runs every handler at once in one task group (each bounded by
   `tool_timeout_s`), appends the assistant message holding the `tool_calls` and one `tool`
   message per result to the context, and runs the model again;
+* a tool call and its result also go upstream (a twin), so the turn controller knows a tool
+  runs (it may mute the user meanwhile);
+* `LLMContextFrame(resume=True)` (after a false interruption): the model is asked, by
+  `LLMOptions.resume_note` on a copy of the context, to carry on from where the reply was cut;
+  a subclass asks `resumes(turn)`;
 * an interruption that voids turn N cancels the call (the worker's cancel scope); the subclass
   closes its stream in `finally`/`async with`; no tool call of a stale turn ever starts;
 * a stream that goes quiet is a failure too, on the injected clock: no first item within
@@ -39,6 +44,7 @@ import anyio
 
 from voxframe.pipeline import (
     DOWN,
+    UP,
     Direction,
     Frame,
     FrameProcessor,
@@ -70,6 +76,12 @@ class ToolCall:
         return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
 
 
+RESUME_NOTE = (
+    "Your previous reply was cut off by a noise, not by the user. Carry on from where it stopped, "
+    "without repeating what was already said."
+)
+
+
 @dataclass(slots=True)
 class LLMOptions:
     #: Spoken when a reply fails; empty to stay silent.
@@ -83,6 +95,8 @@ class LLMOptions:
     inter_token_timeout_s: float | None = 3.0
     #: Retries per reply of a run that stalled before it said or asked anything.
     stall_retries: int = 1
+    #: Added (for that reply only) to the context of a reply resumed after a false interruption.
+    resume_note: str = RESUME_NOTE
 
 
 #: A partial reply ending in one of these already ends a sentence.
@@ -163,6 +177,7 @@ class LLMService(FrameProcessor):
         super().__init__(name=name)
         self.llm_options = options or LLMOptions()
         self._user_turn = UserTurnGate()
+        self._resumed: set[int] = set()
 
     async def stream_completion(self, context: LLMContext, turn: int) -> AsyncIterator[str | ToolCall]:
         """One model run on `context`: yield text deltas and completed tool calls."""
@@ -171,11 +186,20 @@ class LLMService(FrameProcessor):
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         if isinstance(frame, LLMContextFrame) and direction is DOWN:
-            await self._respond(frame.context, frame.turn)
+            context = frame.context
+            if frame.resume:
+                context = context.copy()  # the note is for this reply only, not for the history
+                context.add("system", self.llm_options.resume_note)
+                self._resumed = {frame.turn}
+            await self._respond(context, frame.turn)
             return
         if direction is DOWN:
-            self._user_turn.observe(frame, self.turns)
+            self._user_turn.observe(frame)
         await self.push(frame, direction)
+
+    def resumes(self, turn: int) -> bool:
+        """Reply `turn` carries on a reply a false interruption cut off (`LLMContextFrame.resume`)."""
+        return turn in self._resumed
 
     async def _respond(self, context: LLMContext, turn: int) -> None:
         reply = _Reply(turn=turn, started_ns=self.clock.now_ns())
@@ -261,11 +285,11 @@ class LLMService(FrameProcessor):
         results: dict[str, str] = {}
         async with anyio.create_task_group() as tg:
             for call in calls:
-                await self.push(
-                    FunctionCallFrame(
-                        call_id=call.id, function_name=call.name, arguments=_parse_args(call), turn=reply.turn
-                    )
+                frame = FunctionCallFrame(
+                    call_id=call.id, function_name=call.name, arguments=_parse_args(call), turn=reply.turn
                 )
+                await self.push(frame)
+                await self.push(frame.twin(), UP)
                 tg.start_soon(self._run_tool, context, call, results, reply.turn)
         text = "".join(reply.text)
         context.messages.append(
@@ -285,7 +309,9 @@ class LLMService(FrameProcessor):
             logger.warning("%s: tool %s failed: %r", self.name, call.name, exc)
             value = {"error": f"{type(exc).__name__}: {exc}"}
         results[call.id] = value if isinstance(value, str) else json.dumps(value, default=str)
-        await self.push(FunctionCallResultFrame(call_id=call.id, function_name=call.name, result=value, turn=turn))
+        result = FunctionCallResultFrame(call_id=call.id, function_name=call.name, result=value, turn=turn)
+        await self.push(result)
+        await self.push(result.twin(), UP)
 
 
 def _ns(seconds: float | None) -> int | None:
@@ -300,4 +326,4 @@ def _parse_args(call: ToolCall) -> dict[str, Any]:
     return args if isinstance(args, dict) else {}
 
 
-__all__ = ["LLMOptions", "LLMService", "StreamStalled", "ToolCall"]
+__all__ = ["RESUME_NOTE", "LLMOptions", "LLMService", "StreamStalled", "ToolCall"]

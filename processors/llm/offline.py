@@ -58,7 +58,7 @@ class OfflineLLM(LLMService):
                 yield call
                 return
             text = _fallback(heard, context)
-            text = _unspoken_rest(text, context) if _is_resume(context) else text
+            text = _unspoken_rest(text, context) if self.resumes(turn) else text
         async for word in self._stream_words(text):
             yield word
 
@@ -111,13 +111,6 @@ def _fallback(heard: str, context: LLMContext) -> str:
 
 
 _ABILITIES = (("get_time", "tell the time"), ("get_date", "tell the date"), ("calculate", "do simple arithmetic"))
-
-
-def _is_resume(context: LLMContext) -> bool:
-    from ..vad.recovery import RESUME_NOTE
-
-    last = context.messages[-1] if context.messages else {}
-    return last.get("role") == "system" and last.get("content") == RESUME_NOTE
 
 
 def _unspoken_rest(text: str, context: LLMContext) -> str:

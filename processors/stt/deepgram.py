@@ -1,11 +1,11 @@
 """Deepgram live speech-to-text over a thin WebSocket client (see processors/README.md: why thin).
 
-Streams the pipeline's PCM as it arrives (and consumes it: nothing after the STT needs the
-user's audio); interim results become `InterimTranscriptionFrame`, finals `TranscriptionFrame`.
-When the VAD says the user stopped (or paused: the reply may be prepared while the VAD waits
-for the stop), `Finalize` makes Deepgram flush at once instead of waiting for its own
-endpointing; "stt_final" is traced when the user's transcript is complete. While no audio
-flows, KeepAlive holds the stream open.
+Streams the pipeline's PCM as it arrives (an `STTService`: the audio also goes on); interim
+results become `InterimTranscriptionFrame`, finals `TranscriptionFrame` (`speech_final` when
+Deepgram's own endpointing ended the speech). When the VAD says the user stopped (or paused:
+the reply may be prepared while the turn's end is awaited), `Finalize` makes Deepgram flush at
+once instead of waiting for its endpointing; "stt_final" is traced when the user's transcript
+is complete. While no audio flows, KeepAlive holds the stream open.
 
 No word lost, none twice: every chunk sent is kept until a final covers it (Deepgram's
 `start + duration` of each final, in the connection's own audio time). After a drop the stream
@@ -24,23 +24,18 @@ from typing import Any
 from urllib.parse import urlencode
 
 from voxframe.pipeline import (
-    DOWN,
-    Direction,
     EndFrame,
-    Frame,
-    FrameProcessor,
     InputAudioFrame,
     InterimTranscriptionFrame,
     MetricsFrame,
     StartFrame,
     TranscriptionFrame,
-    UserPausedSpeakingFrame,
     UserStartedSpeakingFrame,
-    UserStoppedSpeakingFrame,
 )
-from voxframe.pipeline.clock import NS_PER_S
 from voxframe.processors.streaming import ProviderError
 from voxframe.processors.streaming.websocket import Endpoint, Message, StreamOptions, WebSocketStream
+
+from .base import STTService
 
 logger = logging.getLogger("voxframe")
 
@@ -109,7 +104,7 @@ class _ReplayBuffer:
         return b"".join(c[max(0, position - s) * 2 :] for s, c in self.chunks if s + len(c) // 2 > position)
 
 
-class DeepgramSTT(FrameProcessor):
+class DeepgramSTT(STTService):
     def __init__(self, options: DeepgramOptions | None = None, *, name: str | None = None) -> None:
         super().__init__(name=name)
         self.options = options or DeepgramOptions()
@@ -117,7 +112,6 @@ class DeepgramSTT(FrameProcessor):
         self._replay = _ReplayBuffer(0)
         self._conn_base = 0  # stream position (samples) where the current connection's audio starts
         self._replaying = False
-        self._user_stopped_ns: int | None = None
         self._awaiting_final = False  # the user stopped; their transcript is not complete yet
         self._open_interim = False  # an interim not yet covered by a final
         self._heard = False  # any words since the user started speaking
@@ -174,30 +168,22 @@ class DeepgramSTT(FrameProcessor):
         scheme = "Bearer" if key.count(".") == 2 else "Token"  # a JWT is a temporary token
         return Endpoint(f"{base}/v1/listen?{urlencode(query)}", {"Authorization": f"{scheme} {key}"})
 
-    # --- frames --------------------------------------------------------------------------------
+    # --- frames (the STTService hooks) -----------------------------------------------------------
 
-    async def process(self, frame: Frame, direction: Direction) -> None:
-        if direction is DOWN and isinstance(frame, InputAudioFrame):
-            await self._send_audio(frame)
-            return
-        if isinstance(frame, StartFrame):
-            await self._on_start()
-        elif isinstance(frame, UserStartedSpeakingFrame) and direction is DOWN:
-            self._awaiting_final = False
-            self._heard = False
-        elif isinstance(frame, UserStoppedSpeakingFrame | UserPausedSpeakingFrame) and direction is DOWN:
-            await self._finalize(frame)
-        elif isinstance(frame, EndFrame):
-            await self._close_stream()
-        await self.push(frame, direction)
+    async def on_speech_started(self, frame: UserStartedSpeakingFrame) -> None:
+        self._awaiting_final = False
+        self._heard = False
 
-    async def _on_start(self) -> None:
+    async def on_end(self, frame: EndFrame) -> None:
+        await self._close_stream()
+
+    async def on_start(self, frame: StartFrame) -> None:
         """Setup connected before the pipeline's rates were known: reconnect if they differ."""
         self._replay.limit = int(self.options.replay_limit_s * self.sample_rate)
         if self._stream is not None and self._stream_rate != self.sample_rate:
             await self._stream.restart()
 
-    async def _send_audio(self, frame: InputAudioFrame) -> None:
+    async def take_audio(self, frame: InputAudioFrame) -> None:
         if frame.sample_rate != self.sample_rate or frame.num_channels != 1:
             if not self._rate_warned:
                 self._rate_warned = True
@@ -213,11 +199,10 @@ class DeepgramSTT(FrameProcessor):
             return  # the replay in progress sends it, in order
         await self._stream.send(frame.audio, owes_reply=True)
 
-    async def _finalize(self, frame: UserStoppedSpeakingFrame | UserPausedSpeakingFrame) -> None:
+    async def finalize(self, speech_end_ns: int | None, *, stopped: bool) -> None:
         """The words so far are all there will be for now: have them final at once."""
-        self._user_stopped_ns = frame.speech_end_ns or self.clock.now_ns()
         if self._heard and not self._open_interim:
-            metric = self._trace_final()  # everything heard is already final
+            metric = self._complete()  # everything heard is already final
             if metric is not None:
                 await self.push(metric)
         else:
@@ -260,22 +245,17 @@ class DeepgramSTT(FrameProcessor):
         if complete:
             # An empty answer to Finalize with nothing heard was noise: no turn, no trace.
             self._awaiting_final = False
-            metric = self._trace_final() if self._heard else None
+            metric = self._complete() if self._heard else None
         if text:  # after the trace: this frame may start the reply (a new turn)
-            await self.push(TranscriptionFrame(text=text, language=language))
+            speech_final = bool(data.get("speech_final"))
+            await self.push(TranscriptionFrame(text=text, language=language, speech_final=speech_final))
         if complete and metric is not None:
             await self.push(metric)
 
-    def _trace_final(self) -> MetricsFrame | None:
-        """The user's transcript is complete: trace it for the coming reply; end of speech -> final."""
-        now = self.clock.now_ns()
+    def _complete(self) -> MetricsFrame | None:
+        """The user's transcript is complete: trace it (and what it took) for the coming reply."""
         self._heard = False
-        self.trace("stt_final", t_ns=now, latest=True)
-        if self._user_stopped_ns is None:
-            return None
-        value = (now - self._user_stopped_ns) / NS_PER_S
-        self._user_stopped_ns = None
-        return MetricsFrame(processor=self.name, metric="stt_final_s", value=value)
+        return self.trace_final()
 
     # --- drops ---------------------------------------------------------------------------------
 

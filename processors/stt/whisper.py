@@ -19,7 +19,8 @@ so a preemptive reply can start, and speech after it (`UserResumedSpeakingFrame`
 transcribed as the next segment of the same turn. A stop right after a pause adds nothing: the
 pause's final covered every word (and Whisper, given only silence, tends to invent some).
 
-Inference runs in a worker thread; a pass never blocks the event loop.
+Inference runs in a worker thread; a pass never blocks the event loop. An `STTService`: the
+audio goes on downstream, and each final carries the base's trace and metric.
 """
 
 from __future__ import annotations
@@ -34,21 +35,16 @@ import anyio
 import numpy as np
 
 from voxframe.pipeline import (
-    Direction,
-    Frame,
-    FrameProcessor,
     InputAudioFrame,
     InterimTranscriptionFrame,
     StartFrame,
-    TranscriptionFrame,
-    UserPausedSpeakingFrame,
     UserResumedSpeakingFrame,
     UserStartedSpeakingFrame,
-    UserStoppedSpeakingFrame,
 )
 from voxframe.pipeline.audio import AudioTimeline, level_dbfs
 
 from ..models import WHISPER_TINY_EN, ModelSpec
+from .base import STTService
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -164,7 +160,7 @@ def load_whisper(
     return WhisperEngine(model, compute_type, cpu_threads, language)
 
 
-class WhisperSTT(FrameProcessor):
+class WhisperSTT(STTService):
     """Transcribes each user turn between the VAD's started/stopped frames. Place after the VAD."""
 
     def __init__(self, options: WhisperOptions | None = None, *, name: str | None = None) -> None:
@@ -190,24 +186,32 @@ class WhisperSTT(FrameProcessor):
         self._engine = await anyio.to_thread.run_sync(load_whisper, o.model, o.compute_type, o.cpu_threads, o.language)
         self.task_group.start_soon(self._pass_loop)
 
-    async def process(self, frame: Frame, direction: Direction) -> None:
-        await self.push(frame, direction)
-        if isinstance(frame, InputAudioFrame):
-            self._take_audio(frame)
-        elif isinstance(frame, UserStartedSpeakingFrame) and not self._speaking:
-            self._start_utterance(frame.speech_start_ns)
-        elif isinstance(frame, UserPausedSpeakingFrame) and self._segment_open:
-            end = self._end_segment(frame.speech_end_ns)
-            self._utterance_from = self._pass_from = end  # the turn may go on from here
-        elif isinstance(frame, UserResumedSpeakingFrame) and self._speaking:
-            self._segment_open = True
-        elif isinstance(frame, UserStoppedSpeakingFrame) and self._speaking:
-            self._speaking = False
-            if self._segment_open:
-                self._end_segment(frame.speech_end_ns)
-        elif isinstance(frame, StartFrame) and frame.audio_in_sample_rate != SAMPLE_RATE:
+    # --- frames (the STTService hooks) -----------------------------------------------------------
+
+    async def on_start(self, frame: StartFrame) -> None:
+        if frame.audio_in_sample_rate != SAMPLE_RATE:
             error = f"{self.name}: Whisper needs 16000 Hz input audio, got {frame.audio_in_sample_rate} Hz"
             await self.push_error(error, fatal=True)
+
+    async def take_audio(self, frame: InputAudioFrame) -> None:
+        self._take_audio(frame)
+
+    async def on_speech_started(self, frame: UserStartedSpeakingFrame) -> None:
+        if not self._speaking:
+            self._start_utterance(frame.speech_start_ns)
+
+    async def on_speech_resumed(self, frame: UserResumedSpeakingFrame) -> None:
+        if self._speaking:
+            self._segment_open = True
+
+    async def finalize(self, speech_end_ns: int | None, *, stopped: bool) -> None:
+        if not stopped and self._segment_open:
+            end = self._end_segment(speech_end_ns)
+            self._utterance_from = self._pass_from = end  # the turn may go on from here
+        elif stopped and self._speaking:
+            self._speaking = False
+            if self._segment_open:
+                self._end_segment(speech_end_ns)
 
     def _end_segment(self, speech_end_ns: int | None) -> int:
         """Queue the final pass of the open segment, up to the end of its speech; return that end."""
@@ -318,9 +322,8 @@ class WhisperSTT(FrameProcessor):
 
     async def _emit_final(self, transcript: Transcript) -> None:
         if transcript.text:
-            self.trace("stt_final", latest=True)
             o = self.options
-            await self.push(TranscriptionFrame(text=transcript.text, user_id=o.user_id, language=o.language))
+            await self.push_final(transcript.text, user_id=o.user_id, language=o.language)
 
 
 __all__ = ["Transcript", "WhisperEngine", "WhisperOptions", "WhisperSTT", "load_whisper"]

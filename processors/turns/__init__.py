@@ -1,1 +1,29 @@
-"""Turn-taking: when the user has finished speaking (the end-of-turn model lives here)."""
+"""Turn-taking: who speaks when. The `TurnController` owns every decision (the user's turn,
+preemption, barge-in, false interruptions, a silent user); strategies say when a turn ends
+(the end-of-turn model lives here too, in `smart_turn`)."""
+
+from .controller import TurnController
+from .policy import IdlePolicy, InterruptionPolicy, TurnOptions
+from .strategies import (
+    EndOfTurnModel,
+    EndOfTurnPredictor,
+    Pause,
+    SilenceTimeout,
+    SttEndpointing,
+    TurnDecision,
+    TurnStrategy,
+)
+
+__all__ = [
+    "EndOfTurnModel",
+    "EndOfTurnPredictor",
+    "IdlePolicy",
+    "InterruptionPolicy",
+    "Pause",
+    "SilenceTimeout",
+    "SttEndpointing",
+    "TurnController",
+    "TurnDecision",
+    "TurnOptions",
+    "TurnStrategy",
+]

@@ -1,8 +1,7 @@
-"""Voice activity detection and turn-taking: Silero (onnxruntime) or webrtcvad, barge-in."""
+"""Voice activity detection: Silero (onnxruntime) or webrtcvad. Turn-taking is `processors/turns`."""
 
 from .analyzer import VADAnalyzer, score_windows
 from .processor import VADOptions, VADProcessor
-from .recovery import ReplyRecovery
 from .silero import SileroVADAnalyzer
 from .state import (
     ScoredWindow,
@@ -17,7 +16,6 @@ from .state import (
 from .webrtc import WebRTCVADAnalyzer
 
 __all__ = [
-    "ReplyRecovery",
     "ScoredWindow",
     "SileroVADAnalyzer",
     "SpeechPaused",

@@ -1,4 +1,4 @@
-"""`VADProcessor`: voice activity, turn-taking and barge-in.
+"""`VADProcessor`: voice activity, and nothing else.
 
 Input audio passes straight through (the STT after it never waits for the VAD); a copy is cut
 into windows that a background loop scores in a worker thread, several windows per thread hop (a
@@ -12,16 +12,13 @@ pause may be decided on the clock when that sample is due, up to a frame before 
 finalizes, a preemptive user aggregator prepares the reply) and speech before the stop sends
 `UserResumedSpeakingFrame`, both downstream.
 
-Barge-in: user speech that starts while the bot speaks (or while a reply is being prepared)
-interrupts it, both ways. False interruptions: if no new reply has begun `false_interruption_s`
-after that speech ends (no words were recognised: a cough, a door), a `FalseInterruptionFrame`
-goes downstream so the bot replies again instead of staying silent.
+What these facts mean for the conversation (is the turn over? does the bot stop?) is the turn
+controller's decision (`processors/turns`), not the VAD's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import anyio
 import numpy as np
@@ -29,10 +26,7 @@ import numpy as np
 from voxframe.pipeline import (
     DOWN,
     UP,
-    BotStartedSpeakingFrame,
-    BotStoppedSpeakingFrame,
     Direction,
-    FalseInterruptionFrame,
     Frame,
     FrameProcessor,
     InputAudioFrame,
@@ -43,7 +37,6 @@ from voxframe.pipeline import (
     UserStoppedSpeakingFrame,
 )
 from voxframe.pipeline.audio import AudioTimeline
-from voxframe.pipeline.clock import NS_PER_S
 
 from .analyzer import VADAnalyzer, all_quiet, score_windows
 from .silero import SileroVADAnalyzer
@@ -66,12 +59,6 @@ class VADOptions:
     params: VADParams = field(default_factory=VADParams)
     #: Windows scored per worker-thread hop (2 Silero windows = 64 ms of audio per hop).
     windows_per_hop: int = 2
-    #: User speech over the bot's reply (playing or being prepared) interrupts it.
-    interruptions: bool = True
-    #: What a false interruption (speech with no words after it) leads to.
-    false_interruption: Literal["reanswer", "resume", "ignore"] = "reanswer"
-    #: How long after the speech ends a new reply must have begun for the speech to count as words.
-    false_interruption_s: float = 1.0
     #: A pause may be decided on the clock, when the sample that completes its silence is due,
     #: if that sample is at most this far past the audio received and all of the audio since the
     #: speech is quiet: otherwise the frame holding it arrives up to a frame later. A pause is a
@@ -84,19 +71,16 @@ class VADOptions:
             raise ValueError(f"pause_lead_s must be >= 0, got {self.pause_lead_s}")
         if self.windows_per_hop < 1:
             raise ValueError(f"windows_per_hop must be >= 1, got {self.windows_per_hop}")
-        if self.false_interruption not in ("reanswer", "resume", "ignore"):
-            raise ValueError(f"false_interruption must be reanswer, resume or ignore, got {self.false_interruption!r}")
 
 
 class VADProcessor(FrameProcessor):
-    """Put it right after the input transport. Reads `user_speaking` / `bot_speaking` for state."""
+    """Put it right after the input transport. Reads `user_speaking` for state."""
 
     def __init__(self, options: VADOptions | None = None, *, name: str | None = None) -> None:
         super().__init__(name=name)
         self.options = options or VADOptions()
         self.analyzer: VADAnalyzer = self.options.analyzer or SileroVADAnalyzer()
         self.user_speaking = False
-        self.bot_speaking = False
         self.windows_scored = 0
         self._rate = 0
         self._window = 0
@@ -107,10 +91,7 @@ class VADProcessor(FrameProcessor):
         self._ready = anyio.Event()
         self._scored = anyio.Event()  # set after each scored batch
         self._acted_upto = 0  # stream position up to which windows were scored and acted upon
-        self._finished_turn = 0  # last turn whose audio played to the end
-        self._voided_turn = 0  # turn our interruption voided, until words or a re-reply follow
-        self._turn_at_start = 0  # the latest turn when the user's speech started
-        self._recheck = anyio.CancelScope()
+        self._turn_at_start = 0  # the latest turn when the user's speech started (for the trace)
         self._bad_input_reported = False
 
     async def setup(self) -> None:
@@ -126,12 +107,6 @@ class VADProcessor(FrameProcessor):
             await self.push(frame, direction)
             await self._start(frame)
             return
-        if isinstance(frame, BotStartedSpeakingFrame):
-            self.bot_speaking = True
-        elif isinstance(frame, BotStoppedSpeakingFrame):
-            self.bot_speaking = False
-            if not frame.interrupted:
-                self._finished_turn = max(self._finished_turn, frame.turn)
         await self.push(frame, direction)
 
     async def _start(self, frame: StartFrame) -> None:
@@ -269,7 +244,7 @@ class VADProcessor(FrameProcessor):
     def _score(self, windows: np.ndarray, first_sample: int) -> list[ScoredWindow]:
         return score_windows(self.analyzer, windows, first_sample, self.options.params.edge_dbfs)
 
-    # --- turn-taking --------------------------------------------------------------------------
+    # --- speech events ------------------------------------------------------------------------
 
     async def _on_speech_event(self, event: SpeechEvent) -> None:
         now = self.clock.now_ns()
@@ -299,21 +274,10 @@ class VADProcessor(FrameProcessor):
 
     async def _user_started(self, speech_start_ns: int) -> None:
         self.user_speaking = True
-        self._recheck.cancel()
-        if self._should_interrupt():
-            self._voided_turn = await self.interrupt("user started speaking")
-            self.bot_speaking = False  # its output is void; the transport's BotStopped follows
-        self._turn_at_start = self.turns.current
         frame = UserStartedSpeakingFrame(speech_start_ns=speech_start_ns)
-        await self.push(frame, DOWN)
+        await self.push(frame, DOWN)  # the turn controller may interrupt the bot on it
+        self._turn_at_start = self.turns.current
         await self.push(frame.twin(), UP)
-
-    def _should_interrupt(self) -> bool:
-        if not (self.options.interruptions and self.start_frame.allow_interruptions):
-            return False
-        turns = self.turns
-        reply_pending = turns.current > max(turns.stale_upto, self._finished_turn)
-        return self.bot_speaking or reply_pending
 
     async def _user_stopped(self, speech_end_ns: int) -> None:
         self.user_speaking = False
@@ -323,22 +287,6 @@ class VADProcessor(FrameProcessor):
         frame = UserStoppedSpeakingFrame(speech_end_ns=speech_end_ns)
         await self.push(frame, DOWN)
         await self.push(frame.twin(), UP)
-        if self._voided_turn and self.options.false_interruption != "ignore":
-            self._recheck = anyio.CancelScope()
-            deadline = self.clock.now_ns() + round(self.options.false_interruption_s * NS_PER_S)
-            self.task_group.start_soon(self._recheck_interruption, self._recheck, self._voided_turn, deadline)
-
-    async def _recheck_interruption(self, scope: anyio.CancelScope, voided_turn: int, deadline_ns: int) -> None:
-        """After the speech that voided `voided_turn`: no new reply by the deadline means no words."""
-        with scope:
-            await self.clock.sleep_until(deadline_ns)
-            if self._voided_turn != voided_turn:
-                return
-            self._voided_turn = 0
-            if self.turns.current > voided_turn:
-                return  # words followed: the user aggregator began the next reply
-            resume = self.options.false_interruption == "resume"
-            await self.push(FalseInterruptionFrame(voided_turn=voided_turn, resume=resume), DOWN)
 
 
 __all__ = ["VADOptions", "VADProcessor"]
