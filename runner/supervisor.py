@@ -90,7 +90,8 @@ def plan_workers(
     workers = []
     for i, (port, ports) in enumerate(zip(worker_ports(base_port, count), slices, strict=True)):
         name = worker_name(i)
-        own = ("--port", str(port), "--workers", "1", "--session-id-prefix", f"{session_prefix}{name}-")
+        prefix = f"{session_prefix}{name}-"
+        own: tuple[str, ...] = ("--port", str(port), "--workers", "1", "--session-id-prefix", prefix)
         if ports is not None:
             own = (*own, "--udp-ports", str(ports))
         workers.append(Worker(name, port, (*launch, *argv, *own)))
