@@ -142,15 +142,20 @@ def free_udp_range(size: int) -> PortRange:
 
 
 @asynccontextmanager
-async def coturn(tmp_dir: Path, user: str, password: str) -> AsyncIterator[str]:
-    """A real coturn on 127.0.0.1 with one long-term credential; yields its `turn:` URL."""
+async def coturn(
+    tmp_dir: Path, user: str = "", password: str = "", *, auth_secret: str | None = None
+) -> AsyncIterator[str]:
+    """A real coturn on 127.0.0.1 with one long-term credential, or (`auth_secret`) checking
+    time-limited REST credentials (`use-auth-secret`); yields its `turn:` URL."""
     if shutil.which("turnserver") is None:
         raise AssertionError("coturn is needed (`python3 dev.py test` installs it; or apt-get install coturn)")
     port = free_udp_port()
     relay_low = 50_000 + (port % 500) * 20
     command = [
         "turnserver", "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", f"--listening-port={port}",
-        f"--min-port={relay_low}", f"--max-port={relay_low + 19}", "--lt-cred-mech", f"--user={user}:{password}",
+        f"--min-port={relay_low}", f"--max-port={relay_low + 19}",
+        *(["--use-auth-secret", f"--static-auth-secret={auth_secret}"] if auth_secret is not None
+          else ["--lt-cred-mech", f"--user={user}:{password}"]),
         "--realm=voxframe.test", "--no-tls", "--no-dtls", "--no-tcp-relay", "--no-cli", "--allow-loopback-peers",
         "--log-file=stdout", "--simple-log", f"--pidfile={tmp_dir / 'turnserver.pid'}",
         f"--userdb={tmp_dir / 'turndb'}",
