@@ -294,3 +294,23 @@ async def test_no_hostile_request_gets_a_5xx_or_leaves_a_session_behind(script: 
             assert status in (200, 404)
         with anyio.fail_after(10):
             await server.wait_sessions(lambda sessions: not sessions)
+
+
+async def test_one_address_may_make_only_so_many_offers_a_minute() -> None:
+    """A flood from one address gets 429 with Retry-After; another address (behind the trusted
+    local proxy, by X-Forwarded-For) is not held back by it."""
+    offer = {"sdp": "v=0", "type": "offer"}
+    limited = server_options(max_offers_per_minute=3)
+    async with serving(options=limited) as (server, url), aiohttp.ClientSession() as http:
+        statuses = []
+        for _ in range(4):
+            async with http.post(f"{url}/api/voice/offer", json=offer) as response:
+                statuses.append(response.status)
+                if response.status == 429:
+                    assert int(response.headers["Retry-After"]) >= 1
+                    assert (await response.json())["error"]["code"] == "too_many_offers"
+        assert statuses == [400, 400, 400, 429]  # bad SDPs count too: each one is an offer
+        other = {"X-Forwarded-For": "198.51.100.7"}
+        async with http.post(f"{url}/api/voice/offer", json=offer, headers=other) as response:
+            assert response.status == 400  # judged on its merits, not rate-limited
+    assert server.sessions == {} and server.offer_outcomes["rate_limited"] == 1

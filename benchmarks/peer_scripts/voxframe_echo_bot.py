@@ -76,9 +76,11 @@ def stats(server: WebRTCServer, lag: LoopLag) -> dict:
 async def main(args: argparse.Namespace) -> None:
     receive = ReceiveOptions(reorder_window=args.reorder_window, aiortc_prefetch=args.aiortc_prefetch)
     ice = IceOptions(host_addresses=("127.0.0.1",))
+    # The load starts its calls at once, all from 127.0.0.1: all of them connect.
     options = ServerOptions(
-        port=args.port, max_sessions=1000, max_pending_sessions=1000, session=SessionOptions(ice=ice, receive=receive)
-    )  # the load starts its calls at once: all of them connect
+        port=args.port, max_sessions=1000, max_pending_sessions=1000, max_offers_per_minute=None,
+        session=SessionOptions(ice=ice, receive=receive),
+    )  # fmt: skip
     server = WebRTCServer(echo_task, options)
     lag = LoopLag()
 

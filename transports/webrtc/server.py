@@ -43,6 +43,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from voxframe.pipeline.clock import NS_PER_S, current_clock
 
+from ._limits import OfferRate
 from ._validate import InvalidInput, check_offer, parse_json_object
 from .session import Session, SessionError, SessionOptions, TaskFactory
 
@@ -85,6 +86,10 @@ class ServerOptions:
     max_candidates_per_session: int = 64
     #: Called once for every session that ends, after its end line is logged.
     session_end_listeners: list[SessionEndListener] = field(default_factory=list)
+    #: Offers one remote address may make per minute (None: no limit); beyond it, 429 with Retry-After.
+    max_offers_per_minute: int | None = 30
+    #: Proxies whose `X-Forwarded-For` names the caller (nginx on the same host, by default).
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
 #: The server's errors are the validator's: a status, a code and a message.
@@ -132,6 +137,7 @@ class WebRTCServer:
         self._refusals_unlogged = 0
         #: Offers by outcome: "admitted", or the refusal's code ("session_limit", "draining", ...).
         self.offer_outcomes: Counter[str] = Counter()
+        self._offer_rate = OfferRate(self.options.max_offers_per_minute)
         self._refusal_logged_ns: int | None = None
 
     @property
@@ -219,6 +225,14 @@ class WebRTCServer:
 
     async def _offer(self, request: web.Request) -> web.Response:
         self._authorize(request)
+        address = self._caller_address(request)
+        if not self._offer_rate.allow(address):
+            self.offer_outcomes["rate_limited"] += 1
+            limited = _error_response(
+                429, "too_many_offers", f"at most {self.options.max_offers_per_minute} offers a minute from one address"
+            )
+            limited.headers["Retry-After"] = str(self._offer_rate.retry_after_s(address))
+            return limited
         body = await self._json_body(request)
         sdp, kind = body.get("sdp"), body.get("type")
         if not isinstance(sdp, str) or not isinstance(kind, str):
@@ -342,6 +356,15 @@ class WebRTCServer:
         return web.Response(text=text, content_type=content_type, headers={"Cache-Control": "no-store"})
 
     # --- helpers ------------------------------------------------------------------------------------
+
+    def _caller_address(self, request: web.Request) -> str:
+        """The caller's address: the peer's, or behind a trusted proxy the one it appended last to
+        `X-Forwarded-For` (what nginx's `$proxy_add_x_forwarded_for` saw connect)."""
+        peer = request.remote or "unknown"
+        forwarded = request.headers.get("X-Forwarded-For")
+        if forwarded and peer in self.options.trusted_proxies:
+            return forwarded.rsplit(",", 1)[-1].strip() or peer
+        return peer
 
     def _authorize(self, request: web.Request) -> None:
         token = self.options.auth_token
