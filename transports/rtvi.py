@@ -140,6 +140,8 @@ class RTVIEndpoint(Observer):
         self._due_changed = anyio.Event()
         self._pacing = False
         self._closed = False
+        #: Whether a fatal error went to the client (so the session's end does not tell it twice).
+        self.fatal_error_sent = False
 
     @property
     def clock(self) -> Clock:
@@ -156,6 +158,13 @@ class RTVIEndpoint(Observer):
 
     def send(self, kind: str, data: Any = None, message_id: str | None = None) -> None:
         self._send(envelope(kind, data, message_id if message_id is not None else f"vf{next(self._ids)}"))
+
+    def send_error(self, message: str, *, fatal: bool) -> None:
+        """RTVI `error`; a fatal one is told once (the session's end may report it again)."""
+        if fatal and self.fatal_error_sent:
+            return
+        self.fatal_error_sent = self.fatal_error_sent or fatal
+        self.send("error", {"error": message, "message": message, "fatal": fatal})
 
     # --- client -> server ------------------------------------------------------------------------
 
@@ -254,7 +263,7 @@ class RTVIEndpoint(Observer):
             case MetricsFrame():
                 self.send("metrics", {frame.metric: [{"processor": frame.processor, "value": frame.value}]})
             case ErrorFrame():
-                self.send("error", {"error": frame.error, "message": frame.error, "fatal": frame.fatal})
+                self.send_error(frame.error, fatal=frame.fatal)
             case TransportMessageFrame():
                 self.send("server-message", frame.message)
             case ClientResponseFrame():

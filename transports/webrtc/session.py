@@ -29,6 +29,7 @@ from aiortc.sdp import candidate_from_sdp
 
 from voxframe.pipeline import Frame, PipelineTask
 from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock, fail_at, move_on_at
+from voxframe.transports.rtvi import envelope
 
 from ._ice import IceOptions, ignore_checks_from_other_hosts
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
@@ -264,8 +265,14 @@ class Session:
                         endpoint.close()
                         self._changed.fire()
         except Exception as exc:
-            self.end_reason = f"error: {exc!r}"
+            cause = _first_leaf(exc)  # the task group's one failure, not the group around it
+            self.end_reason = f"error: {cause!r}"
             logger.exception("session %s failed", self.id)
+            # The caller hears why the call ends (a provider refused it, a processor failed at
+            # start), unless a fatal ErrorFrame already told it; sent before the channel closes.
+            endpoint = self._events_observer
+            if endpoint is None or not endpoint.fatal_error_sent:
+                self.send_event(envelope("error", {"error": str(cause), "message": str(cause), "fatal": True}))
         finally:
             self.end_reason = self.end_reason or "server stopped"
             with anyio.CancelScope(shield=True):
@@ -367,6 +374,12 @@ class Session:
         if self.channel is not None:
             self.channel.remove_all_listeners()
         self._pending_events.clear()
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
 
 
 def _looks_like_sdp(sdp: str) -> bool:
