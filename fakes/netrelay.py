@@ -153,10 +153,10 @@ class ImpairedNetwork:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._tg is not None:  # its scope must be the current one when it exits: not shielded
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
         with anyio.CancelScope(shield=True):
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
-                await self._tg.__aexit__(None, None, None)
             if self._runner is not None:
                 await self._runner.cleanup()
             for sock in (self._client_side, self._server_side):
