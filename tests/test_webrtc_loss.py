@@ -3,6 +3,7 @@ and the sender turns to FEC when loss is reported."""
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import anyio
@@ -91,7 +92,7 @@ async def test_loss_both_ways_is_concealed_and_the_timeline_keeps_its_length() -
     # sent, at consecutive positions, so samples in == samples sent, within one packet (the
     # resampler holds back a few samples of filter delay).
     positions = [pts for pts, _ in heard.frames]
-    assert [b - a for a, b in zip(positions, positions[1:], strict=False)] == [320] * (len(positions) - 1)
+    assert [b - a for a, b in itertools.pairwise(positions)] == [320] * (len(positions) - 1)
     sent = positions[-1] + 320 - positions[0]
     assert sent - 320 <= sum(n for _, n in heard.frames) <= sent
 
