@@ -229,9 +229,9 @@ def _json_bytes(data: Any) -> bytes:
 
 
 def relay_candidates(sdp: str, relay: tuple[str, int]) -> tuple[str, tuple[str, int] | None]:
-    """Put the relay's address in place of the first UDP candidate's address (in every media
-    section: BUNDLE repeats it) and drop every other candidate. Returns the new SDP and the
-    address replaced (None: no UDP candidate, the SDP unchanged)."""
+    """Put the relay's address in place of the first UDP candidate of every media section (under
+    BUNDLE the first section's is the one used) and drop every other candidate. Returns the new
+    SDP and the first section's address replaced (None: no UDP candidate, the SDP unchanged)."""
     lines = sdp.splitlines()
     original: tuple[str, int] | None = None
     for line in lines:
@@ -242,14 +242,17 @@ def relay_candidates(sdp: str, relay: tuple[str, int]) -> tuple[str, tuple[str, 
     if original is None:
         return sdp, None
     out = []
+    section_has_one = False
     for line in lines:
         bits = line.split()
         if line.startswith("a=candidate:"):
-            if len(bits) < 8 or bits[2].lower() != "udp" or (bits[4], int(bits[5])) != original:
+            if section_has_one or len(bits) < 8 or bits[2].lower() != "udp":
                 continue  # the relay must be the only way in
             bits[4], bits[5] = relay[0], str(relay[1])
             line = " ".join(bits)
+            section_has_one = True
         elif line.startswith("m=") and len(bits) > 1:
+            section_has_one = False
             line = " ".join([bits[0], str(relay[1]), *bits[2:]])
         elif line.startswith("c=IN IP4"):
             line = f"c=IN IP4 {relay[0]}"

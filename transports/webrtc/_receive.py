@@ -18,7 +18,7 @@ and a `DecodedAudioTrack` decodes it on the spot to the consumer's rate (see `_d
 
 The window adapts to the jitter it measures (the RFC 3550 interarrival jitter, on the
 session's clock): a packet delayed by d ms behind its successors arrives about d / 20 packets
-late, so the window is `ceil(JITTER_SPREAD * jitter / packet time)` packets, within
+late, so the window is `JITTER_SPREAD * jitter / packet time` packets (rounded), within
 `[min_reorder_window, max_reorder_window]`. It grows at once when jitter rises and shrinks one
 packet per `_SHRINK_HOLD` packets once the network calms (jitter decays with a 1/16 gain), so a
 calm spell between bursts does not reopen the door to late drops. Waiting costs nothing while
@@ -63,7 +63,9 @@ class ReceiveOptions:
     #: Later packets to wait for a missing one before declaring it lost (0: never wait); None:
     #: adapt to measured jitter within the bounds below.
     reorder_window: int | None = None
-    min_reorder_window: int = 1
+    #: 0: on a calm network a gap is concealed as soon as the next packet shows it (each packet
+    #: held for a gap is 20 ms more that a real-time consumer downstream never gets back).
+    min_reorder_window: int = 0
     max_reorder_window: int = 10
     #: Use aiortc's own jitter buffer with this prefetch instead (aiortc's default is 4).
     aiortc_prefetch: int | None = None
@@ -106,7 +108,7 @@ class AdaptiveWindow:
         self._last_transit = transit
         if packet_ns:
             self._packet_ns = packet_ns
-        target = min(self.high, max(self.low, math.ceil(JITTER_SPREAD * self.jitter_ns / self._packet_ns)))
+        target = min(self.high, max(self.low, math.floor(JITTER_SPREAD * self.jitter_ns / self._packet_ns + 0.5)))
         self._since_shrink += 1
         if target >= self.value:
             self.value, self._since_shrink = target, 0
@@ -130,7 +132,7 @@ class ReorderStage:
         *,
         ordered: bool = True,
         clock: Clock | None = None,
-        bounds: tuple[int, int] = (1, 10),
+        bounds: tuple[int, int] = (0, 10),
     ) -> None:
         """`reorder_window=None` adapts the window to jitter within `bounds`."""
         self._deliver = deliver
