@@ -183,6 +183,10 @@ async def run_call(url: str, row: Row, args: argparse.Namespace, clean_p95: floa
             row.recovery_s = recovery_time(row.recovery, clean_p95 + RECOVERY_MARGIN_MS)
         if session is not None and session.output.playout is not None:
             row.backlog_ms = session.output.playout.queued_samples / 48
+        for side, stage in (("server", server_stage), ("client", client.stage)):
+            if stage is not None and args.verbose:
+                print(f"{row.server} {row.name} {side}: window {stage.window} (max {stage.stats.max_window}), "
+                      f"jitter {stage.stats.jitter_ms:.2f} ms, late {stage.stats.late_dropped}")  # fmt: skip
 
 
 def recovery_time(probes: list[tuple[float, float | None]], bound_ms: float) -> float:
@@ -318,6 +322,7 @@ if __name__ == "__main__":
     parser.add_argument("--directions", default="up,both", help="up (caller to server only), both")
     parser.add_argument("--skip-pipecat", action="store_true")
     parser.add_argument("--skip-words", action="store_true", help="no sentences, no Whisper")
+    parser.add_argument("--verbose", action="store_true", help="receive windows and jitter per call")
     parser.add_argument("--pipecat-python", help="the interpreter of an installed Pipecat venv")
     arguments = parser.parse_args()
     arguments.conditions = [c for c in arguments.conditions.split(",") if c]
