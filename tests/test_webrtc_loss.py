@@ -97,6 +97,34 @@ async def test_loss_both_ways_is_concealed_and_the_timeline_keeps_its_length() -
     assert sent - 320 <= sum(n for _, n in heard.frames) <= sent
 
 
+async def test_reported_loss_turns_fec_on_both_ways_and_lost_packets_are_rebuilt_from_it() -> None:
+    sessions: list[Session] = []
+
+    async def factory(session: Session) -> PipelineTask:
+        sessions.append(session)
+        return PipelineTask(Pipeline([session.input, AudioEcho(), session.output]), PipelineParams(idle_timeout_s=None))
+
+    with anyio.fail_after(40):
+        async with (
+            serving(factory) as (_, url),
+            ImpairedNetwork(url) as net,
+            HeadlessClient.connect(net.url, client_options()) as client,
+        ):
+            net.impair(to_server=Impairment(loss=0.05, seed=21), to_client=Impairment(loss=0.05, seed=22))
+            assert client.stage is not None and client.stage.decoded is not None
+            heard_by_client = client.stage.decoded.concealment
+            speech = voiced(1.0)
+            for _ in range(20):  # RTCP reports come every second or so: speak until both sides used FEC
+                await client.play(speech, 48_000)
+                track = sessions[0]._stages[0].decoded  # the session keeps no public handle on it
+                if track is not None and track.concealment.recovered and heard_by_client.recovered:
+                    break
+            assert track is not None
+            heard_by_server = track.concealment
+    assert heard_by_server.recovered > 0 and heard_by_client.recovered > 0
+    assert heard_by_server.recovered <= heard_by_server.concealed
+
+
 def packet(seq: int) -> RtpPacket:
     return RtpPacket(payload_type=111, sequence_number=seq & 0xFFFF, timestamp=(seq * 960) & 0xFFFFFFFF)
 
