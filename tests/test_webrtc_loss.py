@@ -239,3 +239,11 @@ async def test_the_sender_turns_to_fec_and_a_higher_bitrate_when_loss_is_reporte
     pinned = OpusChunkEncoder(48_000, 1, OpusOptions(loss_aware=False))
     pinned.report_loss(0.2)
     assert pinned.application == "lowdelay"
+
+
+def test_a_chunk_opus_cannot_hold_is_refused_clearly() -> None:
+    encoder = OpusChunkEncoder(48_000, 1)
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 1_440), dtype=np.int16), format="s16", layout="mono")
+    frame.sample_rate = 48_000
+    with pytest.raises(ValueError, match="not 30 ms"):
+        encoder.encode(frame, 0)

@@ -57,6 +57,10 @@ class OpusOptions:
     max_bitrate_factor: float = 1.5
 
 
+#: Frame lengths Opus can encode (ms, 2.5 rounded down).
+_OPUS_MS = frozenset({2, 5, 10, 20, 40, 60})
+
+
 class OpusChunkEncoder:
     """Encodes fixed-size s16 chunks to one Opus packet each, stamped with the caller's pts."""
 
@@ -109,6 +113,9 @@ class OpusChunkEncoder:
         self._apply()
 
     def encode(self, frame: av.AudioFrame, pts: int) -> av.Packet | None:
+        if frame.samples * 400 % self.sample_rate or frame.samples * 1000 // self.sample_rate not in _OPUS_MS:
+            ms = 1000 * frame.samples / self.sample_rate
+            raise ValueError(f"an Opus packet holds 2.5, 5, 10, 20, 40 or 60 ms of audio, not {ms:g} ms")
         packet = av.Packet(self._encoder.encode(frame.to_ndarray().tobytes()))
         packet.pts = pts
         packet.time_base = self._time_base
