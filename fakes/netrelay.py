@@ -115,6 +115,10 @@ class ImpairedNetwork:
         self._max_packets = max_packets
         self._client_side: anyio.abc.UDPSocket | None = None
         self._server_side: anyio.abc.UDPSocket | None = None
+        # The pump (packets due at once) and the delayed sender share each socket: anyio lets
+        # one task at a time send on it.
+        self._to_server_lock = anyio.Lock()
+        self._to_client_lock = anyio.Lock()
         self._tg: anyio.abc.TaskGroup | None = None
         self._runner: web.AppRunner | None = None
 
@@ -186,11 +190,13 @@ class ImpairedNetwork:
 
     async def _send_to_server(self, packet: bytes) -> None:
         if self._server_side is not None and self.endpoints.server is not None:
-            await _send(self._server_side, packet, self.endpoints.server)
+            async with self._to_server_lock:
+                await _send(self._server_side, packet, self.endpoints.server)
 
     async def _send_to_client(self, packet: bytes) -> None:
         if self._client_side is not None and self.endpoints.client is not None:
-            await _send(self._client_side, packet, self.endpoints.client)
+            async with self._to_client_lock:
+                await _send(self._client_side, packet, self.endpoints.client)
 
     # --- signalling -------------------------------------------------------------------------------
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
+from anyio.abc import SocketAttribute
 
 from voxframe.fakes.netimpair import GilbertElliott, ImpairedPath, Impairment, is_rtp, rtp_sequence
-from voxframe.fakes.netrelay import relay_candidates
+from voxframe.fakes.netrelay import ImpairedNetwork, relay_candidates
 
 PACKETS = 100_000
 
@@ -102,3 +104,28 @@ def test_the_relay_is_the_only_candidate_the_other_side_learns() -> None:
     assert [line.split()[1] for line in sdp.splitlines() if line.startswith("m=")] == ["5555", "5555"]
     assert "a=fmtp:96 minptime=10;useinbandfec=1" in sdp.splitlines()
     assert relay_candidates("v=0\r\n", ("127.0.0.1", 1)) == ("v=0\r\n", None)
+
+
+@pytest.mark.anyio
+async def test_real_packets_cross_the_relay_both_ways_reordered_and_duplicated() -> None:
+    with anyio.fail_after(10):
+        async with (
+            ImpairedNetwork("http://127.0.0.1:9") as net,  # no signalling here: the endpoints are set by hand
+            await anyio.create_udp_socket(local_host="127.0.0.1") as caller,
+            await anyio.create_udp_socket(local_host="127.0.0.1") as server,
+        ):
+            net.endpoints.client = caller.extra(SocketAttribute.local_address)
+            net.endpoints.server = server.extra(SocketAttribute.local_address)
+            net.impair(to_server=Impairment(reorder=0.3, reorder_ms=5, duplicate=0.1, seed=1))
+            for seq in range(100):
+                await caller.sendto(rtp(seq), *net.client_facing)
+            stats, arrived = net.to_server.path.stats, []
+            while stats.packets < 100 or len(arrived) < 100 + stats.duplicated:
+                packet, source = await server.receive()
+                assert source == net.server_facing  # the server sees the relay, never the caller
+                arrived.append(rtp_sequence(packet))
+            await server.sendto(rtp(7), *net.server_facing)
+            back, source = await caller.receive()
+            assert (rtp_sequence(back), source) == (7, net.client_facing)  # and back, from the relay
+    assert sorted(set(arrived)) == list(range(100)) and stats.duplicated > 0
+    assert arrived != sorted(arrived)  # packets held back arrive behind later ones

@@ -95,10 +95,10 @@ class AdaptiveWindow:
         self.value = low
         self.jitter_ns = 0.0
         self._last_transit: int | None = None
-        self._packet_ns = 20_000_000
+        self._packet_ns = 20_000_000  # the packet time browsers and aiortc send
         self._since_shrink = 0
 
-    def observe(self, arrival_ns: int, rtp_timestamp: int, packet_ns: int | None = None) -> int:
+    def observe(self, arrival_ns: int, rtp_timestamp: int) -> int:
         """Take one arrival into the jitter estimate; returns the window to use now."""
         transit = arrival_ns - rtp_timestamp * NS_PER_S // _RTP_RATE
         if self._last_transit is not None:
@@ -106,8 +106,6 @@ class AdaptiveWindow:
             if difference < NS_PER_S:  # a timestamp jump (a new stream) is not jitter
                 self.jitter_ns += (difference - self.jitter_ns) / 16
         self._last_transit = transit
-        if packet_ns:
-            self._packet_ns = packet_ns
         target = min(self.high, max(self.low, math.floor(JITTER_SPREAD * self.jitter_ns / self._packet_ns + 0.5)))
         self._since_shrink += 1
         if target >= self.value:
