@@ -236,6 +236,9 @@ async def test_the_sender_turns_to_fec_and_a_higher_bitrate_when_loss_is_reporte
     for _ in range(10):
         encoder.report_loss(0.0)
     assert (encoder.application, encoder.fec, encoder.bitrate) == ("lowdelay", False, 48_000)
+    expecting = OpusChunkEncoder(48_000, 1, OpusOptions(application="voip", expected_loss_pct=5))
+    expecting.report_loss(0.0)
+    assert expecting.fec  # the expected loss is a floor: a clean report does not turn FEC off
     pinned = OpusChunkEncoder(48_000, 1, OpusOptions(loss_aware=False))
     pinned.report_loss(0.2)
     assert pinned.application == "lowdelay"

@@ -101,7 +101,8 @@ class OpusChunkEncoder:
         fraction = max(0.0, min(1.0, fraction))
         self.loss = fraction if fraction > self.loss else (self.loss + fraction) / 2
         if self.loss < self.options.fec_loss_threshold / 5:
-            self.loss = max(fraction, self.options.expected_loss_pct / 100) if fraction else 0.0
+            self.loss = fraction  # nearly gone: take the report as it is
+        self.loss = max(self.loss, self.options.expected_loss_pct / 100)
         wanted = self.options.application
         if self.options.fec and wanted == "lowdelay" and self.loss >= self.options.fec_loss_threshold:
             wanted = "voip"
