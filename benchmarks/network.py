@@ -9,8 +9,9 @@ the caller's packets to the server; "both": both ways) for:
 * tone bursts (0.1 s of 1 kHz every 0.5 s): the echo round trip, from a burst's first sample
   entering the client's microphone track to its echo's onset at the client's ear (both
   time.monotonic_ns on one host), p50/p95; a burst not heard back within 2 s is a miss;
-* spoken sentences (the embedded Piper voice, cached as in the mouth-to-ear benchmark): what
-  comes back is transcribed afterwards by the embedded Whisper (tiny.en), and the words it
+* spoken sentences (the embedded Piper voice, cached as in the mouth-to-ear benchmark), each
+  followed by 1.5 s of silence: what comes back from the sentence's start to the end of that
+  silence is transcribed afterwards by the embedded Whisper (tiny.en), and the words it
   gets right (matched in order) are reported as a share of that server's clean run;
 * the share of packets concealed: at the client (downlink, both servers: the client is
   voxframe's) and in voxframe's server (uplink), over the impaired spell.
@@ -167,10 +168,9 @@ async def run_call(url: str, row: Row, args: argparse.Namespace, clean_p95: floa
         row.rtts = [rtt for _, rtt in results if rtt is not None]
         for sentence in sentences:
             played = await client.play(sentence.pcm, 16_000)
-            try:
-                await client.wait_for_silence(after_ns=played.end_ns, timeout_s=5)
-            except TimeoutError:
-                pass
+            # 1.5 s of silence after it: the whole echo is back even through a receiver that
+            # stalls on loss (a pause in the echo must not end the sentence early).
+            await client.play(np.zeros(24_000, dtype=np.int16), 16_000)
             row.heard.append((sentence.text, client.heard(since_ns=played.start_ns)))
         row.concealed_down = down_count.share()
         if server_stage is not None:
