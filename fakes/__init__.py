@@ -8,11 +8,16 @@ script, a latency profile, injectable faults and a log of every connection::
         stt = DeepgramSTT(DeepgramOptions(url=dg.url, api_key="any"))
 
 `python -m voxframe.fakes` starts all three and prints the environment to point clients at.
+
+`ImpairedNetwork` (`netrelay`) stands in for a bad network instead: a UDP relay a WebRTC call's
+packets cross, losing, delaying and reordering them as seeded `Impairment`s say (`netimpair`).
 """
 
 from ._server import ZERO, Connection, FakeServer, Fault, LatencyProfile
 from .cartesia import CartesiaFake, CartesiaFakeOptions
 from .deepgram import DeepgramFake, DeepgramFakeOptions
+from .netimpair import GilbertElliott, Impairment
+from .netrelay import ImpairedNetwork
 from .openai import OpenAIFake, OpenAIFakeOptions, Reply, ToolCallSpec
 from .providers import FakeProviders
 
@@ -26,6 +31,9 @@ __all__ = [
     "FakeProviders",
     "FakeServer",
     "Fault",
+    "GilbertElliott",
+    "ImpairedNetwork",
+    "Impairment",
     "LatencyProfile",
     "OpenAIFake",
     "OpenAIFakeOptions",

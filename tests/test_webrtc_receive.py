@@ -155,23 +155,24 @@ async def test_input_drops_old_audio_when_the_pipeline_falls_behind_and_keeps_po
     assert all(f.sample_rate == 16_000 and f.num_channels == 1 for f in frames)
 
 
-async def test_inline_decoding_gives_mono_audio_at_rtp_positions() -> None:
+async def test_inline_decoding_gives_mono_audio_and_conceals_a_lost_packet_in_place() -> None:
     encoder = PacedAudioTrack(sample_rate=48_000, num_channels=1, max_queued=10)
     audio = tone(500.0, 0.2, 48_000)
     for start in range(0, len(audio), 960):
         encoder.put(audio[start : start + 960].tobytes())
     decoded = DecodedAudioTrack(num_channels=1)
     for index in range(10):
-        if index == 4:
-            continue  # a lost packet: positions must show the gap
         coded = await encoder.recv()
+        if index == 4:
+            continue  # a lost packet: concealed, so the timeline keeps its length
         rtp = RtpPacket(payload_type=111, sequence_number=index, timestamp=1_000 + index * 960)
         rtp._data = bytes(coded)  # type: ignore[attr-defined]
         decoded.deliver(rtp)
     encoder.stop()
-    frames = [await decoded.recv() for _ in range(9)]
+    frames = [await decoded.recv() for _ in range(10)]
     assert all(f.sample_rate == 48_000 and f.layout.nb_channels == 1 and f.samples == 960 for f in frames)
-    assert [f.pts for f in frames] == [i * 960 for i in range(10) if i != 4]
+    assert [f.pts for f in frames] == [i * 960 for i in range(10)]
+    assert decoded.concealment.concealed == 1
     pcm = b"".join(f.to_ndarray().tobytes() for f in frames[5:])
     assert dominant_hz(pcm, 48_000) == pytest.approx(500.0, abs=10.0)
     decoded.stop()

@@ -16,11 +16,20 @@ By default (`decode_inline`) the released packet also skips aiortc's decoder thr
 still does its bookkeeping (statistics, RTCP reports) but its jitter buffer swallows the packet,
 and a `DecodedAudioTrack` decodes it on the spot to the consumer's rate (see `_decode`).
 
+The window adapts to the jitter it measures (the RFC 3550 interarrival jitter, on the
+session's clock): a packet delayed by d ms behind its successors arrives about d / 20 packets
+late, so the window is `JITTER_SPREAD * jitter / packet time` packets (rounded), within
+`[min_reorder_window, max_reorder_window]`. It grows at once when jitter rises and shrinks one
+packet per `_SHRINK_HOLD` packets once the network calms (jitter decays with a 1/16 gain), so a
+calm spell between bursts does not reopen the door to late drops. Waiting costs nothing while
+packets come in order: the window only delays audio after a gap. `reorder_window=N` pins it.
+
 `ReceiveOptions(aiortc_prefetch=N)` restores aiortc's buffer with prefetch N, for comparison.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,13 +38,19 @@ from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtp import RtpPacket
 
-from voxframe.pipeline.clock import Clock, current_clock
+from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock
 
 from ._decode import DecodedAudioTrack
 
 _HALF_SEQ = 1 << 15
 #: A jump this far (either way) means a new stream (the sender restarted), not reordering.
 _RESYNC_DISTANCE = 1000
+#: RTP clock of Opus (the only audio codec decoded here).
+_RTP_RATE = 48_000
+#: Window = this many jitter estimates, in packets: mean |delay difference| underestimates the spread.
+JITTER_SPREAD = 3.0
+#: Packets between two one-packet shrinks of the window.
+_SHRINK_HOLD = 50
 
 
 def _seq_delta(a: int, b: int) -> int:
@@ -45,8 +60,13 @@ def _seq_delta(a: int, b: int) -> int:
 
 @dataclass(slots=True)
 class ReceiveOptions:
-    #: Later packets to wait for a missing one before declaring it lost (0: never wait).
-    reorder_window: int = 2
+    #: Later packets to wait for a missing one before declaring it lost (0: never wait); None:
+    #: adapt to measured jitter within the bounds below.
+    reorder_window: int | None = None
+    #: 0: on a calm network a gap is concealed as soon as the next packet shows it (each packet
+    #: held for a gap is 20 ms more that a real-time consumer downstream never gets back).
+    min_reorder_window: int = 0
+    max_reorder_window: int = 10
     #: Use aiortc's own jitter buffer with this prefetch instead (aiortc's default is 4).
     aiortc_prefetch: int | None = None
     #: Decode on arrival into `ReorderStage.decoded` instead of aiortc's decoder thread.
@@ -59,6 +79,40 @@ class ReceiveStatistics:
     late_dropped: int = 0
     lost: int = 0
     reordered: int = 0
+    #: Interarrival jitter (RFC 3550), in ms, as last measured.
+    jitter_ms: float = 0.0
+    #: The largest reorder window used so far.
+    max_window: int = 0
+
+
+class AdaptiveWindow:
+    """The reorder window as a function of measured jitter (see the module docstring)."""
+
+    def __init__(self, low: int, high: int) -> None:
+        if not 0 <= low <= high:
+            raise ValueError(f"reorder window bounds must satisfy 0 <= min <= max, got {low}, {high}")
+        self.low, self.high = low, high
+        self.value = low
+        self.jitter_ns = 0.0
+        self._last_transit: int | None = None
+        self._packet_ns = 20_000_000  # the packet time browsers and aiortc send
+        self._since_shrink = 0
+
+    def observe(self, arrival_ns: int, rtp_timestamp: int) -> int:
+        """Take one arrival into the jitter estimate; returns the window to use now."""
+        transit = arrival_ns - rtp_timestamp * NS_PER_S // _RTP_RATE
+        if self._last_transit is not None:
+            difference = abs(transit - self._last_transit)
+            if difference < NS_PER_S:  # a timestamp jump (a new stream) is not jitter
+                self.jitter_ns += (difference - self.jitter_ns) / 16
+        self._last_transit = transit
+        target = min(self.high, max(self.low, math.floor(JITTER_SPREAD * self.jitter_ns / self._packet_ns + 0.5)))
+        self._since_shrink += 1
+        if target >= self.value:
+            self.value, self._since_shrink = target, 0
+        elif self._since_shrink >= _SHRINK_HOLD:
+            self.value, self._since_shrink = self.value - 1, 0
+        return self.value
 
 
 class ReorderStage:
@@ -72,14 +126,17 @@ class ReorderStage:
     def __init__(
         self,
         deliver: Callable[[RtpPacket, int], Awaitable[None]],
-        reorder_window: int,
+        reorder_window: int | None,
         *,
         ordered: bool = True,
         clock: Clock | None = None,
+        bounds: tuple[int, int] = (0, 10),
     ) -> None:
+        """`reorder_window=None` adapts the window to jitter within `bounds`."""
         self._deliver = deliver
         self._clock = clock or current_clock()
-        self._window = max(0, reorder_window)
+        self._adaptive = AdaptiveWindow(*bounds) if reorder_window is None else None
+        self._window = bounds[0] if reorder_window is None else max(0, reorder_window)
         self._ordered = ordered
         self._next: int | None = None
         self._held: dict[int, tuple[RtpPacket, int]] = {}
@@ -88,8 +145,17 @@ class ReorderStage:
         #: The caller's audio, when decoded inline; else read aiortc's remote track.
         self.decoded: DecodedAudioTrack | None = None
 
+    @property
+    def window(self) -> int:
+        """Later packets a missing one is waited for, now."""
+        return self._window
+
     async def add(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         self.last_arrival_ns = self._clock.now_ns()
+        if self._adaptive is not None:
+            self._window = self._adaptive.observe(self.last_arrival_ns, packet.timestamp)
+            self.stats.jitter_ms = self._adaptive.jitter_ns / 1e6
+        self.stats.max_window = max(self.stats.max_window, self._window)
         if not self._ordered:
             self.stats.released += 1
             await self._deliver(packet, arrival_time_ms)
@@ -147,9 +213,7 @@ class _PassThroughJitterBuffer(JitterBuffer):
         return False, JitterFrame(data=data, timestamp=packet.timestamp)
 
 
-def install_receive_path(
-    receiver: RTCRtpReceiver, options: ReceiveOptions, clock: Clock | None = None
-) -> ReorderStage:
+def install_receive_path(receiver: RTCRtpReceiver, options: ReceiveOptions, clock: Clock | None = None) -> ReorderStage:
     """Set up an audio receiver's jitter handling per `options`; call before media flows.
 
     Arrival times are read from `clock` (default: the current one)."""
@@ -165,6 +229,7 @@ def install_receive_path(
     else:
         setattr(receiver, attr, _PassThroughJitterBuffer())
     handle: Any = receiver._handle_rtp_packet
+    bounds = (options.min_reorder_window, options.max_reorder_window)
     if inline:
         decoded = DecodedAudioTrack()
 
@@ -172,10 +237,11 @@ def install_receive_path(
             await handle(packet, arrival_time_ms)  # statistics, RTCP, depayload into packet._data
             decoded.deliver(packet)
 
-        stage = ReorderStage(handle_and_decode, options.reorder_window, clock=clock)
+        stage = ReorderStage(handle_and_decode, options.reorder_window, clock=clock, bounds=bounds)
         stage.decoded = decoded
     else:
-        stage = ReorderStage(handle, options.reorder_window, ordered=not aiortc_buffer, clock=clock)
+        ordered = not aiortc_buffer
+        stage = ReorderStage(handle, options.reorder_window, ordered=ordered, clock=clock, bounds=bounds)
     receiver._handle_rtp_packet = stage.add  # type: ignore[method-assign]
     return stage
 

@@ -10,55 +10,120 @@ By default the track encodes Opus itself and hands aiortc finished packets. aior
 otherwise, per 20 ms frame, compute an audio level in Python, up-mix to stereo, resample, and
 hop to a worker thread to encode at 96 kbps; encoding a mono chunk inline costs less than the
 thread hop alone. The `lowdelay` Opus application also looks ahead 2.5 ms instead of 6.5 ms.
+
+Loss-aware sending: the encoder follows the loss the other side reports (RTCP receiver reports,
+read by a hook on aiortc's sender). `lowdelay` is CELT-only, and CELT has no in-band FEC, so on a
+clean network we send lowdelay; once reported loss reaches `fec_loss_threshold`, the encoder is
+rebuilt as `voip` (SILK/hybrid for speech, 4 ms more lookahead) with FEC on, its expected loss
+set to what is reported and its bitrate raised to pay for the redundant copy; it returns to the
+configured application when the loss is gone. The encoder is libopus itself (`_opus`): FFmpeg's
+wrapper fixes its options when it opens, so it could not follow the network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
+from aiortc import RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 
 from .._audio import layout_name
+from ._opus import OpusEncoder
 
 
 @dataclass(slots=True)
 class OpusOptions:
     bitrate: int = 48_000
-    #: "lowdelay" (2.5 ms lookahead), "voip" (speech tuned, 6.5 ms) or "audio".
+    #: "lowdelay" (2.5 ms lookahead, no FEC), "voip" (speech tuned, 6.5 ms) or "audio".
     application: str = "lowdelay"
+    #: Send in-band FEC once loss is expected (reported, or `expected_loss_pct` from the start).
+    fec: bool = True
+    #: Loss to expect before any report (percent); with "voip" and `fec`, FEC is on from the start.
+    expected_loss_pct: int = 0
+    #: Follow the loss the receiver reports (switch to FEC, raise the bitrate).
+    loss_aware: bool = True
+    #: Reported loss (a fraction) from which FEC is sent; below a fifth of it, it stops.
+    fec_loss_threshold: float = 0.01
+    #: The most the bitrate is raised under loss (a factor of `bitrate`).
+    max_bitrate_factor: float = 1.5
+
+
+#: Frame lengths Opus can encode (ms, 2.5 rounded down).
+_OPUS_MS = frozenset({2, 5, 10, 20, 40, 60})
 
 
 class OpusChunkEncoder:
     """Encodes fixed-size s16 chunks to one Opus packet each, stamped with the caller's pts."""
 
     def __init__(self, sample_rate: int, num_channels: int, options: OpusOptions | None = None) -> None:
-        options = options or OpusOptions()
-        self._layout = layout_name(num_channels)
-        self._time_base = fractions.Fraction(1, sample_rate)
-        codec = av.CodecContext.create("libopus", "w")
-        codec.bit_rate = options.bitrate
-        codec.format = "s16"
-        codec.layout = self._layout
-        codec.sample_rate = sample_rate
-        codec.time_base = self._time_base
-        codec.options = {"application": options.application}
-        self._codec = codec
+        self.options = options or OpusOptions()
+        self.num_channels = num_channels
         self.sample_rate = sample_rate
+        self._time_base = fractions.Fraction(1, sample_rate)
+        #: Smoothed reported loss (a fraction): rises at once, halves its distance per report.
+        self.loss = self.options.expected_loss_pct / 100
+        self._encoder = self._build(self.options.application)
+        self._apply()
+
+    @property
+    def application(self) -> str:
+        return self._encoder.application
+
+    @property
+    def fec(self) -> bool:
+        """Whether packets now carry an FEC copy of the one before (when the codec mode has it)."""
+        return self.options.fec and self.application != "lowdelay" and self.loss > 0
+
+    @property
+    def bitrate(self) -> int:
+        factor = 1 + min(self.loss, self.options.max_bitrate_factor - 1) if self.fec else 1
+        return round(self.options.bitrate * factor)
+
+    def _build(self, application: str) -> OpusEncoder:
+        return OpusEncoder(self.sample_rate, self.num_channels, application, self.options.bitrate)
+
+    def _apply(self) -> None:
+        self._encoder.configure(self.bitrate, self.fec, math.ceil(100 * self.loss))
+
+    def report_loss(self, fraction: float) -> None:
+        """The share of our packets the other side says it lost since its last report."""
+        if not self.options.loss_aware:
+            return
+        fraction = max(0.0, min(1.0, fraction))
+        self.loss = fraction if fraction > self.loss else (self.loss + fraction) / 2
+        if self.loss < self.options.fec_loss_threshold / 5:
+            self.loss = fraction  # nearly gone: take the report as it is
+        self.loss = max(self.loss, self.options.expected_loss_pct / 100)
+        wanted = self.options.application
+        if self.options.fec and wanted == "lowdelay" and self.loss >= self.options.fec_loss_threshold:
+            wanted = "voip"
+        elif self.application != wanted and self.loss >= self.options.fec_loss_threshold / 5:
+            wanted = self.application  # hysteresis: keep FEC until the loss is nearly gone
+        if wanted != self.application:
+            self._encoder.close()
+            self._encoder = self._build(wanted)
+        self._apply()
 
     def encode(self, frame: av.AudioFrame, pts: int) -> av.Packet | None:
-        packets = self._codec.encode(frame)
-        if not packets:
-            return None
-        packet = packets[0] if len(packets) == 1 else av.Packet(b"".join(bytes(p) for p in packets))
+        if frame.samples * 400 % self.sample_rate or frame.samples * 1000 // self.sample_rate not in _OPUS_MS:
+            ms = 1000 * frame.samples / self.sample_rate
+            raise ValueError(f"an Opus packet holds 2.5, 5, 10, 20, 40 or 60 ms of audio, not {ms:g} ms")
+        packet = av.Packet(self._encoder.encode(frame.to_ndarray().tobytes()))
         packet.pts = pts
         packet.time_base = self._time_base
         return packet
+
+    def close(self) -> None:
+        self._encoder.close()
 
 
 _DEFAULT_OPUS = OpusOptions()
@@ -127,9 +192,31 @@ class PacedAudioTrack(MediaStreamTrack):
             if packet is not None:
                 return packet
 
+    def report_loss(self, fraction: float) -> None:
+        """What the receiver reports lost of this track's packets (see the module docstring)."""
+        if self._encoder is not None:
+            self._encoder.report_loss(fraction)
+
     def stop(self) -> None:
         super().stop()
         self._queue.clear()  # so `recv` ends now rather than encode what nobody will send
         self._ready.set()  # wake a pending recv so the sender sees the end
-        # The Opus encoder runs FFmpeg worker threads: they go now, not when the track is freed.
+        if self._encoder is not None:  # the codec's memory goes now, not when the track is freed
+            self._encoder.close()
         self._encoder = None
+
+
+_original_handle_rtcp = RTCRtpSender._handle_rtcp_packet
+
+
+async def _handle_rtcp_packet(self: RTCRtpSender, packet: Any) -> None:
+    """aiortc's handler, then the receiver's loss report goes to a `PacedAudioTrack`'s encoder."""
+    await _original_handle_rtcp(self, packet)
+    track = self.track
+    if isinstance(track, PacedAudioTrack) and isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+        for report in packet.reports:
+            if report.ssrc == self._ssrc:
+                track.report_loss(report.fraction_lost / 256)
+
+
+RTCRtpSender._handle_rtcp_packet = _handle_rtcp_packet  # type: ignore[method-assign]  # the loss hook
