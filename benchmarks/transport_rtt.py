@@ -11,7 +11,8 @@ chunks like voxframe's); the headline ratio is against the defaults.
 
 A second part measures what low receive latency costs under jitter: the client delays each of
 its outgoing packets by a random amount (so some arrive out of order), and servers receive
-with different settings (voxframe in process with reorder window 0/2/4 or aiortc's own buffer
+with different settings (voxframe in process with its adaptive reorder window, the window pinned
+at 0/2/4, or aiortc's own buffer
 with prefetch 4; Pipecat's SmallWebRTC with its defaults), under the same seeded delays.
 Reported for every row, from the client: round trip, and the share of each burst's tone that
 came back audible (what lateness and loss cost, whatever the receiver did about them); for
@@ -303,8 +304,9 @@ async def pipecat_jitter_run(python: Path, bursts: int, jitter_ms: float) -> Jit
 async def jitter_study(bursts: int, jitter_ms: float, pipecat: Path | None) -> list[JitterResult]:
     configs = [
         ("no reordering wait (window 0)", ReceiveOptions(reorder_window=0)),
-        ("voxframe default (window 2)", ReceiveOptions(reorder_window=2)),
+        ("window 2", ReceiveOptions(reorder_window=2)),
         ("window 4", ReceiveOptions(reorder_window=4)),
+        ("voxframe default (adaptive window)", ReceiveOptions()),
         ("aiortc buffer, prefetch 4", ReceiveOptions(aiortc_prefetch=4)),
     ]
     rows = [await jitter_run(name, receive, bursts, jitter_ms) for name, receive in configs]

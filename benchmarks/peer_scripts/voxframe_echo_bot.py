@@ -107,6 +107,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--stats-port", type=int, default=0)
-    parser.add_argument("--reorder-window", type=int, default=2)
+    parser.add_argument("--reorder-window", type=int, default=None, help="pin the window (default: adaptive)")
     parser.add_argument("--aiortc-prefetch", type=int, default=None)
     anyio.run(main, parser.parse_args())
