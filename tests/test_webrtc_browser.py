@@ -158,7 +158,9 @@ async def test_the_page_as_a_person_uses_it(tmp_path: Path) -> None:
     assert hook["mics"] and all(hook["mics"]) and dom["mic_options"] == len(hook["mics"])
     heard = {n: t for n, t in hook["turns"].items() if t["m2e_ms"] is not None}
     for turn in heard.values():
-        assert 0 < turn["m2e_ms"] < 5_000 and turn["points_ms"]["first_audio_out"] < turn["m2e_ms"]
+        # The page's figure (its own mouth and ear) and the server's first packet (from the end of
+        # speech its VAD saw) have different origins: plausible together, not ordered to the ms.
+        assert 0 < turn["m2e_ms"] < 5_000 and turn["points_ms"]["first_audio_out"] < turn["m2e_ms"] + 50
         assert len(turn["firstShown"].split()) == 1 < len(turn["llmText"].split())  # word by word, as heard
     assert any(t["bot_interrupted"] for t in dom["turns"])
     # Each turn once: one block, one figure, one waterfall with its stages, whatever was said twice.
