@@ -7,8 +7,9 @@
 (or `voxframe run bots/example.py [options]`; `voxframe run --help` lists the options).
 
 `create_pipeline(bot: BotSession) -> FrameProcessor` builds one caller's pipeline from
-`bot.input`, `bot.output` (the WebRTC ends) and `bot.services` (STT/LLM/TTS chosen from the
-environment, see `services.py`). Some options:
+`bot.input`, `bot.output` (the transport's two ends: WebRTC, WebSocket or a Twilio call, the
+same bot file serves them all) and `bot.services` (STT/LLM/TTS chosen from the environment, see
+`services.py`). Some options:
 
     python bots/example.py                      serve the browser client on http://127.0.0.1:7860
     python bots/example.py --host 0.0.0.0 --port 8080
@@ -33,13 +34,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import anyio
 import numpy as np
 
 from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, TransportMessageFrame
 from voxframe.pipeline.clock import NS_PER_S
+from voxframe.transports import InputTransport, OutputTransport
 from voxframe.transports.wav import write_wav
 from voxframe.transports.webrtc import (
     ClientOptions,
@@ -47,10 +49,7 @@ from voxframe.transports.webrtc import (
     IceOptions,
     PortHookError,
     ServerOptions,
-    Session,
     SessionOptions,
-    WebRTCInputTransport,
-    WebRTCOutputTransport,
     WebRTCServer,
     check_port_hook,
 )
@@ -68,19 +67,34 @@ EAR_RATE = 48_000
 READY_EVENT = {"type": "bot_ready"}
 
 
+class TransportSession(Protocol):
+    """One caller on any transport: a WebRTC `Session`, a `WebSocketSession` (raw or Twilio)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def input(self) -> InputTransport: ...
+
+    @property
+    def output(self) -> OutputTransport: ...
+
+
 @dataclass(slots=True)
 class BotSession:
-    """What a bot definition gets for each caller."""
+    """What a bot definition gets for each caller, whatever the transport."""
 
-    session: Session
+    session: TransportSession
     services: Services
 
     @property
-    def input(self) -> WebRTCInputTransport:
+    def input(self) -> InputTransport:
+        """The caller's audio, as `InputAudioFrame`s at the pipeline's input rate."""
         return self.session.input
 
     @property
-    def output(self) -> WebRTCOutputTransport:
+    def output(self) -> OutputTransport:
+        """The caller's speaker: plays bot audio in real time, reports what was played."""
         return self.session.output
 
 
@@ -129,7 +143,7 @@ class BotServer:
         )  # fmt: skip
         self.server = WebRTCServer(self._make_task, server_options)
 
-    async def _make_task(self, session: Session) -> PipelineTask:
+    async def _make_task(self, session: TransportSession) -> PipelineTask:
         pipeline = self.create_pipeline(BotSession(session, self.services))
         reporter = TurnReporter(self._on_turn)
         task = PipelineTask(pipeline, PipelineParams(observers=[reporter]))

@@ -28,12 +28,13 @@ from aiortc.sdp import candidate_from_sdp
 from voxframe.pipeline import PipelineTask
 from voxframe.pipeline.clock import NS_PER_S
 
+from ..input import InputOptions
 from ._ice import IceOptions, ignore_checks_from_other_hosts
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
 from ._release import release_peer_connection
 from ._signal import Signal
 from .events import ClientEventsObserver, Message
-from .input import InputOptions, WebRTCInputTransport
+from .input import WebRTCInputTransport
 from .output import WebRTCOutputTransport
 
 logger = logging.getLogger("voxframe.webrtc")
