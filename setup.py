@@ -25,6 +25,7 @@ setup(
     # py.typed in each top package: voxframe is a namespace, so PEP 561 marks its parts one by one.
     package_data={
         "voxframe.transports.webrtc.static": ["*.html", "*.js"],
+        "voxframe.transports.websocket.static": ["*.html", "*.js"],
         **{f"voxframe.{root}": ["py.typed"] for root in ROOTS},
     },
 )

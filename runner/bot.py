@@ -43,6 +43,7 @@ from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, Tran
 from voxframe.pipeline.clock import NS_PER_S
 from voxframe.transports import InputTransport, OutputTransport
 from voxframe.transports.wav import write_wav
+from voxframe.transports.websocket import WebSocketEndpoint
 from voxframe.transports.webrtc import (
     ClientOptions,
     HeadlessClient,
@@ -119,7 +120,11 @@ def server_ice(options: RunnerOptions) -> IceOptions:
 
 
 class BotServer:
-    """A `WebRTCServer` whose sessions run `create_pipeline`, each with a `TurnReporter`."""
+    """A `WebRTCServer` whose sessions run `create_pipeline`, each with a `TurnReporter`.
+
+    The same server takes WebSocket and Twilio calls (`WebSocketEndpoint`: ``/ws``,
+    ``/twilio/voice``), with the same token, session limit and drain.
+    """
 
     def __init__(
         self,
@@ -136,10 +141,11 @@ class BotServer:
         self._trace: TextIO | None = None
         session = SessionOptions(ice=server_ice(options))
         minter = TurnMinter(options.turn_secret, tuple(options.turn_urls)) if options.turn_secret else None
+        self.websocket = WebSocketEndpoint(self._make_task)
         server_options = ServerOptions(
             host=options.host, port=options.port, session=session, auth_token=options.token,
             ssl_context=options.ssl_context(), session_id_prefix=options.session_id_prefix,
-            caller_ice_servers=minter, route_installers=list(route_installers),
+            caller_ice_servers=minter, route_installers=[self.websocket.install, *route_installers],
         )  # fmt: skip
         self.server = WebRTCServer(self._make_task, server_options)
 
@@ -190,6 +196,8 @@ async def serve_until_signal(bot: BotServer) -> int:
     async with anyio.create_task_group() as tg:
         url = await tg.start(bot.serve)
         print(f"voxframe bot ready: open {url} in a browser (Ctrl-C stops)", flush=True)
+        ws_url = url.replace("http", "ws", 1)
+        print(f"  WebSocket: {ws_url}/ws?sample_rate=16000   Twilio voice webhook: {url}/twilio/voice", flush=True)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             signum = await signals.__anext__()
         if signum == signal.SIGTERM:

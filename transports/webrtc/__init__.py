@@ -16,7 +16,7 @@ from .events import ClientEventsObserver
 from .input import WebRTCInputTransport
 from .onsets import OnsetDetector, OnsetOptions, SpeechSegment
 from .output import WebRTCOutputTransport
-from .server import ServerOptions, WebRTCServer
+from .server import ServedSession, ServerOptions, WebRTCServer
 from .session import Session, SessionError, SessionOptions, TaskFactory
 from .tracks import OpusOptions, PacedAudioTrack
 
@@ -37,6 +37,7 @@ __all__ = [
     "PortRange",
     "ReceiveOptions",
     "ReceiveStatistics",
+    "ServedSession",
     "ServerOptions",
     "Session",
     "SessionError",

@@ -11,6 +11,10 @@ Endpoints (prefix `/api/voice`, JSON in and out, errors as ``{"error": {"code", 
 * ``GET /healthz`` (alive) and ``GET /readyz`` (200 while admitting offers, else 503), unauthenticated
 * ``POST /admin/drain`` (token): stop admitting offers; running calls go on
 
+Other transports mount their endpoints on the same app (`ServerOptions.route_installers`) and
+count their calls among `sessions` (`admission_refusal`, `running`), so one server has one
+session limit, one drain and one `end_all` for every transport.
+
 Every signalling endpoint takes an optional bearer token. Bad input (not JSON, wrong content
 type, oversized, bad SDP, unknown session) gets a 4xx with a clear error and changes nothing;
 the session limit answers 503. Sessions run in the server's task group, so stopping the server
@@ -26,9 +30,10 @@ import logging
 import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from aiohttp import web
@@ -43,6 +48,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RouteInstaller = Callable[[web.Application, "WebRTCServer"], None]
 #: Extra ICE servers (as browser JSON) for one caller, e.g. TURN credentials minted per caller.
 CallerIceServers = Callable[[], list[dict[str, Any]]]
+
+
+class ServedSession(Protocol):
+    """A call the server counts, on any transport: limits, drain and `end_all` see it."""
+
+    end_reason: str | None
+
+    @property
+    def id(self) -> str: ...
+
+    def hang_up(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -102,7 +118,7 @@ class WebRTCServer:
     def __init__(self, factory: TaskFactory, options: ServerOptions | None = None) -> None:
         self.factory = factory
         self.options = options or ServerOptions()
-        self.sessions: dict[str, Session] = {}
+        self.sessions: dict[str, ServedSession] = {}
         self.sessions_started = 0
         self.port: int | None = None
         self._tg: TaskGroup | None = None
@@ -181,15 +197,10 @@ class WebRTCServer:
         sdp, kind = body.get("sdp"), body.get("type")
         if not isinstance(sdp, str) or not isinstance(kind, str):
             raise ApiError(400, "bad_request", "expected {'sdp': string, 'type': 'offer'}")
-        if len(self.sessions) >= self.options.max_sessions:
-            raise ApiError(503, "session_limit", f"the server is at its limit of {self.options.max_sessions} sessions")
-        if self._tg is None:
-            raise ApiError(503, "shutting_down", "the server is not accepting sessions")
-        if self.held_reason is not None:
-            refusal = _error_response(503, self.held_reason, "the server is not admitting new calls; retry")
-            refusal.headers["Retry-After"] = str(self.options.retry_after_s)
+        refusal = self.admission_refusal()
+        if refusal is not None:
             return refusal
-        session = Session(self.options.session, session_id=self.options.session_id_prefix + secrets.token_urlsafe(12))
+        session = Session(self.options.session, session_id=self.new_session_id())
         self.sessions[session.id] = session
         try:
             answer = await session.accept(sdp, kind)
@@ -249,6 +260,49 @@ class WebRTCServer:
         logger.info("draining: admitting no new calls, %d running", len(self.sessions))
         return web.json_response({"draining": True, "sessions": len(self.sessions)})
 
+    # --- for other transports' endpoints -------------------------------------------------------------
+
+    def admission_refusal(self) -> web.Response | None:
+        """The 503 to answer a new call with (at the limit, stopping, held), or None: admit it."""
+        if len(self.sessions) >= self.options.max_sessions:
+            message = f"the server is at its limit of {self.options.max_sessions} sessions"
+            return _error_response(503, "session_limit", message)
+        if self._tg is None:
+            return _error_response(503, "shutting_down", "the server is not accepting sessions")
+        if self.held_reason is not None:
+            refusal = _error_response(503, self.held_reason, "the server is not admitting new calls; retry")
+            refusal.headers["Retry-After"] = str(self.options.retry_after_s)
+            return refusal
+        return None
+
+    def new_session_id(self) -> str:
+        return self.options.session_id_prefix + secrets.token_urlsafe(12)
+
+    def authorized(self, request: web.Request, given: str | None = None) -> bool:
+        """Whether the request carries the token (the bearer header, or `given` from elsewhere)."""
+        token = self.options.auth_token
+        if token is None:
+            return True
+        if given is None:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer":
+                return False
+        return hmac.compare_digest(given.strip().encode(), token.encode())
+
+    @contextmanager
+    def running(self, session: ServedSession) -> Iterator[None]:
+        """Count `session` among the running calls while the block runs (it serves the call)."""
+        started = time.monotonic()
+        self.sessions[session.id] = session
+        self.sessions_started += 1
+        logger.info("session %s started (%d running)", session.id, len(self.sessions))
+        try:
+            yield
+        finally:
+            self._forget(session)
+            duration = time.monotonic() - started
+            logger.info("session %s ended after %.1f s: %s", session.id, duration, session.end_reason or "cancelled")
+
     def _ice_servers(self) -> list[dict[str, Any]]:
         servers = [s.to_json() for s in self.options.session.ice.servers]
         if self.options.caller_ice_servers is not None:
@@ -264,12 +318,7 @@ class WebRTCServer:
     # --- helpers ------------------------------------------------------------------------------------
 
     def _authorize(self, request: web.Request) -> None:
-        token = self.options.auth_token
-        if token is None:
-            return
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        if not self.authorized(request):
             raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
@@ -292,7 +341,7 @@ class WebRTCServer:
 
     def _session(self, request: web.Request) -> Session:
         session = self.sessions.get(request.match_info["session_id"])
-        if session is None:
+        if not isinstance(session, Session):  # unknown, or a call on another transport
             raise ApiError(404, "unknown_session", "no such session (it may have ended)")
         return session
 
@@ -311,12 +360,12 @@ class WebRTCServer:
             duration = time.monotonic() - started
             logger.info("session %s ended after %.1f s: %s", session.id, duration, session.end_reason or "cancelled")
 
-    def _forget(self, session: Session) -> None:
+    def _forget(self, session: ServedSession) -> None:
         self.sessions.pop(session.id, None)
         if self._session_ended is not None:
             self._session_ended.set()
 
-    async def wait_sessions(self, predicate: Callable[[dict[str, Session]], bool]) -> None:
+    async def wait_sessions(self, predicate: Callable[[dict[str, ServedSession]], bool]) -> None:
         """Wait until `predicate(self.sessions)` holds (checked whenever a session ends)."""
         while not predicate(self.sessions):
             self._session_ended = anyio.Event()
