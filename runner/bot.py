@@ -43,7 +43,6 @@ from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask, Tran
 from voxframe.pipeline.clock import NS_PER_S
 from voxframe.transports import InputTransport, OutputTransport
 from voxframe.transports.wav import write_wav
-from voxframe.transports.websocket import WebSocketEndpoint
 from voxframe.transports.webrtc import (
     ClientOptions,
     HeadlessClient,
@@ -55,6 +54,7 @@ from voxframe.transports.webrtc import (
     check_port_hook,
 )
 from voxframe.transports.webrtc.server import RouteInstaller
+from voxframe.transports.websocket import WebSocketEndpoint
 
 from .options import RunnerOptions, StartupError, configure_logging, is_loopback, parse_options
 from .services import Services

@@ -125,6 +125,7 @@ class RawSerializer:
         self._in_rate: int | None = None
         self._out_rate: int | None = None
         self._default_out = default_output_sample_rate
+        self._start_seen = False
 
     @property
     def ready(self) -> bool:
@@ -159,9 +160,11 @@ class RawSerializer:
             raise ProtocolError("a text message must be a JSON object with a 'type'")
         kind = parsed["type"]
         if kind == "start":
-            if self._in_rate is not None:
+            if self._start_seen:
                 raise ProtocolError("the call has started already")
-            self._negotiate(parsed.get("sample_rate"), parsed.get("output_sample_rate"))
+            if "sample_rate" in parsed or self._in_rate is None:  # else the query string's rates hold
+                self._negotiate(parsed.get("sample_rate"), parsed.get("output_sample_rate"))
+            self._start_seen = True
             token = parsed.get("token")
             return [CallStarted(token if isinstance(token, str) else None, parsed)]
         if kind == "stop":
