@@ -259,6 +259,7 @@ class TwilioPhone:
     async def _echo(self, name: str) -> None:
         self.marks_echoed.append(name)
         await self.send("mark", mark={"name": name})
+        self.got.changed()
 
     async def _play(self) -> None:
         while True:
