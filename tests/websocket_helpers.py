@@ -319,6 +319,7 @@ class ToneBot(FrameProcessor):
         self.quiet_s = 0.0
         self.playing: int | None = None
         self.stopped: list[BotStoppedSpeakingFrame] = []
+        self.heard = bytearray()  # the caller's audio, as the pipeline got it
 
     async def process(self, frame: Frame, direction: Direction) -> None:
         await self.push(frame, direction)
@@ -327,6 +328,7 @@ class ToneBot(FrameProcessor):
             self.playing = None
         if not isinstance(frame, InputAudioFrame) or direction is not DOWN:
             return
+        self.heard += frame.audio
         is_loud = bool(loud(np.frombuffer(frame.audio, "<i2")))
         if is_loud and self.playing is not None:
             self.playing = None
