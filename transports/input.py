@@ -8,8 +8,10 @@ stream). What it reads, it turns into `InputAudioFrame`s, mono at the pipeline's
 A wire that calls back with audio (a WebSocket's receive loop, a test) hands it to
 `receive_audio`, which queues it in a bounded backlog that the reading task drains: if the
 pipeline ever takes longer than real time, the oldest audio beyond `max_backlog_ms` is dropped
-(and counted in `dropped_frames`) instead of letting latency grow without end. A wire that is
-read (an aiortc track, a buffer) overrides `run_input` instead.
+(and counted in `dropped_frames`) instead of letting latency grow without end. What arrives
+before the pipeline has started (a caller who speaks as the call connects, while the pipeline
+is built) is kept up to `max_startup_ms` and goes in first, at once: those are words. A wire
+that is read (an aiortc track, a buffer) overrides `run_input` instead.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from ._audio import StreamResampler
 class InputOptions:
     #: Audio older than this (received but not yet taken by the pipeline) is dropped.
     max_backlog_ms: int = 100
+    #: Audio received before the pipeline started is kept up to this much.
+    max_startup_ms: int = 5000
 
 
 @dataclass(slots=True)
@@ -45,6 +49,7 @@ class _Received:
     sample_rate: int
     num_channels: int
     pts: int | None
+    arrived_ns: int
 
 
 class InputTransport(FrameProcessor):
@@ -61,6 +66,7 @@ class InputTransport(FrameProcessor):
         self._backlog_ms = 0.0
         self._arrived: anyio.Event | None = None
         self._input_ended = False
+        self._reading = False
 
     @property
     def sample_rate(self) -> int:
@@ -71,6 +77,10 @@ class InputTransport(FrameProcessor):
 
     async def run_input(self) -> None:
         """Read the wire until the stream ends (default: drain what `receive_audio` queued)."""
+        startup, self._backlog, self._backlog_ms = self._backlog, deque(), 0.0
+        self._reading = True
+        for received in startup:  # spoken while the pipeline started: all of it, at once
+            await self._push_received(received)
         while True:
             while not self._backlog:
                 if self._input_ended:
@@ -79,18 +89,24 @@ class InputTransport(FrameProcessor):
                 await self._arrived.wait()
             received = self._backlog.popleft()
             self._backlog_ms -= _duration_ms(received)
-            await self.push_audio(received.audio, received.sample_rate, received.num_channels, pts=received.pts)
+            await self._push_received(received)
+
+    async def _push_received(self, received: _Received) -> None:
+        # Stamped with its arrival: audio that waited (the startup backlog) keeps its place in time.
+        r = received
+        await self.push_audio(r.audio, r.sample_rate, r.num_channels, pts=r.pts, created_ns=r.arrived_ns)
 
     def receive_audio(self, audio: bytes, sample_rate: int, num_channels: int = 1, pts: int | None = None) -> None:
         """Queue audio that arrived on the wire (s16le); never blocks. The oldest is dropped
         beyond `max_backlog_ms`."""
         if not audio or self._input_ended:
             return
-        received = _Received(audio, sample_rate, num_channels, pts)
+        received = _Received(audio, sample_rate, num_channels, pts, self.clock.now_ns())
         self.received_frames += 1
         self._backlog.append(received)
         self._backlog_ms += _duration_ms(received)
-        while len(self._backlog) > 1 and self._backlog_ms > self.input_options.max_backlog_ms:
+        limit = self.input_options.max_backlog_ms if self._reading else self.input_options.max_startup_ms
+        while len(self._backlog) > 1 and self._backlog_ms > limit:
             self._backlog_ms -= _duration_ms(self._backlog.popleft())
             self.dropped_frames += 1
         self._wake()
@@ -100,11 +116,19 @@ class InputTransport(FrameProcessor):
         self._input_ended = True
         self._wake()
 
-    async def push_audio(self, audio: bytes, sample_rate: int, num_channels: int = 1, pts: int | None = None) -> None:
+    async def push_audio(
+        self,
+        audio: bytes,
+        sample_rate: int,
+        num_channels: int = 1,
+        pts: int | None = None,
+        created_ns: int | None = None,
+    ) -> None:
         """Push received s16le audio as one `InputAudioFrame`, mono at the pipeline's rate.
 
         The resampler keeps its filter state across calls (chunk edges are seamless) and is
-        rebuilt only if the wire's format changes. `pts` is at the pipeline's rate.
+        rebuilt only if the wire's format changes. `pts` is at the pipeline's rate;
+        `created_ns`: when the audio's last sample arrived (default: now).
         """
         rate = self.sample_rate
         resampler = self._resampler
@@ -114,7 +138,10 @@ class InputTransport(FrameProcessor):
             resampler = self._resampler = StreamResampler(sample_rate, num_channels, rate, 1)
         pcm = resampler.resample(audio)
         if pcm:
-            await self.push(InputAudioFrame(audio=pcm, sample_rate=rate, num_channels=1, pts=pts))
+            frame = InputAudioFrame(audio=pcm, sample_rate=rate, num_channels=1, pts=pts)
+            if created_ns is not None:
+                frame.created_ns = created_ns
+            await self.push(frame)
 
     async def cleanup(self) -> None:
         """The task is over: release the resampler (and its threads) and the backlog at once."""
