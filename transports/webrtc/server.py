@@ -210,6 +210,9 @@ class WebRTCServer:
         except BaseException:
             await self._discard(session)
             raise
+        if self._tg is None:  # the server stopped while the offer was being answered
+            await self._discard(session)
+            raise ApiError(503, "shutting_down", "the server is not accepting sessions")
         self.sessions_started += 1
         self._tg.start_soon(self._run_session, session, name=f"session {session.id}")
         return web.json_response(
