@@ -71,7 +71,6 @@ TaskFactory = Callable[["WebSocketSession"], Awaitable[PipelineTask]]
 class _Outgoing:
     data: WireMessage
     turn: int | None = None  # bot audio of this turn (dropped by a barge-in)
-    sent: anyio.Event | None = None  # a marker: set when everything before it is sent
 
 
 class WebSocketSession:
@@ -102,6 +101,9 @@ class WebSocketSession:
         self._outbox: deque[_Outgoing] = deque()
         self._outbox_changed = anyio.Event()
         self._gone = anyio.Event()
+        self._closing = False
+        self._sender_done = anyio.Event()
+        self._receiver_done = anyio.Event()
         self._handshake_scope: anyio.CancelScope | None = None
         self._last_sent_turn: int | None = None
         self._observer: ClientEventsObserver | None = None
@@ -158,8 +160,8 @@ class WebSocketSession:
                 tg.start_soon(self._watch, task)
                 await task.run()
                 self.end_reason = self.end_reason or "pipeline ended"
-                await self._wait_sent()
-                tg.cancel_scope.cancel()
+                if not await self._wind_down():
+                    tg.cancel_scope.cancel()  # a loop is stuck (bounded above): the last resort
         except Exception as exc:
             self.end_reason = f"error: {exc!r}"
             logger.exception("websocket session %s failed", self.id)
@@ -168,8 +170,24 @@ class WebSocketSession:
             with anyio.CancelScope(shield=True):
                 await self.close()
 
+    async def _wind_down(self) -> bool:
+        """The pipeline is over: send what is queued, close the socket, let every loop return
+        by itself (a cancelled task's exception would keep its frame, and this session, alive
+        until a collection). False if they did not within the bounds."""
+        self._closing = True
+        self._gone.set()  # the watch returns
+        self._outbox_changed.set()  # the sender sends what is left, then returns
+        with anyio.move_on_after(2):
+            await self._sender_done.wait()
+        with anyio.move_on_after(2):
+            await self.ws.close()  # the receiver sees the close and returns
+        with anyio.move_on_after(2):
+            await self._receiver_done.wait()
+        return self._sender_done.is_set() and self._receiver_done.is_set()
+
     async def close(self) -> None:
         """Close the socket and cut what would keep this session alive (idempotent)."""
+        self.output.detach()
         if self._observer is not None:
             self._observer.close()
         self._outbox.clear()
@@ -241,16 +259,19 @@ class WebSocketSession:
             return []
 
     async def _receive_loop(self, early: list[Inbound]) -> None:
-        self._dispatch(early)
-        while True:
-            items = await self._receive_once()
-            if items is None:
-                self.end_reason = self.end_reason or "the caller closed the socket"
-                break
-            if not self._dispatch(items):
-                break
-        self.input.end_input()
-        self._gone.set()
+        try:
+            self._dispatch(early)
+            while True:
+                items = await self._receive_once()
+                if items is None:
+                    self.end_reason = self.end_reason or "the caller closed the socket"
+                    break
+                if not self._dispatch(items):
+                    break
+            self.input.end_input()
+            self._gone.set()
+        finally:
+            self._receiver_done.set()
 
     def _dispatch(self, items: list[Inbound]) -> bool:
         """Hand decoded messages on; False once the caller hung up."""
@@ -286,24 +307,18 @@ class WebSocketSession:
         self._outbox_changed.set()
 
     async def _send_loop(self) -> None:
-        while True:
-            while not self._outbox:
-                self._outbox_changed = anyio.Event()
-                await self._outbox_changed.wait()
-            await self._send(self._outbox.popleft())
-
-    async def _wait_sent(self) -> None:
-        """Wait (a bounded while) until everything queued so far has gone out."""
-        marker = _Outgoing(b"", sent=anyio.Event())
-        self._queue(marker)
-        with anyio.move_on_after(2):
-            assert marker.sent is not None
-            await marker.sent.wait()
+        try:
+            while True:
+                while not self._outbox:
+                    if self._closing:
+                        return
+                    self._outbox_changed = anyio.Event()
+                    await self._outbox_changed.wait()
+                await self._send(self._outbox.popleft())
+        finally:
+            self._sender_done.set()
 
     async def _send(self, item: _Outgoing) -> None:
-        if item.sent is not None:
-            item.sent.set()
-            return
         if self.ws.closed:
             return
         try:

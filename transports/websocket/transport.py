@@ -38,6 +38,21 @@ class AudioWire(Protocol):
     def clear_audio(self) -> None: ...
 
 
+class _Detached:
+    """The wire of an output whose call is over: it sends nothing (and holds no session)."""
+
+    marks = False
+
+    def send_audio(self, audio: bytes, turn: int) -> None:
+        pass
+
+    def send_mark(self, name: str) -> None:
+        pass
+
+    def clear_audio(self) -> None:
+        pass
+
+
 def websocket_output_options(sample_rate: int | None = None) -> OutputOptions:
     # No idle silence: a WebSocket listener plays what it gets and needs no steady stream.
     return OutputOptions(sample_rate=sample_rate, num_channels=1, chunk_ms=20, emit_silence=False)
@@ -62,6 +77,10 @@ class WebSocketOutputTransport(OutputTransport):
             sent = self._sent[chunk.turn] = self._sent.get(chunk.turn, 0) + chunk.samples
             self._wire.send_mark(f"{self._generation}:{chunk.turn}:{sent}")
             self.marks_sent += 1
+
+    def detach(self) -> None:
+        """The call is over: drop the session (the session and its output would be a cycle)."""
+        self._wire = _Detached()
 
     def discard_wire_audio(self) -> None:
         self._wire.clear_audio()
