@@ -9,7 +9,11 @@ process), which says N utterances of varied length (Piper's voice) and listens:
   LATENCY.md's reference latencies;
 * Pipecat simulated cloud: Pipecat 1.14.0 (its own venv) with its own Deepgram/OpenAI/Cartesia
   services at the same fakes, its SmallWebRTC transport, Silero with the same VAD stop time,
-  the same caller and utterances (`peer_scripts/pipecat_m2e_bot.py`).
+  the same caller and utterances (`peer_scripts/pipecat_m2e_bot.py`);
+* the same voxframe bot reached over a WebSocket (the raw format, 16 kHz PCM: `ws`, `ws-cloud`)
+  or as a phone on Twilio Media Streams (8 kHz mu-law: `twilio`, `twilio-cloud`), by a caller
+  with the same microphone and ear rules (`m2e_socket_client.py`): the cost of each transport
+  is a row beside WebRTC's.
 
 Per turn: mouth-to-ear (user's speech ends at the mic -> first reply sample at the ear), joined
 with the voxframe bot's tracer points into a waterfall (JSON + PNG in benchmarks/results/).
@@ -26,6 +30,7 @@ counts the stop-minus-pause it could not save: the figure never flatters. Deepgr
 endpointing is off on both sides, so every final comes from a Finalize the VAD asked for.
 
     python3 dev.py bench mouth_to_ear [--turns 24] [--bargeins 6] [--stacks embedded,cloud,pipecat]
+        (more stacks: ws, twilio, ws-cloud, twilio-cloud)
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ import waterfall
 from m2e_bots import bot_process, example_vad_times_s, pipecat_command, voxframe_command, voxframe_env
 from m2e_measure import Caller, Turn, match_record, turn_result
 from m2e_script import fakes_process, service_time_s
+from m2e_socket_client import SocketClient
 
 from voxframe.transports.webrtc import ClientOptions, HeadlessClient, IceOptions
 
@@ -56,7 +62,13 @@ STACK_NAMES = {
     "embedded": "voxframe embedded",
     "cloud": "voxframe simulated cloud",
     "pipecat": "Pipecat simulated cloud",
+    "ws": "voxframe embedded, WebSocket",
+    "twilio": "voxframe embedded, Twilio",
+    "ws-cloud": "voxframe sim. cloud, WebSocket",
+    "twilio-cloud": "voxframe sim. cloud, Twilio",
 }
+#: The transport each stack's caller uses.
+TRANSPORTS = {"ws": "ws", "twilio": "twilio", "ws-cloud": "ws", "twilio-cloud": "twilio"}
 
 
 @dataclass(slots=True)
@@ -118,16 +130,22 @@ class StackResult:
         }
 
 
+def connect(url: str, transport: str) -> Any:
+    """The caller's client for `transport`: WebRTC's headless client, or a WebSocket one."""
+    if transport == "webrtc":
+        return HeadlessClient.connect(url, ClientOptions(ice=IceOptions(host_addresses=("127.0.0.1",)), record=False))
+    return SocketClient.connect(url, twilio=transport == "twilio")
+
+
 async def converse(
-    url: str, plan: Plan, utterances: Sequence[speech.Utterance]
+    url: str, plan: Plan, utterances: Sequence[speech.Utterance], transport: str = "webrtc"
 ) -> tuple[list[Turn], list[float | None]]:
     """Call `url` and hold the scripted conversation: a warm-up turn, N turns, barge-in trials."""
-    options = ClientOptions(ice=IceOptions(host_addresses=("127.0.0.1",)), record=False)
     question = speech.utterance(LONG_QUESTION)
     interruption = speech.utterance(speech.BARGE_IN_TEXT)
     turns: list[Turn] = []
     reactions: list[float | None] = []
-    async with HeadlessClient.connect(url, options) as client:
+    async with connect(url, transport) as client:
         caller = Caller(client)
         await anyio.sleep(plan.settle_s)  # a person waits a moment after the call connects
         warm = speech.utterance("Hello.")
@@ -155,14 +173,15 @@ async def run_voxframe(name: str, plan: Plan, utterances: Sequence[speech.Uttera
     trace = RESULTS / f"mouth_to_ear_{name}_turns.jsonl"
     trace.unlink(missing_ok=True)
     log = RESULTS / f"mouth_to_ear_{name}_bot.log"
+    transport = TRANSPORTS.get(name, "webrtc")
     if cloud:
         async with fakes_process([u.text for u in utterances], LONG_QUESTION, RESULTS) as fake_env:
             result.service_s = service_time_s()
             async with bot_process(voxframe_command(trace), voxframe_env(fake_env), log) as url:
-                turns, result.bargein_ms = await converse(url, plan, utterances)
+                turns, result.bargein_ms = await converse(url, plan, utterances, transport)
     else:
         async with bot_process(voxframe_command(trace), voxframe_env(None), log) as url:
-            turns, result.bargein_ms = await converse(url, plan, utterances)
+            turns, result.bargein_ms = await converse(url, plan, utterances, transport)
     records = read_records(trace)
     result.turns = [turn_result(t, match_record(t, records)) for t in turns]
     return result
@@ -184,12 +203,12 @@ def fmt(stats: dict[str, float] | None, key: str) -> str:
 
 
 def print_table(results: Sequence[StackResult]) -> None:
-    header = f"{'stack':<26}{'replies':>9}{'m2e p50':>9}{'m2e p95':>9}{'ovh p50':>9}{'ovh p95':>9}"
+    header = f"{'stack':<32}{'replies':>9}{'m2e p50':>9}{'m2e p95':>9}{'ovh p50':>9}{'ovh p95':>9}"
     print(header + f"{'barge p50':>11}{'barge p95':>11}")
     for r in results:
         s = r.summary()
         print(
-            f"{r.name:<26}{s['replies']:>4}/{s['turns']:<4}{fmt(s['m2e_ms'], 'p50'):>9}{fmt(s['m2e_ms'], 'p95'):>9}"
+            f"{r.name:<32}{s['replies']:>4}/{s['turns']:<4}{fmt(s['m2e_ms'], 'p50'):>9}{fmt(s['m2e_ms'], 'p95'):>9}"
             f"{fmt(s['overhead_ms'], 'p50'):>9}{fmt(s['overhead_ms'], 'p95'):>9}"
             f"{fmt(s['bargein_ms'], 'p50'):>11}{fmt(s['bargein_ms'], 'p95'):>11}"
         )
@@ -250,10 +269,11 @@ async def run_benchmark(args: argparse.Namespace) -> None:
         if stack == "pipecat":
             results[stack] = await run_pipecat(plan, utterances)
         else:
-            results[stack] = await run_voxframe(stack, plan, utterances, cloud=stack == "cloud")
+            results[stack] = await run_voxframe(stack, plan, utterances, cloud=stack.endswith("cloud"))
     ordered = list(results.values())
     payload = {
-        "what": "mouth-to-ear per turn, measured at a WebRTC caller on 127.0.0.1 (monotonic clock)",
+        "what": "mouth-to-ear per turn, measured at a caller on 127.0.0.1 (WebRTC; WebSocket or Twilio where "
+        "the stack says so) on the monotonic clock",
         "notes": {
             "mouth": "the utterance's last sample above -40 dBFS entered the caller's microphone track",
             "ear": "the reply's first 10 ms window above -40 dBFS left the caller's jitter buffer",
@@ -282,7 +302,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=24, help="user turns per stack (at least 20 for the report)")
     parser.add_argument("--bargeins", type=int, default=6, help="barge-in trials per stack")
-    parser.add_argument("--stacks", default="embedded,cloud,pipecat", help="comma-separated: embedded,cloud,pipecat")
+    parser.add_argument(
+        "--stacks", default="embedded,cloud,pipecat", help=f"comma-separated, of: {','.join(STACK_NAMES)}"
+    )
     args = parser.parse_args(argv)
     unknown = set(args.stacks.split(",")) - set(STACK_NAMES)
     if unknown:

@@ -54,7 +54,7 @@ from voxframe.transports.webrtc import (
     check_port_hook,
 )
 from voxframe.transports.webrtc.server import RouteInstaller
-from voxframe.transports.websocket import WebSocketEndpoint
+from voxframe.transports.websocket import WebSocketEndpoint, WebSocketOptions
 
 from .options import RunnerOptions, StartupError, configure_logging, is_loopback, parse_options
 from .services import Services
@@ -141,7 +141,8 @@ class BotServer:
         self._trace: TextIO | None = None
         session = SessionOptions(ice=server_ice(options))
         minter = TurnMinter(options.turn_secret, tuple(options.turn_urls)) if options.turn_secret else None
-        self.websocket = WebSocketEndpoint(self._make_task)
+        websocket = WebSocketOptions(public_url=options.public_url, twilio_auth_token=options.twilio_auth_token)
+        self.websocket = WebSocketEndpoint(self._make_task, websocket)
         server_options = ServerOptions(
             host=options.host, port=options.port, session=session, auth_token=options.token,
             ssl_context=options.ssl_context(), session_id_prefix=options.session_id_prefix,

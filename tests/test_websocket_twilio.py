@@ -14,8 +14,8 @@ from websocket_helpers import BOT_HZ, WORD_S, WORDS, ToneBot, dominant_hz, servi
 
 from voxframe.pipeline import EndFrame, LLMContext, Pipeline, PipelineParams, PipelineTask
 from voxframe.processors.aggregators.assistant import AssistantContextAggregator
-from voxframe.transports.websocket import WebSocketSession
-from voxframe.transports.websocket.twilio import ulaw_decode, ulaw_encode
+from voxframe.transports.websocket import WebSocketOptions, WebSocketSession
+from voxframe.transports.websocket.twilio import twilio_signature, ulaw_decode, ulaw_encode
 
 pytestmark = pytest.mark.anyio
 
@@ -72,6 +72,30 @@ async def test_the_voice_webhook_answers_with_twiml_that_streams_the_call() -> N
     assert root.tag == "Response" and stream is not None
     assert stream.get("url") == url.replace("http", "ws", 1) + "/twilio/stream"
     assert [(p.get("name"), p.get("value")) for p in stream.findall("Parameter")] == [("token", "s3cret")]
+
+
+def test_the_webhook_signature_is_twilios() -> None:
+    # The example of Twilio's "Secure webhooks" page.
+    params = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234", "From": "+12349013030"}
+    params["To"] = "+18005551212"
+    url = "https://mycompany.com/myapp.php?foo=1&bar=2"
+    assert twilio_signature(url, params.items(), "12345") == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+
+
+async def test_with_the_account_token_the_webhook_takes_twilios_signature() -> None:
+    options = WebSocketOptions(twilio_auth_token="twilio-secret", public_url="https://bot.example.com")
+    form = {"CallSid": "CA1", "From": "+15550100", "To": "+15550101"}
+    signed = twilio_signature("https://bot.example.com/twilio/voice", form.items(), "twilio-secret")
+    async with serving_ws(Calls(), options) as (_, url), aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/twilio/voice", data=form, headers={"X-Twilio-Signature": signed}) as answer:
+            assert answer.status == 200
+            stream = ET.fromstring(await answer.text()).find("Connect/Stream")
+        forged = {**form, "From": "+15550199"}
+        async with http.post(f"{url}/twilio/voice", data=forged, headers={"X-Twilio-Signature": signed}) as refused:
+            assert refused.status == 403
+        async with http.post(f"{url}/twilio/voice", data=form) as unsigned:
+            assert unsigned.status == 401
+    assert stream is not None and stream.get("url") == "wss://bot.example.com/twilio/stream"
 
 
 async def test_a_phone_call_hears_the_reply_and_confirms_it_with_marks() -> None:

@@ -12,12 +12,15 @@ transport with one token, one session limit, one drain and one `end_all`:
 Authentication, when the server has a token: the bearer header, or ``?token=`` (browsers
 cannot set a WebSocket's headers), or the handshake's own token (the raw ``start`` message's
 ``token``, Twilio's ``<Parameter name="token">``, which the TwiML endpoint adds: configure the
-webhook as ``https://host/twilio/voice?token=...``). A call the server cannot take now gets the
-503 the WebRTC offer would (and the TwiML endpoint a busy signal).
+webhook as ``https://host/twilio/voice?token=...``). With `twilio_auth_token` (the Twilio
+account's), the voice webhook also takes, and without the server's token requires, Twilio's
+``X-Twilio-Signature``. A call the server cannot take now gets the 503 the WebRTC offer would
+(and the TwiML endpoint a busy signal).
 """
 
 from __future__ import annotations
 
+import hmac
 import importlib.resources
 from dataclasses import dataclass, field
 
@@ -26,7 +29,7 @@ from aiohttp import web
 from ..webrtc.server import WebRTCServer
 from .serializer import ProtocolError, RawSerializer, Serializer
 from .session import TaskFactory, WebSocketSession, WebSocketSessionOptions
-from .twilio import TwilioSerializer, twiml, twiml_busy
+from .twilio import TwilioSerializer, twilio_signature, twiml, twiml_busy
 
 
 @dataclass(slots=True)
@@ -36,11 +39,14 @@ class WebSocketOptions:
     twilio_voice_path: str = "/twilio/voice"
     twilio_stream_path: str = "/twilio/stream"
     serve_page: bool = True
-    #: The stream URL's scheme and host in the TwiML ("wss://bot.example.com"); None: the
-    #: request's host, wss unless the request came in plain (X-Forwarded-Proto counts).
+    #: How Twilio reaches this server ("https://bot.example.com"), for the TwiML's stream URL and
+    #: the webhook's signature; None: the request's host, secure unless the request came in plain
+    #: (X-Forwarded-Proto counts).
     public_url: str | None = None
     #: The raw format's bot audio rate when the caller names none (None: its input rate).
     raw_output_sample_rate: int | None = None
+    #: The Twilio account's auth token: the voice webhook checks Twilio's signature with it.
+    twilio_auth_token: str | None = None
 
 
 class WebSocketEndpoint:
@@ -80,11 +86,9 @@ class WebSocketEndpoint:
 
     async def _twiml(self, request: web.Request) -> web.Response:
         server = self.server
-        if not self._authorized(request):
-            return web.json_response(
-                {"error": {"code": "unauthorized", "message": "add ?token=<the server's token> to the webhook URL"}},
-                status=401,
-            )
+        if not await self._webhook_authorized(request):
+            message = "add ?token=<the server's token> to the webhook URL, or sign it (X-Twilio-Signature)"
+            return _error(403 if "X-Twilio-Signature" in request.headers else 401, "unauthorized", message)
         if server.admission_refusal() is not None:
             return web.Response(text=twiml_busy(), content_type="text/xml")
         token = server.options.auth_token
@@ -130,13 +134,34 @@ class WebSocketEndpoint:
         query = request.query.get("token")
         return server.authorized(request) or (query is not None and server.authorized(request, query))
 
+    async def _webhook_authorized(self, request: web.Request) -> bool:
+        """The server's token, or (with `twilio_auth_token`) a valid Twilio signature."""
+        auth_token = self.options.twilio_auth_token
+        if auth_token is None:
+            return self._authorized(request)
+        given = request.headers.get("X-Twilio-Signature", "")
+        params = list((await request.post()).items()) if request.method == "POST" else []
+        url = self._public_base(request, websocket=False) + request.path_qs
+        expected = twilio_signature(url, [(k, str(v)) for k, v in params], auth_token)
+        if given and hmac.compare_digest(given.encode(), expected.encode()):
+            return True
+        return self.server.options.auth_token is not None and self._authorized(request)
+
     def _stream_url(self, request: web.Request) -> str:
-        path = self.options.twilio_stream_path
+        return self._public_base(request, websocket=True) + self.options.twilio_stream_path
+
+    def _public_base(self, request: web.Request, *, websocket: bool) -> str:
+        """Scheme and host as Twilio reaches this server: `public_url`, else the request's
+        (secure unless it came in plain; X-Forwarded-Proto counts)."""
+        secure = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip() != "http"
         if self.options.public_url is not None:
-            return self.options.public_url.rstrip("/") + path
-        proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-        scheme = "ws" if proto == "http" else "wss"
-        return f"{scheme}://{request.host}{path}"
+            base = self.options.public_url.rstrip("/")
+            secure = base.startswith(("https:", "wss:"))
+            base = base.split("://", 1)[-1]
+        else:
+            base = request.host
+        scheme = ("wss" if secure else "ws") if websocket else ("https" if secure else "http")
+        return f"{scheme}://{base}"
 
 
 def _is_upgrade(request: web.Request) -> bool:
