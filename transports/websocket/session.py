@@ -70,7 +70,7 @@ TaskFactory = Callable[["WebSocketSession"], Awaitable[PipelineTask]]
 @dataclass(slots=True)
 class _Outgoing:
     data: WireMessage
-    turn: int | None = None  # bot audio of this turn (dropped by a barge-in)
+    turn: int | None = None  # bot audio (or its mark) of this turn: a barge-in drops it unsent
 
 
 class WebSocketSession:
@@ -117,13 +117,13 @@ class WebSocketSession:
     def send_audio(self, audio: bytes, turn: int) -> None:
         self._queue(_Outgoing(self.serializer.encode_audio(audio), turn))
 
-    def send_mark(self, name: str) -> None:
+    def send_mark(self, name: str, turn: int) -> None:
         message = self.serializer.encode_mark(name)
         if message is not None:
-            self._queue(_Outgoing(message))
+            self._queue(_Outgoing(message, turn))
 
     def clear_audio(self) -> None:
-        """Barge-in: drop our unsent audio, and tell the caller to drop what it queued."""
+        """Barge-in: drop our unsent audio (and its marks), and tell the caller to drop what it queued."""
         self._outbox = deque(item for item in self._outbox if item.turn is None)
         message = self.serializer.encode_clear()
         if message is not None:

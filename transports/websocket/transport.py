@@ -33,7 +33,7 @@ class AudioWire(Protocol):
 
     def send_audio(self, audio: bytes, turn: int) -> None: ...
 
-    def send_mark(self, name: str) -> None: ...
+    def send_mark(self, name: str, turn: int) -> None: ...
 
     def clear_audio(self) -> None: ...
 
@@ -46,7 +46,7 @@ class _Detached:
     def send_audio(self, audio: bytes, turn: int) -> None:
         pass
 
-    def send_mark(self, name: str) -> None:
+    def send_mark(self, name: str, turn: int) -> None:
         pass
 
     def clear_audio(self) -> None:
@@ -75,7 +75,7 @@ class WebSocketOutputTransport(OutputTransport):
         self._wire.send_audio(audio, chunk.turn)
         if self._wire.marks:
             sent = self._sent[chunk.turn] = self._sent.get(chunk.turn, 0) + chunk.samples
-            self._wire.send_mark(f"{self._generation}:{chunk.turn}:{sent}")
+            self._wire.send_mark(f"{self._generation}:{chunk.turn}:{sent}", chunk.turn)
             self.marks_sent += 1
 
     def detach(self) -> None:
