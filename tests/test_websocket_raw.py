@@ -25,8 +25,10 @@ class Bots:
         self.bot = bot
         self.bots: list[ToneBot] = []
         self.tasks: list[PipelineTask] = []
+        self.sessions: list[WebSocketSession] = []
 
     async def __call__(self, session: WebSocketSession) -> PipelineTask:
+        self.sessions.append(session)
         self.bots.append(ToneBot(**self.bot))  # type: ignore[arg-type]
         pipeline = Pipeline([session.input, self.bots[-1], session.output])
         task = PipelineTask(pipeline, PipelineParams(idle_timeout_s=None))
@@ -86,6 +88,18 @@ async def test_barge_in_clears_the_audio_queued_on_the_caller() -> None:
     stopped = caller.got.of("bot_stopped_speaking")[0]
     assert stopped["interrupted"] is True and 0.5 <= stopped["played_s"] < 4.0
     assert len(caller.got.audio) == audio_at_clear < 4.0 * 16_000 * 2
+
+
+async def test_a_burst_of_late_audio_is_heard_whole() -> None:
+    bots = Bots(reply_s=0.5)
+    async with serving_ws(bots) as (_, url), raw_call(url) as caller:
+        await caller.got.wait_for(lambda: caller.got.of("session"))
+        burst = QUESTION.astype("<i2").tobytes()
+        for start in range(0, len(burst), 640):  # 1.1 s in 20 ms messages, all at once (TCP after a stall)
+            await caller.ws.send_bytes(burst[start : start + 640])
+        await caller.got.wait_for(lambda: caller.got.of("bot_stopped_speaking"))
+    assert bots.sessions[0].input.dropped_frames == 0
+    assert len(bots.bots[0].heard) >= len(burst) - 64  # the resampler holds back nothing at the same rate
 
 
 async def test_bad_messages_get_an_error_and_the_call_goes_on() -> None:

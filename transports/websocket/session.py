@@ -268,6 +268,9 @@ class WebSocketSession:
                     break
                 if not self._dispatch(items):
                     break
+                # A burst (TCP delivers late audio at once) goes in message by message: the
+                # input's reader runs between them instead of finding them all as a backlog.
+                await anyio.lowlevel.checkpoint()
             self.input.end_input()
             self._gone.set()
         finally:
