@@ -27,6 +27,7 @@ setup(
         "voxframe.transports.webrtc.static": ["*.html", "*.js"],
         # Smart Turn v3.2 (sha256-pinned in processors/models.py) and its BSD-2-Clause licence.
         "voxframe.processors.turns.data": ["*.onnx", "LICENSE"],
+        "voxframe.transports.websocket.static": ["*.html", "*.js"],
         **{f"voxframe.{root}": ["py.typed"] for root in ROOTS},
     },
 )

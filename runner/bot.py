@@ -7,8 +7,9 @@
 (or `voxframe run bots/example.py [options]`; `voxframe run --help` lists the options).
 
 `create_pipeline(bot: BotSession) -> FrameProcessor` builds one caller's pipeline from
-`bot.input`, `bot.output` (the WebRTC ends) and `bot.services` (STT/LLM/TTS chosen from the
-environment, see `services.py`). Some options:
+`bot.input`, `bot.output` (the transport's two ends: WebRTC, WebSocket or a Twilio call, the
+same bot file serves them all) and `bot.services` (STT/LLM/TTS chosen from the environment, see
+`services.py`). Some options:
 
     python bots/example.py                      serve the browser client on http://127.0.0.1:7860
     python bots/example.py --host 0.0.0.0 --port 8080
@@ -37,13 +38,14 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 import anyio
 import numpy as np
 
 from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask
 from voxframe.pipeline.clock import NS_PER_S, current_clock, fail_at, move_on_at
+from voxframe.transports import InputTransport, OutputTransport
 from voxframe.transports.wav import write_wav
 from voxframe.transports.webrtc import (
     ClientOptions,
@@ -51,14 +53,12 @@ from voxframe.transports.webrtc import (
     IceOptions,
     PortHookError,
     ServerOptions,
-    Session,
     SessionOptions,
-    WebRTCInputTransport,
-    WebRTCOutputTransport,
     WebRTCServer,
     check_port_hook,
 )
-from voxframe.transports.webrtc.server import RouteInstaller
+from voxframe.transports.webrtc.server import RouteInstaller, ServedSession
+from voxframe.transports.websocket import WebSocketEndpoint, WebSocketOptions
 
 from .admission import Admission, AdmissionOptions
 from .metrics import BotMetrics
@@ -80,19 +80,38 @@ EAR_RATE = 48_000
 READY_EVENT = {"type": "bot-ready"}
 
 
+class TransportSession(Protocol):
+    """One caller on any transport: a WebRTC `Session`, a `WebSocketSession` (raw or Twilio)."""
+
+    end_reason: str | None
+    #: Facts printed in the session's end line (the runner puts its usage there).
+    annotations: dict[str, object]
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def input(self) -> InputTransport: ...
+
+    @property
+    def output(self) -> OutputTransport: ...
+
+
 @dataclass(slots=True)
 class BotSession:
-    """What a bot definition gets for each caller."""
+    """What a bot definition gets for each caller, whatever the transport."""
 
-    session: Session
+    session: TransportSession
     services: Services
 
     @property
-    def input(self) -> WebRTCInputTransport:
+    def input(self) -> InputTransport:
+        """The caller's audio, as `InputAudioFrame`s at the pipeline's input rate."""
         return self.session.input
 
     @property
-    def output(self) -> WebRTCOutputTransport:
+    def output(self) -> OutputTransport:
+        """The caller's speaker: plays bot audio in real time, reports what was played."""
         return self.session.output
 
 
@@ -117,7 +136,11 @@ def server_ice(options: RunnerOptions) -> IceOptions:
 
 
 class BotServer:
-    """A `WebRTCServer` whose sessions run `create_pipeline`, each with a `TurnReporter`."""
+    """A `WebRTCServer` whose sessions run `create_pipeline`, each with a `TurnReporter`.
+
+    The same server takes WebSocket and Twilio calls (`WebSocketEndpoint`: ``/ws``,
+    ``/twilio/voice``), with the same token, session limit and drain.
+    """
 
     def __init__(
         self,
@@ -137,10 +160,12 @@ class BotServer:
         self._trace: TextIO | None = None
         session = SessionOptions(ice=server_ice(options))
         minter = TurnMinter(options.turn_secret, tuple(options.turn_urls)) if options.turn_secret else None
+        websocket = WebSocketOptions(public_url=options.public_url, twilio_auth_token=options.twilio_auth_token)
+        self.websocket = WebSocketEndpoint(self._make_task, websocket)
         server_options = ServerOptions(
             host=options.host, port=options.port, session=session, auth_token=options.token,
             ssl_context=options.ssl_context(), session_id_prefix=options.session_id_prefix,
-            caller_ice_servers=minter, route_installers=list(route_installers),
+            caller_ice_servers=minter, route_installers=[self.websocket.install, *route_installers],
         )  # fmt: skip
         self.server = WebRTCServer(self._make_task, server_options)
         self.metrics = BotMetrics(self.server, worker=options.session_id_prefix.rstrip("-") or "main")
@@ -150,7 +175,7 @@ class BotServer:
         self.admission = Admission(self.server, AdmissionOptions(max_lag_s=options.max_loop_lag_s))
         self.metrics.lag_listeners.append(self.admission.observe)
 
-    async def _make_task(self, session: Session) -> PipelineTask:
+    async def _make_task(self, session: TransportSession) -> PipelineTask:
         pipeline = self.create_pipeline(BotSession(session, self.services))
         reporter = TurnReporter(lambda record: self._on_turn(session, record))
         usage = UsageObserver()
@@ -163,7 +188,7 @@ class BotServer:
         # may speak then (audio sent before that finds no VAD listening and is dropped).
         return task
 
-    def _on_turn(self, session: Session, record: TurnRecord) -> None:
+    def _on_turn(self, session: TransportSession, record: TurnRecord) -> None:
         self.records.append(record)
         print(record.line(), flush=True)
         if self._trace is not None:
@@ -173,7 +198,7 @@ class BotServer:
         if self.traces is not None:
             self.traces.on_turn(session, record)
 
-    def _on_session_end(self, session: Session, duration_s: float) -> None:
+    def _on_session_end(self, session: ServedSession, duration_s: float) -> None:
         self.metrics.on_session_end(session, duration_s)
         if self.traces is not None:
             self.traces.session_ended(session, duration_s)
@@ -220,6 +245,8 @@ async def serve_until_signal(bot: BotServer) -> int:
     async with anyio.create_task_group() as tg:
         url = await tg.start(bot.serve)
         print(f"voxframe bot ready: open {url} in a browser (Ctrl-C stops)", flush=True)
+        ws_url = url.replace("http", "ws", 1)
+        print(f"  WebSocket: {ws_url}/ws?sample_rate=16000   Twilio voice webhook: {url}/twilio/voice", flush=True)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             signum = await _stop_requested(signals)
         if signum == signal.SIGTERM:

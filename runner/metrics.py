@@ -32,7 +32,8 @@ from voxframe.pipeline import (
     Observer,
 )
 from voxframe.pipeline.clock import NS_PER_S, current_clock
-from voxframe.transports.webrtc import Session, WebRTCServer
+from voxframe.transports.webrtc import WebRTCServer
+from voxframe.transports.webrtc.server import ServedSession
 
 from .turn_reporter import STAGES, TurnRecord
 from .usage import Usage
@@ -103,7 +104,7 @@ class BotMetrics:
             if t_ns is not None and t_ns >= origin:
                 self.stage_seconds.labels(self.worker, stage).observe((t_ns - origin) / NS_PER_S)
 
-    def on_session_end(self, session: Session, duration_s: float) -> None:
+    def on_session_end(self, session: ServedSession, duration_s: float) -> None:
         self.session_seconds.labels(self.worker).observe(duration_s)
         usage = session.annotations.get("usage")
         if isinstance(usage, Usage):

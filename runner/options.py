@@ -57,6 +57,10 @@ class RunnerOptions:
     workers: int = 1
     #: Refuse new calls while the event loop's median lag is above this (None: never; `admission.py`).
     max_loop_lag_s: float | None = 0.03
+    #: How callers reach this server ("https://bot.example.com"): the TwiML's stream URL, Twilio's signature.
+    public_url: str | None = None
+    #: The Twilio account's auth token: the voice webhook checks Twilio's signature with it.
+    twilio_auth_token: str | None = None
 
     @property
     def loopback(self) -> bool:
@@ -103,6 +107,14 @@ def parse_public_ip(text: str) -> str:
         raise argparse.ArgumentTypeError(f"expected an IPv4 or IPv6 address, got {text!r}") from None
 
 
+def parse_public_url(text: str) -> str:
+    """``https://HOST[:PORT]`` (or http://, ws://, wss://), no path."""
+    scheme, _, rest = text.strip().partition("://")
+    if scheme not in ("http", "https", "ws", "wss") or not rest or "/" in rest.rstrip("/"):
+        raise argparse.ArgumentTypeError(f"expected https://HOST[:PORT], got {text!r}")
+    return f"{scheme}://{rest.rstrip('/')}"
+
+
 def _environment(env: Mapping[str, str] | None, dotenv_path: Path) -> dict[str, str]:
     """The `.env` file's values (when present) under the real environment's (which win)."""
     values = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if dotenv_path.is_file() else {}
@@ -144,6 +156,14 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--udp-ports", type=parse_port_range, default=default("UDP_PORTS"), metavar="LOW-HIGH",
         help="bind every ICE host candidate to a UDP port of this range [VOXFRAME_UDP_PORTS]",
+    )  # fmt: skip
+    p.add_argument(
+        "--public-url", type=parse_public_url, default=default("PUBLIC_URL"), metavar="https://HOST",
+        help="how callers reach this server (behind a proxy): Twilio's stream URL and signature [VOXFRAME_PUBLIC_URL]",
+    )  # fmt: skip
+    p.add_argument(
+        "--twilio-auth-token", default=default("TWILIO_AUTH_TOKEN"),
+        help="the Twilio account's auth token: check the voice webhook's signature [VOXFRAME_TWILIO_AUTH_TOKEN]",
     )  # fmt: skip
     p.add_argument("--tls-cert", type=Path, default=default("TLS_CERT"), help="PEM certificate [VOXFRAME_TLS_CERT]")
     p.add_argument("--tls-key", type=Path, default=default("TLS_KEY"), help="PEM key [VOXFRAME_TLS_KEY]")
@@ -211,7 +231,8 @@ def parse_options(
         turn_secret=args.turn_secret or None, turn_urls=args.turn_url, tls_cert=args.tls_cert, tls_key=args.tls_key,
         log_level=args.log_level, warm_up=not args.no_warm_up, call=args.call, reply_out=args.reply_out,
         trace_out=args.trace_out, drain_deadline_s=args.drain_deadline, public_ip=args.public_ip,
-        udp_ports=args.udp_ports, reply_timeout_s=args.reply_timeout,
+        udp_ports=args.udp_ports, reply_timeout_s=args.reply_timeout, public_url=args.public_url,
+        twilio_auth_token=args.twilio_auth_token or None,
     )  # fmt: skip
     options.workers, options.session_id_prefix = args.workers, args.session_id_prefix
     if args.max_loop_lag_ms < 0:

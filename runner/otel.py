@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from voxframe.pipeline.clock import current_clock
-from voxframe.transports.webrtc import Session
+from voxframe.transports.webrtc.server import ServedSession
 
 from .turn_reporter import TurnRecord
 
@@ -61,11 +61,11 @@ class SessionTraces:
         # The clock's ns (monotonic) to the wall clock's, fixed once: spans keep their true lengths.
         self._to_wall_ns = time.time_ns() - current_clock().now_ns()
 
-    def session_started(self, session: Session) -> None:
+    def session_started(self, session: ServedSession) -> None:
         span = self.tracer.start_span("voxframe.session", attributes={"voxframe.session.id": session.id})
         self._sessions[session.id] = span
 
-    def on_turn(self, session: Session, record: TurnRecord) -> None:
+    def on_turn(self, session: ServedSession, record: TurnRecord) -> None:
         parent = self._sessions.get(session.id)
         points = record.points_ns
         start = record.speech_end_ns if record.speech_end_ns is not None else min(points.values(), default=None)
@@ -84,7 +84,7 @@ class SessionTraces:
                 stage.end(end_time=self._wall(t1))
         turn.end(end_time=self._wall(end))
 
-    def session_ended(self, session: Session, duration_s: float) -> None:
+    def session_ended(self, session: ServedSession, duration_s: float) -> None:
         span = self._sessions.pop(session.id, None)
         if span is not None:
             span.set_attribute("voxframe.session.end_reason", session.end_reason or "cancelled")

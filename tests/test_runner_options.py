@@ -42,6 +42,15 @@ def test_public_ip_and_udp_ports_come_from_flags_and_environment(tmp_path: Path)
     assert parse_options([], env={}, dotenv_path=none).udp_ports is None
 
 
+def test_the_public_url_and_the_twilio_account_token_come_from_flags_and_environment(tmp_path: Path) -> None:
+    none = tmp_path / "none"
+    options = parse_options(["--public-url", "https://bot.example.com/"], env={}, dotenv_path=none)
+    assert (options.public_url, options.twilio_auth_token) == ("https://bot.example.com", None)
+    env = {"VOXFRAME_PUBLIC_URL": "https://calls.example.com:8443", "VOXFRAME_TWILIO_AUTH_TOKEN": "tw"}
+    options = parse_options([], env=env, dotenv_path=none)
+    assert (options.public_url, options.twilio_auth_token) == ("https://calls.example.com:8443", "tw")
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "named"),
     [
@@ -51,6 +60,8 @@ def test_public_ip_and_udp_ports_come_from_flags_and_environment(tmp_path: Path)
         ([], {"VOXFRAME_UDP_PORTS": "40000-"}, "--udp-ports"),
         (["--public-ip", "bot.example.com"], {}, "--public-ip"),
         ([], {"VOXFRAME_PUBLIC_IP": "1.2.3"}, "--public-ip"),
+        (["--public-url", "bot.example.com"], {}, "--public-url"),
+        ([], {"VOXFRAME_PUBLIC_URL": "https://bot.example.com/voice"}, "--public-url"),
     ],
 )
 def test_a_bad_port_range_or_public_ip_is_one_line(

@@ -15,20 +15,12 @@ from dataclasses import dataclass, field
 import anyio
 import numpy as np
 
-from voxframe.pipeline import (
-    DOWN,
-    CancelFrame,
-    Direction,
-    EndFrame,
-    Frame,
-    FrameProcessor,
-    InputAudioFrame,
-    StartFrame,
-)
+from voxframe.pipeline import EndFrame, InputAudioFrame
 from voxframe.pipeline.clock import NS_PER_S
 
 from ._audio import StreamResampler, to_pcm16
 from ._playout import AudioChunk
+from .input import InputTransport
 from .output import OutputOptions, OutputTransport
 
 
@@ -46,7 +38,7 @@ class MemoryInputOptions:
     end_when_done: bool = False
 
 
-class MemoryInputTransport(FrameProcessor):
+class MemoryInputTransport(InputTransport):
     """Feeds `InputAudioFrame`s (mono, the pipeline's input rate) from buffers given to `feed`.
 
     Put it first in the pipeline. Frames carry `pts` (samples since the first chunk) and
@@ -71,7 +63,6 @@ class MemoryInputTransport(FrameProcessor):
         self._idle = False
         self._wakeup: anyio.Event | None = None
         self._done: anyio.Event | None = None
-        self._feeder_scope = anyio.CancelScope()
         if audio is not None:
             self.feed(audio)
 
@@ -89,10 +80,6 @@ class MemoryInputTransport(FrameProcessor):
             self._done = anyio.Event()
             await self._done.wait()
 
-    @property
-    def sample_rate(self) -> int:
-        return self.start_frame.audio_in_sample_rate
-
     def capture_ns(self, sample: int) -> int:
         """When sample number `sample` (at the pipeline's input rate) entered the microphone."""
         index = bisect.bisect_right(self._anchors, (sample, 1 << 62)) - 1
@@ -100,13 +87,6 @@ class MemoryInputTransport(FrameProcessor):
             raise ValueError(f"sample {sample} has not been sent")
         first, start_ns = self._anchors[index]
         return start_ns + (sample - first) * NS_PER_S // self.sample_rate
-
-    async def process(self, frame: Frame, direction: Direction) -> None:
-        if isinstance(frame, (EndFrame, CancelFrame)) and direction is DOWN:
-            self._feeder_scope.cancel()  # nothing may follow the end of the stream
-        await self.push(frame, direction)
-        if isinstance(frame, StartFrame) and direction is DOWN:
-            self.task_group.start_soon(self._run_feeder, name=f"{self.name}.feeder")
 
     def _take_pending(self) -> None:
         """Convert queued buffers to the pipeline's format and append them to the byte buffer."""
@@ -116,11 +96,8 @@ class MemoryInputTransport(FrameProcessor):
             self._buffer += resampler.resample(pcm)
             self._buffer += resampler.flush()
 
-    async def _run_feeder(self) -> None:
-        with self._feeder_scope:
-            await self._feed_frames()
-
-    async def _feed_frames(self) -> None:
+    async def run_input(self) -> None:
+        """The microphone: one chunk per period (on the clock) from what was fed."""
         chunk_samples = self.sample_rate * self.options.chunk_ms // 1000
         chunk_bytes = chunk_samples * 2
         period_ns = self.options.chunk_ms * 1_000_000

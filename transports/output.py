@@ -106,6 +106,15 @@ class OutputTransport(FrameProcessor):
     def discard_wire_audio(self) -> None:
         """An interruption: drop bot audio handed to the wire but not yet sent, if any is held."""
 
+    def heard_samples(self, turn: int, samples: int) -> int:
+        """Of the `samples` of `turn` handed to the wire, how many the listener has heard.
+
+        Asked when an interruption cuts a reply (before `discard_wire_audio`), so that
+        `played_s` counts only what was heard. Default: all of them (a wire that plays at once,
+        like WebRTC's); a wire that reports playback (Twilio's marks) knows better.
+        """
+        return samples
+
     @property
     def sample_rate(self) -> int:
         return self.output_options.sample_rate or self.start_frame.audio_out_sample_rate
@@ -165,11 +174,14 @@ class OutputTransport(FrameProcessor):
         if self.playout is None:
             return
         self.playout.clear(frame.stale_upto)
-        self.discard_wire_audio()
         speaking = self._speaking
+        stopped = None
         if speaking is not None and (speaking.turn == 0 or speaking.turn <= frame.stale_upto):
             self._speaking = None
-            await self._announce(self._stopped(speaking, interrupted=True))
+            stopped = self._stopped(speaking, interrupted=True)  # what was heard, before the wire clears
+        self.discard_wire_audio()
+        if stopped is not None:
+            await self._announce(stopped)
 
     def _end_after_playout(self, frame: EndFrame) -> None:
         """Hold the EndFrame back: the pacer sends it on once the queued audio has played."""
@@ -254,7 +266,8 @@ class OutputTransport(FrameProcessor):
         return now - speaking.last_audio_ns >= self.output_options.stop_after_idle_s * NS_PER_S
 
     def _stopped(self, speaking: _Speaking, *, interrupted: bool) -> Callable[[], Frame]:
-        turn, played_s = speaking.turn, speaking.samples / self.sample_rate
+        samples = self.heard_samples(speaking.turn, speaking.samples) if interrupted else speaking.samples
+        turn, played_s = speaking.turn, samples / self.sample_rate
         return lambda: BotStoppedSpeakingFrame(turn=turn, played_s=played_s, interrupted=interrupted)
 
     # --- events out --------------------------------------------------------------------------------

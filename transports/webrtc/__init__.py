@@ -7,15 +7,16 @@
 Inside the factory, `session.input` and `session.output` are the pipeline's two ends.
 """
 
+from ..input import InputOptions
 from ._ice import IceOptions, IceServer, gather_on
 from ._ports import PortHookError, PortRange, check_port_hook
 from ._receive import ReceiveOptions, ReceiveStatistics
 from .client import ClientError, ClientOptions, HeadlessClient, PlayedUtterance
 from .events import ClientEventsObserver
-from .input import InputOptions, WebRTCInputTransport
+from .input import WebRTCInputTransport
 from .onsets import OnsetDetector, OnsetOptions, SpeechSegment
 from .output import WebRTCOutputTransport
-from .server import ServerOptions, WebRTCServer
+from .server import ServedSession, ServerOptions, WebRTCServer
 from .session import Session, SessionError, SessionOptions, TaskFactory
 from .tracks import OpusOptions, PacedAudioTrack
 
@@ -36,6 +37,7 @@ __all__ = [
     "PortRange",
     "ReceiveOptions",
     "ReceiveStatistics",
+    "ServedSession",
     "ServerOptions",
     "Session",
     "SessionError",

@@ -17,6 +17,10 @@ Pipecat's ``@pipecat-ai/small-webrtc-transport`` is served as its own server wou
 a running session replaces it, as the client's reconnect expects), and ``PATCH``
 ``{"pc_id", "candidates": [{"candidate", "sdp_mid", "sdp_mline_index"}]}`` trickles candidates.
 
+Other transports mount their endpoints on the same app (`ServerOptions.route_installers`) and
+count their calls among `sessions` (`admission_refusal`, `running`), so one server has one
+session limit, one drain and one `end_all` for every transport.
+
 Every signalling endpoint takes an optional bearer token. Bad input (not JSON, wrong content
 type, oversized, bad SDP, unknown session) gets a 4xx with a clear error and changes nothing;
 an offer aiortc would mishandle is refused before a session exists (`_validate`). The session
@@ -33,9 +37,10 @@ import logging
 import secrets
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from aiohttp import web
@@ -53,9 +58,22 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: Adds routes to the server's app (e.g. a metrics endpoint), called once per app built.
 RouteInstaller = Callable[[web.Application, "WebRTCServer"], None]
 #: Told of each session that ended, with its duration in seconds (metrics, traces, usage).
-SessionEndListener = Callable[["Session", float], None]
+SessionEndListener = Callable[["ServedSession", float], None]
 #: Extra ICE servers (as browser JSON) for one caller, e.g. TURN credentials minted per caller.
 CallerIceServers = Callable[[], list[dict[str, Any]]]
+
+
+class ServedSession(Protocol):
+    """A call the server counts, on any transport: limits, drain and `end_all` see it."""
+
+    end_reason: str | None
+    #: Facts the app attaches to the session (e.g. its usage), printed in its end line.
+    annotations: dict[str, object]
+
+    @property
+    def id(self) -> str: ...
+
+    def hang_up(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -125,7 +143,7 @@ class WebRTCServer:
     def __init__(self, factory: TaskFactory, options: ServerOptions | None = None) -> None:
         self.factory = factory
         self.options = options or ServerOptions()
-        self.sessions: dict[str, Session] = {}
+        self.sessions: dict[str, ServedSession] = {}
         self.sessions_started = 0
         self.port: int | None = None
         self._tg: TaskGroup | None = None
@@ -150,7 +168,8 @@ class WebRTCServer:
     @property
     def pending_sessions(self) -> int:
         """Sessions whose peer connection has not connected yet."""
-        return sum(1 for session in self.sessions.values() if session.state in ("new", "connecting"))
+        connecting = ("new", "connecting")  # only a WebRTC call connects after it is admitted
+        return sum(1 for s in self.sessions.values() if isinstance(s, Session) and s.state in connecting)
 
     @property
     def admitting(self) -> bool:
@@ -237,15 +256,9 @@ class WebRTCServer:
         sdp, kind = body.get("sdp"), body.get("type")
         if not isinstance(sdp, str) or not isinstance(kind, str):
             raise ApiError(400, "bad_request", "expected {'sdp': string, 'type': 'offer'}")
-        if self._tg is None:
-            raise ApiError(503, "shutting_down", "the server is not accepting sessions")
-        if self.held_reason is not None:
-            return self._refuse(self.held_reason, "the server is not admitting new calls; retry")
-        if len(self.sessions) >= self.options.max_sessions:
-            return self._refuse("session_limit", f"the server is at its limit of {self.options.max_sessions} sessions")
-        if self.pending_sessions >= self.options.max_pending_sessions:
-            limit = self.options.max_pending_sessions
-            return self._refuse("pending_limit", f"the server is at its limit of {limit} calls still connecting")
+        refusal = self.admission_refusal()
+        if refusal is not None:
+            return refusal
         if kind != "offer":
             raise ApiError(400, "bad_sdp_type", f"expected an SDP of type 'offer', got {kind[:40]!r}")
         offered_candidates = check_offer(sdp, self.options.max_candidates_per_session)
@@ -253,7 +266,7 @@ class WebRTCServer:
         if replaced is not None:  # the caller reconnects: its old connection is gone or going
             replaced.end_reason = replaced.end_reason or "replaced by the caller's new offer"
             replaced.hang_up()
-        session = Session(self.options.session, session_id=self.options.session_id_prefix + secrets.token_urlsafe(12))
+        session = Session(self.options.session, session_id=self.new_session_id())
         self.sessions[session.id] = session
         self._candidates[session.id] = offered_candidates
         try:
@@ -268,6 +281,9 @@ class WebRTCServer:
         except BaseException:
             await self._discard(session)
             raise
+        if self._tg is None:  # the server stopped while the offer was being answered
+            await self._discard(session)
+            raise ApiError(503, "shutting_down", "the server is not accepting sessions")
         self.sessions_started += 1
         self.offer_outcomes["admitted"] += 1
         self._tg.start_soon(self._run_session, session, name=f"session {session.id}")
@@ -343,6 +359,51 @@ class WebRTCServer:
         logger.info("draining: admitting no new calls, %d running", len(self.sessions))
         return web.json_response({"draining": True, "sessions": len(self.sessions)})
 
+    # --- for other transports' endpoints -------------------------------------------------------------
+
+    def admission_refusal(self) -> web.Response | None:
+        """The 503 to answer a new call with (stopping, held, at a limit), or None: admit it.
+        Every transport asks this, so one server has one session limit and one drain."""
+        if self._tg is None:
+            return _error_response(503, "shutting_down", "the server is not accepting sessions")
+        if self.held_reason is not None:
+            return self._refuse(self.held_reason, "the server is not admitting new calls; retry")
+        if len(self.sessions) >= self.options.max_sessions:
+            return self._refuse("session_limit", f"the server is at its limit of {self.options.max_sessions} sessions")
+        if self.pending_sessions >= self.options.max_pending_sessions:
+            limit = self.options.max_pending_sessions
+            return self._refuse("pending_limit", f"the server is at its limit of {limit} calls still connecting")
+        return None
+
+    def new_session_id(self) -> str:
+        return self.options.session_id_prefix + secrets.token_urlsafe(12)
+
+    def authorized(self, request: web.Request, given: str | None = None) -> bool:
+        """Whether the request carries the token (the bearer header, or `given` from elsewhere)."""
+        token = self.options.auth_token
+        if token is None:
+            return True
+        if given is None:
+            scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer":
+                return False
+        return hmac.compare_digest(given.strip().encode(), token.encode())
+
+    @contextmanager
+    def running(self, session: ServedSession) -> Iterator[None]:
+        """Count `session` among the running calls while the block runs (it serves the call)."""
+        clock = current_clock()
+        started = clock.now_ns()
+        self.sessions[session.id] = session
+        self.sessions_started += 1
+        self.offer_outcomes["admitted"] += 1
+        logger.info("session %s started (%d running)", session.id, len(self.sessions))
+        try:
+            yield
+        finally:
+            self._forget(session)
+            self._ended(session, (clock.now_ns() - started) / NS_PER_S)
+
     def _ice_servers(self) -> list[dict[str, Any]]:
         servers = [s.to_json() for s in self.options.session.ice.servers]
         if self.options.caller_ice_servers is not None:
@@ -367,12 +428,7 @@ class WebRTCServer:
         return peer
 
     def _authorize(self, request: web.Request) -> None:
-        token = self.options.auth_token
-        if token is None:
-            return
-        header = request.headers.get("Authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        if not self.authorized(request):
             raise ApiError(401, "unauthorized", "a valid 'Authorization: Bearer <token>' header is required")
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
@@ -404,7 +460,7 @@ class WebRTCServer:
 
     def _session(self, request: web.Request) -> Session:
         session = self.sessions.get(request.match_info["session_id"])
-        if session is None:
+        if not isinstance(session, Session):  # unknown, or a call on another transport
             raise ApiError(404, "unknown_session", "no such session (it may have ended)")
         return session
 
@@ -420,23 +476,26 @@ class WebRTCServer:
             await session.run(self.factory)
         finally:
             self._forget(session)
-            duration = (session.clock.now_ns() - started) / NS_PER_S
-            facts = "".join(f" {key}={value}" for key, value in session.annotations.items())
-            reason = session.end_reason or "cancelled"
-            logger.info("session %s ended after %.1f s: %s%s", session.id, duration, reason, facts)
-            for listener in self.options.session_end_listeners:
-                try:
-                    listener(session, duration)
-                except Exception:  # a metrics or tracing hook must never take the server down
-                    logger.exception("session %s: a session-end listener failed", session.id)
+            self._ended(session, (session.clock.now_ns() - started) / NS_PER_S)
 
-    def _forget(self, session: Session) -> None:
+    def _ended(self, session: ServedSession, duration_s: float) -> None:
+        """The one end line of a session (any transport), then the listeners (metrics, traces)."""
+        facts = "".join(f" {key}={value}" for key, value in session.annotations.items())
+        reason = session.end_reason or "cancelled"
+        logger.info("session %s ended after %.1f s: %s%s", session.id, duration_s, reason, facts)
+        for listener in self.options.session_end_listeners:
+            try:
+                listener(session, duration_s)
+            except Exception:  # a metrics or tracing hook must never take the server down
+                logger.exception("session %s: a session-end listener failed", session.id)
+
+    def _forget(self, session: ServedSession) -> None:
         self.sessions.pop(session.id, None)
         self._candidates.pop(session.id, None)
         if self._session_ended is not None:
             self._session_ended.set()
 
-    async def wait_sessions(self, predicate: Callable[[dict[str, Session]], bool]) -> None:
+    async def wait_sessions(self, predicate: Callable[[dict[str, ServedSession]], bool]) -> None:
         """Wait until `predicate(self.sessions)` holds (checked whenever a session ends)."""
         while not predicate(self.sessions):
             self._session_ended = anyio.Event()

@@ -31,12 +31,13 @@ from voxframe.pipeline import Frame, PipelineTask
 from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock, fail_at, move_on_at
 from voxframe.transports.rtvi import envelope
 
+from ..input import InputOptions
 from ._ice import IceOptions, ignore_checks_from_other_hosts
 from ._receive import ReceiveOptions, ReorderStage, install_receive_path
 from ._release import release_peer_connection
 from ._signal import Signal
 from .events import ClientEventsObserver, Message
-from .input import InputOptions, WebRTCInputTransport
+from .input import WebRTCInputTransport
 from .output import WebRTCOutputTransport
 
 logger = logging.getLogger("voxframe.webrtc")
