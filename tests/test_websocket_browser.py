@@ -36,7 +36,7 @@ async def test_chromium_speaks_over_the_websocket_and_hears_the_reply(tmp_path: 
             await page.click("#connect")
             await page.wait_for_function("window.voxframeWs.status === 'connected'", timeout=15_000)
             await page.wait_for_function(
-                "window.voxframeWs.events.some(e => e.type === 'bot_stopped_speaking')", timeout=20_000
+                "window.voxframeWs.events.some(e => e.type === 'bot-stopped-speaking')", timeout=20_000
             )
             hook = await page.evaluate("() => window.voxframeWs")
             await page.click("#hangup")
@@ -47,7 +47,7 @@ async def test_chromium_speaks_over_the_websocket_and_hears_the_reply(tmp_path: 
 
     kinds = [e["type"] for e in hook["events"]]
     assert kinds[0] == "session" and hook["sessionId"] == hook["events"][0]["session_id"]
-    assert kinds.index("bot_started_speaking") < kinds.index("bot_stopped_speaking")
+    assert kinds.index("bot-started-speaking") < kinds.index("bot-stopped-speaking")
     assert hook["audibleChunks"] >= 90 and hook["peakRms"] > 0.2  # the 2 s reply, 20 ms a chunk
     assert len(bots.bots) == 1 and bots.bots[0].replies == 1
     assert dominant_hz(bytes(bots.bots[0].heard), 16_000) == pytest.approx(MIC_HZ, abs=10.0)  # the question

@@ -49,9 +49,9 @@ async def test_the_example_bot_answers_a_phone_call_and_a_websocket_call() -> No
                 await phone.got.wait_for(lambda: phone.played_s >= 1.0, timeout_s=30)
                 await phone.hang_up()
             async with raw_call(url) as caller:
-                await caller.got.wait_for(lambda: caller.got.of("bot_ready"), timeout_s=30)
+                await caller.got.wait_for(lambda: caller.got.of("bot-ready"), timeout_s=30)
                 await caller.say(question_at(16_000))
-                await caller.got.wait_for(lambda: caller.got.of("bot_stopped_speaking"), timeout_s=60)
+                await caller.got.wait_for(lambda: caller.got.of("bot-stopped-speaking"), timeout_s=60)
             with anyio.fail_after(30):
                 await console.wait_for(f"session {caller.got.of('session')[0]['session_id']} ended")
             phone_turn, ws_turn = [line for line in console.lines if "turn 1 | heard:" in line]  # a call each
@@ -68,4 +68,4 @@ async def test_the_example_bot_answers_a_phone_call_and_a_websocket_call() -> No
         assert "said: It is" in line
     assert loud_seconds(np.frombuffer(bytes(phone.played), "<i2"), 8000) >= 0.5
     assert loud_seconds(np.frombuffer(bytes(caller.got.audio), "<i2"), 16_000) >= 0.5
-    assert [e["type"] for e in caller.got.events][:2] == ["session", "bot_ready"]
+    assert [e["type"] for e in caller.got.events][:2] == ["session", "bot-ready"]

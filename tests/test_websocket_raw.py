@@ -41,15 +41,15 @@ async def test_a_caller_speaks_and_hears_the_reply_with_its_events() -> None:
     async with serving_ws(bots) as (server, url), raw_call(url) as caller:
         await caller.got.wait_for(lambda: caller.got.of("session"))
         await caller.say(QUESTION)
-        await caller.got.wait_for(lambda: caller.got.of("bot_stopped_speaking"))
+        await caller.got.wait_for(lambda: caller.got.of("bot-stopped-speaking"))
         with anyio.fail_after(10):
             await server.wait_sessions(lambda sessions: len(sessions) == 1)
 
     session = caller.got.of("session")[0]
     assert session["sample_rate"] == 16_000 and session["output_sample_rate"] == 16_000
     kinds = [e["type"] for e in caller.got.events]
-    assert kinds.index("bot_started_speaking") < kinds.index("bot_stopped_speaking")
-    stopped = caller.got.of("bot_stopped_speaking")[0]
+    assert kinds.index("bot-started-speaking") < kinds.index("bot-stopped-speaking")
+    stopped = caller.got.of("bot-stopped-speaking")[0]
     assert stopped["interrupted"] is False and stopped["played_s"] == pytest.approx(2.0, abs=0.02)
     assert len(caller.got.audio) // 2 == pytest.approx(2.0 * 16_000, abs=320)  # the whole reply, in 20 ms chunks
     assert dominant_hz(bytes(caller.got.audio), 16_000) == pytest.approx(BOT_HZ, abs=20)
@@ -63,7 +63,7 @@ async def test_rates_negotiated_in_the_first_message() -> None:
         await caller.got.wait_for(lambda: caller.got.of("session"))
         caller.sample_rate = 8000
         await caller.say(np.concatenate([tone(440.0, 0.6, 8000), np.zeros(4000, np.int16)]))
-        await caller.got.wait_for(lambda: caller.got.of("bot_stopped_speaking"))
+        await caller.got.wait_for(lambda: caller.got.of("bot-stopped-speaking"))
 
     assert caller.got.of("session")[0]["output_sample_rate"] == 24_000
     assert len(caller.got.audio) // 2 == pytest.approx(24_000, abs=480)
@@ -77,15 +77,15 @@ async def test_barge_in_clears_the_audio_queued_on_the_caller() -> None:
         await caller.say(QUESTION)
         await caller.got.wait_for(lambda: len(caller.got.audio) >= 16_000)  # 0.5 s of the reply
         await caller.say(tone(440.0, 0.1, 16_000))
-        await caller.got.wait_for(lambda: caller.got.of("clear") and caller.got.of("bot_stopped_speaking"))
+        await caller.got.wait_for(lambda: caller.got.of("clear") and caller.got.of("bot-stopped-speaking"))
         audio_at_clear = len(caller.got.audio)
         # Anything more would have come in order before the event that follows the clear.
         await caller.ws.send_str(json.dumps({"type": "ping"}))
         await caller.say(np.zeros(1600, np.int16))
 
     kinds = [e["type"] for e in caller.got.events]
-    assert kinds.index("clear") < kinds.index("bot_stopped_speaking")
-    stopped = caller.got.of("bot_stopped_speaking")[0]
+    assert kinds.index("clear") < kinds.index("bot-stopped-speaking")
+    stopped = caller.got.of("bot-stopped-speaking")[0]
     assert stopped["interrupted"] is True and 0.5 <= stopped["played_s"] < 4.0
     assert len(caller.got.audio) == audio_at_clear < 4.0 * 16_000 * 2
 
@@ -97,7 +97,7 @@ async def test_a_burst_of_late_audio_is_heard_whole() -> None:
         burst = QUESTION.astype("<i2").tobytes()
         for start in range(0, len(burst), 640):  # 1.1 s in 20 ms messages, all at once (TCP after a stall)
             await caller.ws.send_bytes(burst[start : start + 640])
-        await caller.got.wait_for(lambda: caller.got.of("bot_stopped_speaking"))
+        await caller.got.wait_for(lambda: caller.got.of("bot-stopped-speaking"))
     assert bots.sessions[0].input.dropped_frames == 0
     assert len(bots.bots[0].heard) >= len(burst) - 64  # the resampler holds back nothing at the same rate
 
@@ -113,7 +113,7 @@ async def test_bad_messages_get_an_error_and_the_call_goes_on() -> None:
             await caller.ws.send_str(json.dumps({"type": "start", "sample_rate": 16000}))
         await caller.got.wait_for(lambda: len(caller.got.of("error")) == 4)
         await caller.say(QUESTION)
-        await caller.got.wait_for(lambda: caller.got.of("bot_stopped_speaking"))
+        await caller.got.wait_for(lambda: caller.got.of("bot-stopped-speaking"))
 
     errors = [e["message"] for e in caller.got.of("error")]
     assert "JSON" in errors[0] and "'type'" in errors[1] and "16-bit" in errors[2] and "already" in errors[3]

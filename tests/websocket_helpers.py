@@ -102,7 +102,7 @@ class RawCaller:
             if message.type == aiohttp.WSMsgType.BINARY:
                 self.got.audio += message.data
             elif message.type == aiohttp.WSMsgType.TEXT:
-                self.got.events.append(json.loads(message.data))
+                self.got.events.append(flatten(json.loads(message.data)))
             self.got.changed()
         self.got.closed = True
         self.got.changed()
@@ -356,3 +356,11 @@ def dominant_hz(pcm: bytes, rate: int) -> float:
     samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
     spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
     return float(np.fft.rfftfreq(len(samples), 1 / rate)[int(np.argmax(spectrum))])
+
+
+def flatten(message: dict[str, Any]) -> dict[str, Any]:
+    """An RTVI event (``{"label": "rtvi-ai", "type", "data"}``) as one dict: its type beside its data
+    fields; the raw format's own messages (session, clear, error) are flat already."""
+    if message.get("label") == "rtvi-ai" and isinstance(message.get("data"), dict):
+        return {**message["data"], "type": message["type"]}
+    return message

@@ -12,7 +12,7 @@ would each be another.
   optionally ``&output_sample_rate=24000``) or in a first text message
   ``{"type": "start", "sample_rate": 16000, "output_sample_rate": 24000, "token": "..."}``;
 * audio both ways is binary messages of 16-bit little-endian mono PCM at the negotiated rates;
-* every other message is JSON text: from the bot, the client events the WebRTC data channel
+* every other message is JSON text: from the bot, the RTVI events the WebRTC data channel
   carries (`ClientEventsObserver`), ``{"type": "session", ...}`` once the call starts, and
   ``{"type": "clear"}`` on barge-in (drop the bot audio queued for playback); from the caller,
   ``{"type": "stop"}`` hangs up and anything else is a client message.

@@ -97,7 +97,10 @@ function clearPlayback() {
   state.clears += 1;
 }
 
-function onEvent(event) {
+function onEvent(message) {
+  // RTVI events (the bot's speaking, transcripts, text) arrive as {label, type, data}; the raw
+  // format's own messages (session, clear, error) are flat.
+  const event = message.label === "rtvi-ai" ? { ...(message.data || {}), type: message.type } : message;
   state.events.push(event);
   switch (event.type) {
     case "session":
@@ -107,10 +110,10 @@ function onEvent(event) {
     case "clear":
       clearPlayback();
       break;
-    case "transcript":
+    case "user-transcription":
       if (event.final) log(`you: ${event.text}`, "user");
       break;
-    case "bot_text":
+    case "bot-llm-text":
       log(`bot: ${event.text}`, "bot");
       break;
     case "error":
