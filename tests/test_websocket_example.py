@@ -14,9 +14,9 @@ import anyio
 import numpy as np
 import pytest
 from example_helpers import EXAMPLE, QUESTION_WAV, ROOT, clean_env, loud_seconds, words
-from test_example_serve import Console
 from websocket_helpers import raw_call, twilio_call
 
+from tests.support import Console
 from voxframe.transports._audio import StreamResampler
 from voxframe.transports.wav import read_wav
 
@@ -40,12 +40,12 @@ async def test_the_example_bot_answers_a_phone_call_and_a_websocket_call() -> No
         tg.start_soon(console.read)
         try:
             with anyio.fail_after(60):
-                ready = await console.wait_for("voxframe bot ready: open http://127.0.0.1:")
+                ready = (await console.wait_for(r"voxframe bot ready: open http://127\.0\.0\.1:")).string
             url = ready.split("open ", 1)[1].split()[0]
             async with twilio_call(url) as phone:
                 phone.say(question_at(8000))
                 with anyio.fail_after(60):
-                    await console.wait_for("turn 1 | heard:")
+                    await console.wait_for(r"turn 1 \| heard:")
                 await phone.got.wait_for(lambda: phone.played_s >= 1.0, timeout_s=30)
                 await phone.hang_up()
             async with raw_call(url) as caller:

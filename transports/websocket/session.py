@@ -20,6 +20,7 @@ Bad messages are dropped, logged and, where the format has events, answered with
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from aiohttp import WSMsgType, web
 from voxframe.pipeline import PipelineTask
 
 from ..input import InputOptions
+from ..rtvi import PROTOCOL_VERSION, envelope
 from ..webrtc.events import ClientEventsObserver, Message
 from .serializer import (
     AudioIn,
@@ -156,6 +158,10 @@ class WebSocketSession:
             self._observer = ClientEventsObserver(self.send_event, task.tracer)
             task.params.observers.append(self._observer)
             self.send_event(self._session_event())
+            # The raw format's start is the caller saying it is ready: RTVI's `bot-ready` follows
+            # once the pipeline runs (a socket caller that speaks before it would be unheard).
+            ready = envelope("client-ready", {"version": PROTOCOL_VERSION, "about": {"library": "voxframe.websocket"}})
+            self._observer.receive(json.dumps(ready))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._send_loop)
                 tg.start_soon(self._receive_loop, early)
