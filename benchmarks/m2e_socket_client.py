@@ -13,6 +13,9 @@ every transport, with the same clock points:
 
 The raw caller speaks 16 kHz both ways; the phone 8 kHz μ-law, as Twilio does, with a `media`
 message every 20 ms (silence when the caller is quiet).
+
+Not wired into the audited `mouth_to_ear.py` yet (its rows pair voxframe with Pipecat over
+WebRTC): the WebSocket and Twilio rows are to be added there with this caller.
 """
 
 from __future__ import annotations
@@ -29,12 +32,11 @@ import anyio
 import numpy as np
 
 from voxframe.pipeline.audio import last_loud_sample
+from voxframe.pipeline.clock import NS_PER_S
 from voxframe.transports._audio import StreamResampler
 from voxframe.transports.webrtc import OnsetDetector, OnsetOptions, PlayedUtterance
 from voxframe.transports.webrtc._signal import Signal
 from voxframe.transports.websocket.twilio import ulaw_decode, ulaw_encode
-
-NS_PER_S = 1_000_000_000
 
 
 @dataclass(slots=True)
