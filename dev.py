@@ -4,7 +4,7 @@
     python3 dev.py example [ARGS]   run bots/example.py (ARGS are passed on)
     python3 dev.py test [ARGS]      run the whole test suite (ARGS go to pytest)
     python3 dev.py bench NAME [ARGS]  run benchmarks/NAME.py
-    python3 dev.py lint             ruff check
+    python3 dev.py lint             ruff check, ruff format --check
     python3 dev.py typecheck        mypy over the voxframe package (pipeline, processors, ...)
     python3 dev.py fakes            start the fake Deepgram/OpenAI/Cartesia servers
 
@@ -108,8 +108,9 @@ def main(argv: list[str]) -> int:
     elif command == "typecheck":
         cmd = [str(PY), "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", "voxframe", *args]
         os.environ["MYPYPATH"] = str(package_view())
-    else:
-        cmd = [str(PY), "-m", "ruff", "check", "."]
+    else:  # lint: the rules, then the layout
+        run([str(PY), "-m", "ruff", "check", "."])
+        cmd = [str(PY), "-m", "ruff", "format", "--check", "."]
     sys.stdout.flush()
     # Become the command: Ctrl-C and its exit status then belong to it alone.
     os.execv(cmd[0], cmd)

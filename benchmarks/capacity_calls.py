@@ -68,9 +68,7 @@ def echo_frames_right(audio: np.ndarray, hz: float, rate: int = RATE) -> int:
     frame = rate // FRAMES_PER_S
     whole = len(audio) - len(audio) % frame
     return sum(
-        1
-        for f in audio[:whole].reshape(-1, frame)
-        if bool(loud(f)) and tone_share(f, hz, rate) >= TONE_ENERGY_SHARE
+        1 for f in audio[:whole].reshape(-1, frame) if bool(loud(f)) and tone_share(f, hz, rate) >= TONE_ENERGY_SHARE
     )
 
 

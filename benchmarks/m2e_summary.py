@@ -87,9 +87,7 @@ def blocks(turns: int, bargeins: int, size: int) -> list[Block]:
         raise ValueError(f"a block needs at least one turn, got {size}")
     count = max(1, -(-turns // size))
     per, extra = divmod(bargeins, count)
-    return [
-        Block(i, range(i * size, min(turns, (i + 1) * size)), per + (1 if i < extra else 0)) for i in range(count)
-    ]
+    return [Block(i, range(i * size, min(turns, (i + 1) * size)), per + (1 if i < extra else 0)) for i in range(count)]
 
 
 def interleave(plan: Sequence[Block], stacks: Sequence[str]) -> list[tuple[Block, str]]:

@@ -194,9 +194,7 @@ class _Session(WebSocketSession):
         utterance = self.utterance
         pos = self.segmenter.position_s
         open_utterance = utterance is not None and (
-            not utterance.finalized
-            and utterance.end_s is None
-            and not utterance.finalize_pending
+            not utterance.finalized and utterance.end_s is None and not utterance.finalize_pending
         )
         interim_due = utterance is not None and pos - utterance.last_interim_s >= self.options.interim_every_s
         if open_utterance and utterance is not None and self.interims and interim_due and self._is_speech(utterance):

@@ -171,13 +171,13 @@ class ImpairedNetwork:
     def client_facing(self) -> tuple[str, int]:
         """Where the client sends (the server's address as the client sees it)."""
         assert self._client_side is not None
-        return self._client_side.extra(anyio.abc.SocketAttribute.local_address)
+        return _address(self._client_side.extra(anyio.abc.SocketAttribute.local_address))
 
     @property
     def server_facing(self) -> tuple[str, int]:
         """Where the server sends (the client's address as the server sees it)."""
         assert self._server_side is not None
-        return self._server_side.extra(anyio.abc.SocketAttribute.local_address)
+        return _address(self._server_side.extra(anyio.abc.SocketAttribute.local_address))
 
     async def _pump(self, sock: anyio.abc.UDPSocket, direction: _Direction) -> None:
         send = self._send_to_server if direction is self.to_server else self._send_to_client
@@ -266,3 +266,9 @@ def relay_candidates(sdp: str, relay: tuple[str, int]) -> tuple[str, tuple[str, 
             line = f"a=rtcp:{relay[1]} IN IP4 {relay[0]}"
         out.append(line)
     return "\r\n".join(out) + "\r\n", original
+
+
+def _address(address: tuple[str, int] | str) -> tuple[str, int]:
+    """A UDP socket's address (anyio types it as possibly a UNIX path, which a UDP one is not)."""
+    assert isinstance(address, tuple), address
+    return address[0], address[1]

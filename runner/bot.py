@@ -87,6 +87,8 @@ class TransportSession(Protocol):
     #: Facts printed in the session's end line (the runner puts its usage there).
     annotations: dict[str, object]
 
+    def hang_up(self) -> None: ...
+
     @property
     def id(self) -> str: ...
 

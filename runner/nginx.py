@@ -151,7 +151,9 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--worker-host", default=env.get("VOXFRAME_HOST", "127.0.0.1"),
                    help="the workers' --host [VOXFRAME_HOST]")  # fmt: skip
     p.add_argument(
-        "--session-id-prefix", type=parse_session_id_prefix, default=env.get("VOXFRAME_SESSION_ID_PREFIX", ""),
+        "--session-id-prefix",
+        type=parse_session_id_prefix,
+        default=env.get("VOXFRAME_SESSION_ID_PREFIX", ""),
         help="the runner's --session-id-prefix (a host's name) [VOXFRAME_SESSION_ID_PREFIX]",
     )
     p.add_argument("--listen", help="nginx's listen address or port (default: --port)")

@@ -240,7 +240,6 @@ class Supervisor:
                 await self._stopping.wait()
 
 
-
 def _send(process: anyio.abc.Process, signum: int) -> None:
     try:
         process.send_signal(signal.Signals(signum))

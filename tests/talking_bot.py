@@ -44,7 +44,6 @@ BOT_HZ = 880.0
 WORD_S = 0.25
 
 
-
 class ScriptedSTT(FrameProcessor):
     """Hears the question in whatever the user says: an interim as they start, the final as they stop."""
 
@@ -95,5 +94,3 @@ def microphone(path: Path) -> Path:
     quiet = np.zeros(rate * 3, np.int16)
     write_wav(path, np.concatenate([syllables(5), quiet, syllables(3), quiet]), rate)
     return path
-
-

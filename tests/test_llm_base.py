@@ -35,6 +35,7 @@ from voxframe.processors.llm.base import RESUME_NOTE
 
 pytestmark = pytest.mark.anyio
 
+
 class Stall:
     """A script item: the stream goes quiet here, until the run is cancelled."""
 

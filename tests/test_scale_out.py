@@ -30,7 +30,7 @@ from voxframe.runner.options import StartupError
 from voxframe.runner.supervisor import RestartPolicy, Supervisor, Worker, plan_workers
 from voxframe.transports.webrtc import HeadlessClient, PortRange
 
-ECHO_BOT = '''
+ECHO_BOT = """
 from voxframe.pipeline import Pipeline
 from voxframe.processors.echo import AudioEcho
 from voxframe.runner import run_bot
@@ -42,7 +42,7 @@ def create_pipeline(bot):
 
 if __name__ == "__main__":
     run_bot(create_pipeline)
-'''
+"""
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
 

@@ -27,7 +27,6 @@ from voxframe.transports.webrtc import HeadlessClient, Session
 pytestmark = pytest.mark.anyio
 
 
-
 class _RepliesWithATone(FrameProcessor):
     """Answers each end of the user's speech with 0.3 s of tone, as a new turn."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 
 import anyio
+import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..input import InputOptions, InputTransport
@@ -50,6 +51,7 @@ class WebRTCInputTransport(InputTransport):
                 decoded = await track.recv()
             except MediaStreamError:
                 return  # the caller's track ended: the session notices and ends the task
+            assert isinstance(decoded, av.AudioFrame)  # an audio track's recv
             self.received_frames += 1
             self._drop_backlog(track, max_backlog)
             pts = None if decoded.pts is None else decoded.pts * rate // decoded.sample_rate

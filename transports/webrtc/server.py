@@ -308,7 +308,7 @@ class WebRTCServer:
         body = await self._json_body(request)
         pc_id = body.get("pc_id")
         session = self.sessions.get(pc_id) if isinstance(pc_id, str) else None
-        if session is None:
+        if not isinstance(session, Session):  # unknown, or a call on another transport (a WebSocket)
             raise ApiError(404, "unknown_session", "no session has this 'pc_id' (it may have ended)")
         return await self._add_candidates(session, body)
 

@@ -170,4 +170,3 @@ def _is_upgrade(request: web.Request) -> bool:
 
 def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
-

@@ -343,4 +343,3 @@ class WebSocketSession:
         if item.turn is not None and item.turn != self._last_sent_turn:
             self._last_sent_turn = item.turn
             self.output.trace("first_packet_out", turn=item.turn, t_ns=self.output.clock.now_ns())
-
