@@ -44,6 +44,7 @@ import anyio
 import numpy as np
 
 from voxframe.pipeline import FrameProcessor, PipelineParams, PipelineTask
+from voxframe.pipeline.aio import first_error
 from voxframe.pipeline.clock import NS_PER_S, current_clock, fail_at, move_on_at
 from voxframe.transports import InputTransport, OutputTransport
 from voxframe.transports.wav import write_wav
@@ -355,12 +356,6 @@ async def call_and_report(bot: BotServer) -> int:
 # --- command line --------------------------------------------------------------------------------
 
 
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
 def _bot_file(create_pipeline: PipelineFactory) -> tuple[Path, bool]:
     """The file that defines `create_pipeline` (what workers run), and whether it is `__main__`."""
     main_file = getattr(sys.modules.get("__main__"), "__file__", None)
@@ -402,7 +397,7 @@ def run_bot(
         code = anyio.run(call_and_report if options.call is not None else serve_until_signal, bot)
     except* OSError as group:
         # A busy or forbidden port: one line, not the task groups' nested tracebacks.
-        first = _first_leaf(group)
+        first = first_error(group)
         if isinstance(first, TimeoutError):  # an OSError too, but not a port problem
             raise
         sys.exit(

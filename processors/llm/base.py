@@ -35,10 +35,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import anyio
 
@@ -59,6 +58,7 @@ from voxframe.pipeline import (
     TTSSpeakFrame,
     UserTurnGate,
 )
+from voxframe.pipeline.aio import closing
 from voxframe.pipeline.clock import NS_PER_S, Clock, fail_at
 
 logger = logging.getLogger("voxframe")
@@ -254,9 +254,7 @@ class LLMService(FrameProcessor):
             self.task_group.start_soon(watch.run)
         try:
             with watch.scope:
-                # Providers write stream_completion as an async generator, which aclosing closes.
-                stream = cast(AsyncGenerator[str | ToolCall, None], self.stream_completion(context, reply.turn))
-                async with aclosing(stream) as items:
+                async with closing(self.stream_completion(context, reply.turn)) as items:
                     async for item in items:
                         watch.beat()
                         if isinstance(item, ToolCall):

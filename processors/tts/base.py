@@ -34,10 +34,8 @@ non-fatal `ErrorFrame` and end the utterance; the session goes on.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -59,13 +57,13 @@ from voxframe.pipeline import (
     TTSWordsFrame,
     WordTiming,
 )
+from voxframe.pipeline.aio import closing
 from voxframe.pipeline.clock import NS_PER_S
 
 from .sentences import SentenceOptions, SentenceSplitter
 
 #: What a synthesis generator yields: audio bytes, or word timings.
 TTSChunk = bytes | list[WordTiming]
-_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -117,7 +115,7 @@ class TTSService(FrameProcessor):
         offset_s = 0.0
         async for text in texts:
             nbytes, has_words = 0, False
-            async with aclosing(_generator(self.synthesize(text, turn))) as chunks:
+            async with closing(self.synthesize(text, turn)) as chunks:
                 async for chunk in chunks:
                     if isinstance(chunk, bytes):
                         nbytes += len(chunk)
@@ -200,8 +198,8 @@ class TTSService(FrameProcessor):
             with self.interruptible(turn), texts:
                 await self.push(TTSStartedFrame(turn=turn))
                 try:
-                    stream = _generator(self.synthesize_stream(self._traced(utterance, texts), turn))
-                    async with aclosing(stream) as chunks:
+                    stream = self.synthesize_stream(self._traced(utterance, texts), turn)
+                    async with closing(stream) as chunks:
                         async for chunk in chunks:
                             if isinstance(chunk, bytes):
                                 await self._push_audio(utterance, chunk)
@@ -241,11 +239,6 @@ class TTSService(FrameProcessor):
         offset = utterance.start_samples / self.sample_rate
         shifted = [WordTiming(w.word, w.start_s + offset, w.end_s + offset) for w in words]
         await self.push(TTSWordsFrame(words=shifted, turn=utterance.turn))
-
-
-def _generator(stream: AsyncIterator[_T]) -> AsyncGenerator[_T, None]:
-    """Providers write their streams as async generators, which `aclosing` can close."""
-    return cast(AsyncGenerator[_T, None], stream)
 
 
 def estimate_word_timings(text: str, start_s: float, duration_s: float) -> list[WordTiming]:

@@ -28,6 +28,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from voxframe.pipeline import Frame, PipelineTask
+from voxframe.pipeline.aio import first_error
 from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock, fail_at, move_on_at
 from voxframe.transports.rtvi import envelope
 
@@ -266,7 +267,7 @@ class Session:
                         endpoint.close()
                         self._changed.fire()
         except Exception as exc:
-            cause = _first_leaf(exc)  # the task group's one failure, not the group around it
+            cause = first_error(exc)  # the task group's one failure, not the group around it
             self.end_reason = f"error: {cause!r}"
             logger.exception("session %s failed", self.id)
             # The caller hears why the call ends (a provider refused it, a processor failed at
@@ -375,12 +376,6 @@ class Session:
         if self.channel is not None:
             self.channel.remove_all_listeners()
         self._pending_events.clear()
-
-
-def _first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup) and error.exceptions:
-        error = error.exceptions[0]
-    return error
 
 
 def _looks_like_sdp(sdp: str) -> bool:
