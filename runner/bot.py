@@ -175,7 +175,9 @@ class BotServer:
         server_options.route_installers.append(self.metrics.install)
         server_options.session_end_listeners.append(self._on_session_end)
         self.traces = _session_traces(tracer_provider)
-        self.admission = Admission(self.server, AdmissionOptions(max_lag_s=options.max_loop_lag_s))
+        self.admission = Admission(
+            self.server, AdmissionOptions(max_lag_s=options.max_loop_lag_s, max_read_late_s=options.max_read_late_s)
+        )
         self.metrics.lag_listeners.append(self.admission.observe)
 
     async def _make_task(self, session: TransportSession) -> PipelineTask:

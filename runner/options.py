@@ -57,6 +57,8 @@ class RunnerOptions:
     workers: int = 1
     #: Refuse new calls while the event loop's median lag is above this (None: never; `admission.py`).
     max_loop_lag_s: float | None = 0.03
+    #: Refuse new calls while the sessions' median read lateness is above this (None: never).
+    max_read_late_s: float | None = 0.1
     #: How callers reach this server ("https://bot.example.com"): the TwiML's stream URL, Twilio's signature.
     public_url: str | None = None
     #: The Twilio account's auth token: the voice webhook checks Twilio's signature with it.
@@ -185,6 +187,11 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "[VOXFRAME_MAX_LOOP_LAG_MS]",
     )  # fmt: skip
     p.add_argument(
+        "--max-read-late-ms", type=float, default=float(default_or("MAX_READ_LATE_MS", "100")), metavar="MS",
+        help="refuse new calls (503) while callers' packets are read this late (median over calls, against "
+        "their RTP timestamps: the wait in the kernel's receive queue); 0: never [VOXFRAME_MAX_READ_LATE_MS]",
+    )  # fmt: skip
+    p.add_argument(
         "--workers", type=parse_workers, default=default("WORKERS", "1"), metavar="N|auto",
         help="worker processes on ports PORT+1.. behind a load balancer on PORT (`voxframe nginx-config`); "
         "auto: one per core; 1: this process serves on PORT [VOXFRAME_WORKERS]",
@@ -238,6 +245,9 @@ def parse_options(
     if args.max_loop_lag_ms < 0:
         parser.error(f"--max-loop-lag-ms must be >= 0, got {args.max_loop_lag_ms:g}")
     options.max_loop_lag_s = args.max_loop_lag_ms / 1000 or None
+    if args.max_read_late_ms < 0:
+        parser.error(f"--max-read-late-ms must be >= 0, got {args.max_read_late_ms:g}")
+    options.max_read_late_s = args.max_read_late_ms / 1000 or None
     if options.workers > 1 and options.port == 0:
         parser.error("--workers needs a fixed --port (the workers serve on the ports after it)")
     if not options.loopback and options.token is None and not args.insecure_no_token and options.call is None:

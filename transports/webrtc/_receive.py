@@ -41,6 +41,7 @@ from aiortc.rtp import RtpPacket
 from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock
 
 from ._decode import DecodedAudioTrack
+from ._lateness import ReadLateness
 
 _HALF_SEQ = 1 << 15
 #: A jump this far (either way) means a new stream (the sender restarted), not reordering.
@@ -142,6 +143,8 @@ class ReorderStage:
         self._held: dict[int, tuple[RtpPacket, int]] = {}
         self.stats = ReceiveStatistics()
         self.last_arrival_ns = 0
+        #: How late packets are read (receive-queue wait; see `_lateness`).
+        self.read_lateness = ReadLateness()
         #: The caller's audio, when decoded inline; else read aiortc's remote track.
         self.decoded: DecodedAudioTrack | None = None
 
@@ -152,6 +155,7 @@ class ReorderStage:
 
     async def add(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         self.last_arrival_ns = self._clock.now_ns()
+        self.read_lateness.observe(self.last_arrival_ns, packet.timestamp, packet.sequence_number)
         if self._adaptive is not None:
             self._window = self._adaptive.observe(self.last_arrival_ns, packet.timestamp)
             self.stats.jitter_ms = self._adaptive.jitter_ns / 1e6

@@ -239,6 +239,12 @@ class Session:
         self._changed.fire()
 
     @property
+    def read_lateness_s(self) -> float:
+        """How late the caller's packets are being read (s): the wait in the kernel's receive
+        queue and the network's, over the least seen (see `_lateness`); 0 before any arrives."""
+        return max((stage.read_lateness.lateness_ns for stage in self._stages), default=0.0) / NS_PER_S
+
+    @property
     def state(self) -> str:
         return self.pc.connectionState
 
