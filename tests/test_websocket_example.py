@@ -7,16 +7,12 @@ Media Streams asks the shipped question as 8 kHz μ-law, then a raw-format calle
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import anyio
 import numpy as np
 import pytest
-from example_helpers import EXAMPLE, QUESTION_WAV, ROOT, clean_env, loud_seconds, words
+from example_helpers import QUESTION_WAV, loud_seconds, serving_example, words
 from websocket_helpers import raw_call, twilio_call
 
-from tests.support import Console
 from voxframe.transports._audio import StreamResampler
 from voxframe.transports.wav import read_wav
 
@@ -31,37 +27,20 @@ def question_at(rate: int) -> np.ndarray:
 
 
 async def test_the_example_bot_answers_a_phone_call_and_a_websocket_call() -> None:
-    command = [sys.executable, str(EXAMPLE), "--port", "0"]
-    process = await anyio.open_process(
-        command, env=clean_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    async with process, anyio.create_task_group() as tg:
-        console = Console(process)
-        tg.start_soon(console.read)
-        try:
+    async with serving_example() as bot:
+        async with twilio_call(bot.url) as phone:
+            phone.say(question_at(8000))
             with anyio.fail_after(60):
-                ready = (await console.wait_for(r"voxframe bot ready: open http://127\.0\.0\.1:")).string
-            url = ready.split("open ", 1)[1].split()[0]
-            async with twilio_call(url) as phone:
-                phone.say(question_at(8000))
-                with anyio.fail_after(60):
-                    await console.wait_for(r"turn 1 \| heard:")
-                await phone.got.wait_for(lambda: phone.played_s >= 1.0, timeout_s=30)
-                await phone.hang_up()
-            async with raw_call(url) as caller:
-                await caller.got.wait_for(lambda: caller.got.of("bot-ready"), timeout_s=30)
-                await caller.say(question_at(16_000))
-                await caller.got.wait_for(lambda: caller.got.of("bot-stopped-speaking"), timeout_s=60)
-            with anyio.fail_after(30):
-                await console.wait_for(f"session {caller.got.of('session')[0]['session_id']} ended")
-            phone_turn, ws_turn = [line for line in console.lines if "turn 1 | heard:" in line]  # a call each
-        finally:
-            process.send_signal(2)
-            with anyio.move_on_after(30):
-                await process.wait()
-            if process.returncode is None:
-                process.kill()
-            tg.cancel_scope.cancel()
+                await bot.console.wait_for(r"turn 1 \| heard:")
+            await phone.got.wait_for(lambda: phone.played_s >= 1.0, timeout_s=30)
+            await phone.hang_up()
+        async with raw_call(bot.url) as caller:
+            await caller.got.wait_for(lambda: caller.got.of("bot-ready"), timeout_s=30)
+            await caller.say(question_at(16_000))
+            await caller.got.wait_for(lambda: caller.got.of("bot-stopped-speaking"), timeout_s=60)
+        with anyio.fail_after(30):
+            await bot.console.wait_for(f"session {caller.got.of('session')[0]['session_id']} ended")
+        phone_turn, ws_turn = [line for line in bot.console.lines if "turn 1 | heard:" in line]  # a call each
 
     for line in (phone_turn, ws_turn):
         assert words(line.split("heard:", 1)[1].split("|", 1)[0]) == ["what", "time", "is", "it"]
