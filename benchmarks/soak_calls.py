@@ -111,7 +111,9 @@ async def soak_server(media_timeout_s: float = 2.0, nice: int = 0) -> AsyncItera
     try:
         line = await _first_line(process, 60)
         _, port, control = line.split()
-        async with aiohttp.ClientSession() as http:
+        # One connection per endpoint: a second idle keep-alive connection to the control port
+        # (a sample overlapping a request) would count as a task and a descriptor of the server's.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit_per_host=1)) as http:
             yield SoakServer(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{control}", process.pid, http)
     finally:
         with anyio.CancelScope(shield=True):
