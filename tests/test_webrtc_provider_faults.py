@@ -1,0 +1,103 @@
+"""A provider that fails in the middle of a call, as the caller over WebRTC experiences it.
+
+A real server runs the cloud pipeline (Silero VAD, the Deepgram, OpenAI and Cartesia clients)
+against the fakes on 127.0.0.1; a headless caller speaks a real recorded question. The fault
+comes mid-utterance: the user is still talking when the STT connection fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+from webrtc_helpers import client_options, serving
+
+from tests.example_helpers import QUESTION_WAV, words
+from voxframe.fakes import (
+    ZERO,
+    CartesiaFake,
+    CartesiaFakeOptions,
+    DeepgramFake,
+    DeepgramFakeOptions,
+    FakeProviders,
+    Fault,
+    OpenAIFake,
+    OpenAIFakeOptions,
+)
+from voxframe.pipeline import LLMContext, Pipeline, PipelineParams, PipelineTask
+from voxframe.processors.aggregators import context_aggregators
+from voxframe.processors.llm.openai import OpenAILLM, OpenAIOptions
+from voxframe.processors.streaming.websocket import StreamOptions
+from voxframe.processors.stt.deepgram import DeepgramOptions, DeepgramSTT
+from voxframe.processors.tts.cartesia import CartesiaOptions, CartesiaTTS
+from voxframe.processors.turns import TurnController, TurnOptions
+from voxframe.processors.vad import VADOptions, VADParams, VADProcessor
+from voxframe.transports.webrtc import HeadlessClient, Session
+
+pytestmark = pytest.mark.anyio
+
+QUESTION = "What time is it?"
+
+
+def cloud_factory(fakes: FakeProviders) -> Callable[[Session], Any]:
+    async def factory(session: Session) -> PipelineTask:
+        context = LLMContext(messages=[{"role": "system", "content": "You are a voice assistant."}])
+        user, assistant = context_aggregators(context)
+        # A stalled stream is replaced after 1 s of silence owed an answer (5 s as shipped).
+        stream = StreamOptions(keepalive_interval_s=5.0, liveness_timeout_s=1.0)
+        pipeline = Pipeline(
+            [
+                session.input,
+                VADProcessor(VADOptions(params=VADParams(stop_s=0.5))),
+                DeepgramSTT(DeepgramOptions(url=fakes.deepgram.url, api_key="k", stream=stream)),
+                TurnController(TurnOptions()),
+                user,
+                OpenAILLM(OpenAIOptions(base_url=fakes.openai.url, api_key="k")),
+                CartesiaTTS(CartesiaOptions(url=fakes.cartesia.url, api_key="k")),
+                session.output,
+                assistant,
+            ]
+        )
+        return PipelineTask(pipeline, PipelineParams(idle_timeout_s=None))
+
+    return factory
+
+
+def said(client: HeadlessClient) -> str:
+    """What the bot said to the caller (the LLM's text and any spoken apology), joined."""
+    return "".join(e["data"]["text"] for e in client.events if e.get("type") == "bot-llm-text")
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault.mid_utterance(0.5, drop=True),
+        Fault.mid_utterance(0.5, close_code=1011),
+        Fault.mid_utterance(0.5, stall=True),
+    ],
+    ids=["drop", "close-1011", "stall"],
+)
+async def test_the_users_words_survive_an_stt_fault_mid_utterance(fault: Fault) -> None:
+    fakes = FakeProviders(
+        DeepgramFake(DeepgramFakeOptions(transcripts=[QUESTION], final_latency=ZERO)),
+        OpenAIFake(OpenAIFakeOptions(ttft=ZERO, token_interval_s=0.0)),
+        CartesiaFake(CartesiaFakeOptions(ttfa=ZERO, realtime_factor=float("inf"))),
+    )
+    async with fakes:
+        fakes.deepgram.faults.append(fault)
+        server = serving(cloud_factory(fakes))
+        async with server as (_server, url), HeadlessClient.connect(url, client_options()) as caller:
+            with anyio.fail_after(30):
+                await caller.wait_for_event("bot-ready", timeout_s=10)
+                await caller.play(QUESTION_WAV)
+                final = await caller.wait_for_event("user-transcription", timeout_s=15, final=True)
+                await caller.wait_for_event("bot-llm-stopped", timeout_s=10)
+                await caller.wait_for_event("bot-stopped-speaking", timeout_s=10)
+        first = fakes.deepgram.connections[0]
+    assert first.ended in ("dropped", "closed 1011", "stalled")
+    assert len(fakes.deepgram.connections) >= 2  # reconnected, and the utterance replayed
+    assert words(final["data"]["text"]) == words(QUESTION)
+    assert words(said(caller)) == words(f"You said: {QUESTION}")
+    assert not [e for e in caller.events if e.get("type") == "error" and e["data"].get("fatal")]
