@@ -28,6 +28,7 @@ from voxframe.fakes import (
 )
 from voxframe.pipeline import LLMContext, Pipeline, PipelineParams, PipelineTask
 from voxframe.processors.aggregators import context_aggregators
+from voxframe.processors.llm import LLMOptions
 from voxframe.processors.llm.openai import OpenAILLM, OpenAIOptions
 from voxframe.processors.streaming.websocket import StreamOptions
 from voxframe.processors.stt.deepgram import DeepgramOptions, DeepgramSTT
@@ -100,4 +101,43 @@ async def test_the_users_words_survive_an_stt_fault_mid_utterance(fault: Fault) 
     assert len(fakes.deepgram.connections) >= 2  # reconnected, and the utterance replayed
     assert words(final["data"]["text"]) == words(QUESTION)
     assert words(said(caller)) == words(f"You said: {QUESTION}")
+    assert not [e for e in caller.events if e.get("type") == "error" and e["data"].get("fatal")]
+
+
+async def call(fakes: FakeProviders) -> tuple[HeadlessClient, dict[str, Any]]:
+    """One call: the caller asks the question and hears the bot's turn out; its last event."""
+    server = serving(cloud_factory(fakes))
+    async with server as (_server, url), HeadlessClient.connect(url, client_options()) as caller:
+        with anyio.fail_after(30):
+            await caller.wait_for_event("bot-ready", timeout_s=10)
+            await caller.play(QUESTION_WAV)
+            stopped = await caller.wait_for_event("bot-stopped-speaking", timeout_s=20)
+    return caller, stopped
+
+
+def cloud_fakes() -> FakeProviders:
+    return FakeProviders(
+        DeepgramFake(DeepgramFakeOptions(transcripts=[QUESTION], final_latency=ZERO)),
+        OpenAIFake(OpenAIFakeOptions(ttft=ZERO, token_interval_s=0.01)),
+        CartesiaFake(CartesiaFakeOptions(ttfa=ZERO, realtime_factor=float("inf"))),
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "heard"),
+    [
+        (Fault.reject(429, retry_after_s=0.2), f"You said: {QUESTION}"),  # one short retry
+        (Fault.reject(500), LLMOptions().apology),
+        (Fault.drop_connection(after_sent=3), f"You said… {LLMOptions().apology}"),
+        (Fault(after_sent=3, reason="overloaded"), f"You said… {LLMOptions().apology}"),  # in-stream error
+        (Fault.stall_after(after_sent=3), f"You said… {LLMOptions().apology}"),
+    ],
+    ids=["429", "500", "drop-mid-reply", "error-mid-reply", "stall-mid-reply"],
+)
+async def test_an_llm_fault_is_retried_or_apologised_for_aloud(fault: Fault, heard: str) -> None:
+    async with cloud_fakes() as fakes:
+        fakes.openai.faults.append(fault)
+        caller, stopped = await call(fakes)
+    assert words(said(caller)) == words(heard)
+    assert not stopped["data"]["interrupted"] and stopped["data"]["played_s"] > 0.5  # heard, not cut
     assert not [e for e in caller.events if e.get("type") == "error" and e["data"].get("fatal")]
