@@ -117,7 +117,7 @@ async def call(fakes: FakeProviders) -> tuple[HeadlessClient, dict[str, Any]]:
 
 def cloud_fakes() -> FakeProviders:
     return FakeProviders(
-        DeepgramFake(DeepgramFakeOptions(transcripts=[QUESTION], final_latency=ZERO)),
+        DeepgramFake(DeepgramFakeOptions(transcripts=[QUESTION, QUESTION], final_latency=ZERO)),
         OpenAIFake(OpenAIFakeOptions(ttft=ZERO, token_interval_s=0.01)),
         CartesiaFake(CartesiaFakeOptions(ttfa=ZERO, realtime_factor=float("inf"))),
     )
@@ -141,3 +141,37 @@ async def test_an_llm_fault_is_retried_or_apologised_for_aloud(fault: Fault, hea
     assert words(said(caller)) == words(heard)
     assert not stopped["data"]["interrupted"] and stopped["data"]["played_s"] > 0.5  # heard, not cut
     assert not [e for e in caller.events if e.get("type") == "error" and e["data"].get("fatal")]
+
+
+@pytest.mark.parametrize(
+    ("provider", "faults"),
+    [
+        ("deepgram", [Fault.mid_utterance(0.5, drop=True), Fault.reject(401)]),  # the key revoked mid-call
+        ("openai", [Fault.reject(401)]),
+        ("cartesia", [Fault.drop_connection(after_audio=3), Fault.reject(401)]),  # revoked mid-reply
+    ],
+)
+async def test_a_401_ends_that_call_with_a_fatal_error_and_the_next_call_goes_on(
+    provider: str, faults: list[Fault]
+) -> None:
+    async with cloud_fakes() as fakes:
+        getattr(fakes, provider).faults.extend(faults)
+        server = serving(cloud_factory(fakes))
+        async with server as (server_, url):
+            async with HeadlessClient.connect(url, client_options()) as refused:
+                with anyio.fail_after(30):
+                    await refused.wait_for_event("bot-ready", timeout_s=10)
+                    async with anyio.create_task_group() as tg:
+                        # The call may end mid-question (its STT is refused): the mic does not finish.
+                        tg.start_soon(refused.play, QUESTION_WAV)
+                        error = await refused.wait_for_event("error", timeout_s=20, fatal=True)
+                        tg.cancel_scope.cancel()
+                    await server_.wait_sessions(lambda sessions: not sessions)
+            assert "401" in error["data"]["message"]
+            async with HeadlessClient.connect(url, client_options()) as fine:
+                with anyio.fail_after(30):
+                    await fine.wait_for_event("bot-ready", timeout_s=10)
+                    await fine.play(QUESTION_WAV)
+                    await fine.wait_for_event("bot-stopped-speaking", timeout_s=20)
+            assert words(said(fine)) == words(f"You said: {QUESTION}")
+            assert not [e for e in fine.events if e.get("type") == "error"]
