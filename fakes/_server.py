@@ -81,6 +81,9 @@ class Fault:
     drop: bool = False
     stall: bool = False
     retry_after_s: float = 1.0
+    #: A speech fake's mid-utterance point: due once this much of an utterance's speech was
+    #: heard (the Deepgram fake: the user is still talking when the connection fails).
+    after_speech_s: float | None = None
 
     @classmethod
     def reject(cls, status: int, *, retry_after_s: float = 1.0) -> Fault:
@@ -115,6 +118,15 @@ class Fault:
         cls, *, after_sent: int | None = None, after_received: int | None = None, after_audio: int | None = None
     ) -> Fault:
         return cls(stall=True, after_sent=after_sent, after_received=after_received, after_audio=after_audio)
+
+    @classmethod
+    def mid_utterance(
+        cls, after_speech_s: float, *, drop: bool = False, stall: bool = False, close_code: int | None = None
+    ) -> Fault:
+        """Fail a speech fake's connection `after_speech_s` into an utterance: `drop`, `stall`, or
+        close with `close_code` (1011 `NET-0000`, Deepgram's internal error, by default)."""
+        code = None if drop or stall else (close_code or 1011)
+        return cls(after_speech_s=after_speech_s, drop=drop, stall=stall, close_code=code, reason="NET-0000")
 
     def due(self, sent: int, received: int, audio: int = 0) -> bool:
         return (
@@ -368,6 +380,10 @@ class WebSocketSession:
         fault = self.conn.fault
         if fault is None or fault.status is not None or not fault.due(self.sent, self.received, self.audio_sent):
             return
+        await self.fail(fault)
+
+    async def fail(self, fault: Fault) -> None:
+        """Apply `fault` now (a subclass calls it at a point of its own, e.g. mid-utterance)."""
         self.conn.fault = None
         if fault.stall:
             self.stalled = True

@@ -171,8 +171,12 @@ class _Session(WebSocketSession):
     async def on_binary(self, data: bytes) -> None:
         if not data or len(data) % 2:
             self._queue_close(1008, "DATA-0000")
-        else:
-            self._on_audio(data)
+            return
+        self._on_audio(data)
+        fault, utterance = self.conn.fault, self.utterance
+        speaking_s = self.segmenter.position_s - utterance.start_s if utterance and not utterance.finalized else 0.0
+        if fault is not None and fault.after_speech_s is not None and speaking_s >= fault.after_speech_s:
+            await self.fail(fault)  # mid-utterance: what was said so far is not final yet
 
     async def on_text(self, payload: Any) -> None:
         kind = payload.get("type") if isinstance(payload, dict) else None

@@ -23,6 +23,7 @@ from voxframe.pipeline import (
     LLMTextFrame,
     MetricsFrame,
     Pipeline,
+    PipelineError,
     PipelineTask,
     Tool,
     TTSSpeakFrame,
@@ -123,7 +124,6 @@ async def test_parallel_tool_calls_run_together_then_the_model_answers_with_thei
 @pytest.mark.parametrize(
     ("fault", "reason"),
     [
-        (Fault.reject(401), "401"),
         (Fault.reject(500), "500"),
         (Fault.drop_connection(after_sent=3), "Connection"),
         (Fault.close(500, "overloaded", after_sent=3), "overloaded"),
@@ -142,6 +142,20 @@ async def test_a_failure_is_apologised_for_reported_and_the_session_goes_on(faul
     (error,) = head.of(ErrorFrame, UP)
     assert not error.fatal and reason in error.error
     assert text_of(tail, 2) == "You said: again"
+
+
+async def test_a_refused_key_is_a_fatal_error_without_an_apology() -> None:
+    """A 401 fails every later reply too: the call ends with the reason instead of apologising."""
+    async with fake() as f:
+        with pytest.raises(ExceptionGroup) as ended:  # the task ends with the reason
+            async with llm_pipeline(f) as (task, head, tail):
+                f.faults.append(Fault.reject(401))
+                await task.queue_frame(LLMContextFrame(context=user("one"), turn=1))
+                await head.wait_for(lambda: bool(head.of(ErrorFrame, UP)))
+    assert ended.group_contains(PipelineError, match="401")
+    (error,) = head.of(ErrorFrame, UP)
+    assert error.fatal and "401" in error.error
+    assert tail.of(TTSSpeakFrame) == []
 
 
 async def test_a_rate_limit_gets_one_short_retry() -> None:

@@ -21,9 +21,11 @@ rest of a reply for an `LLMContextFrame(turn=N)`:
 * a stream that goes quiet is a failure too, on the injected clock: no first item within
   `first_token_timeout_s`, or a gap over `inter_token_timeout_s` once it began. A run that
   stalled before saying or asking anything is retried (`stall_retries` per reply);
-* a failure (auth, rate limit, server error, broken or stalled stream) becomes a short spoken
-  apology and a non-fatal `ErrorFrame`; the session goes on. After a partial reply the apology
-  is a sentence of its own: the partial is closed with an ellipsis unless it ended a sentence,
+* a failure (rate limit, server error, broken or stalled stream) becomes a short spoken
+  apology and a non-fatal `ErrorFrame`; the session goes on. One that `is_fatal` (a refused
+  key: every later reply would fail too) is a fatal `ErrorFrame` instead, which ends the call.
+  After a partial reply the apology is a sentence of its own: the partial is closed with an
+  ellipsis unless it ended a sentence,
   and the apology carries a leading space, as tokens do, so text joined per turn reads
   "You said… Sorry, …" and TTS speaks two sentences; what was said is never said again.
 
@@ -197,6 +199,11 @@ class LLMService(FrameProcessor):
             self._user_turn.observe(frame)
         await self.push(frame, direction)
 
+    def is_fatal(self, error: Exception) -> bool:
+        """Whether `error` fails every reply from now on (a revoked key): the call ends with a fatal
+        error instead of an apology. A subclass names its provider's permanent errors."""
+        return False
+
     def resumes(self, turn: int) -> bool:
         """Reply `turn` carries on a reply a false interruption cut off (`LLMContextFrame.resume`)."""
         return turn in self._resumed
@@ -220,6 +227,9 @@ class LLMService(FrameProcessor):
                 )
         except Exception as exc:
             logger.warning("%s: reply %d failed: %r", self.name, turn, exc)
+            if self.is_fatal(exc):  # no later reply can succeed: end the call with the reason
+                await self.push_error(f"{self.name}: {exc}", fatal=True, exception=exc)
+                return
             await self._apologize(reply)
             await self.push_error(f"{self.name}: {exc}", exception=exc)
         await self.push(LLMResponseEndFrame(turn=turn))

@@ -79,6 +79,10 @@ class OpenAILLM(LLMService):
             await self._client.close()
             self._client = None
 
+    def is_fatal(self, error: Exception) -> bool:
+        """A refused key (401) or a forbidden model (403) refuses every later request too."""
+        return isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError)
+
     async def stream_completion(self, context: LLMContext, turn: int) -> AsyncIterator[str | ToolCall]:
         stream = await self._create(context)
         calls: dict[int, dict[str, str]] = {}
