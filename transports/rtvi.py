@@ -63,6 +63,7 @@ from voxframe.pipeline import (
     LLMTextFrame,
     MetricsFrame,
     Observer,
+    PipelineTask,
     StartFrame,
     Tracer,
     TranscriptionFrame,
@@ -118,8 +119,19 @@ def _library_version() -> str:
 class RTVIEndpoint(Observer):
     """One client's RTVI conversation: frames out as messages, messages in as frames."""
 
-    def __init__(self, send: Send, tracer: Tracer | None = None, deliver: Deliver | None = None) -> None:
+    def __init__(
+        self,
+        send: Send,
+        tracer: Tracer | None = None,
+        deliver: Deliver | None = None,
+        *,
+        ready_on_start: bool = False,
+    ) -> None:
         self._send = send
+        #: The pipeline's start counts as the client's ``client-ready`` (a client that says nothing,
+        #: e.g. a raw WebSocket caller whose ``start`` is its readiness): ``bot-ready`` goes out once
+        #: the pipeline runs; a ``client-ready`` sent later is still answered under its own id.
+        self.ready_on_start = ready_on_start
         #: The task's tracer: its clock paces the words, its points make ``turn_latency``.
         self.tracer = tracer
         #: Takes a frame for the head of the pipeline (the transport queues it there).
@@ -177,7 +189,12 @@ class RTVIEndpoint(Observer):
             message = json.loads(raw)
         except (TypeError, ValueError, UnicodeDecodeError):
             return  # a keep-alive ping, or another protocol's text: not ours
-        if not isinstance(message, dict) or message.get("label") != LABEL:
+        if isinstance(message, dict):
+            self.receive_message(message)
+
+    def receive_message(self, message: dict[str, Any]) -> None:
+        """One message already parsed from JSON (a transport whose wire format parses it)."""
+        if message.get("label") != LABEL:
             return
         kind, message_id, data = message.get("type"), message.get("id"), message.get("data")
         message_id = message_id if isinstance(message_id, str) else ""
@@ -215,10 +232,14 @@ class RTVIEndpoint(Observer):
                 {"error": f"client protocol {version!r}; this bot speaks RTVI {PROTOCOL_VERSION}"},
                 message_id,
             )
+        if self._ready_sent:  # ready on start already said it: answer this client-ready too
+            self._ready_sent = False
         self._client_ready_id = message_id
         self._maybe_ready()
 
     def _maybe_ready(self) -> None:
+        if self._client_ready_id is None and self.ready_on_start:
+            self._client_ready_id = ""
         if self._ready_sent or not self._running or self._client_ready_id is None:
             return
         self._ready_sent = True
@@ -380,6 +401,40 @@ class RTVIEndpoint(Observer):
             self._pacing = False
 
 
+class FrameInbox:
+    """A client's frames on their way to the head of the pipeline: `deliver` (an endpoint's
+    `deliver`) never blocks; a full inbox drops the frame and counts it (`dropped`); `forward`
+    queues them into the task until `close`. One per call, whatever the transport."""
+
+    def __init__(self, owner: str, max_frames: int = 64) -> None:
+        self.owner = owner
+        self.dropped = 0
+        self._send, self._receive = anyio.create_memory_object_stream[Frame](max_frames)
+
+    def deliver(self, frame: Frame) -> None:
+        try:
+            self._send.send_nowait(frame)
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self.dropped += 1
+            if self.dropped == 1:  # once: a flooding caller must not flood the log too
+                logger.warning("%s: dropping the caller's %s (the pipeline is behind)", self.owner, frame.name)
+
+    async def forward(self, task: PipelineTask) -> None:
+        """Queue the caller's frames into the pipeline; returns when the inbox is closed."""
+        async with self._receive:
+            async for frame in self._receive:
+                await task.queue_frame(frame)
+
+    def close(self) -> None:
+        """No more frames: `forward` returns once it has queued those already in."""
+        self._send.close()
+
+    def discard(self) -> None:
+        """The call is over: drop what is left (idempotent)."""
+        self._send.close()
+        self._receive.close()
+
+
 class _Refused(Exception):
     """A client message we cannot act on; its text goes back in an ``error-response``."""
 
@@ -392,4 +447,4 @@ def _drop(frame: Frame) -> None:
     """The `deliver` of an endpoint with no pipeline to feed."""
 
 
-__all__ = ["LABEL", "MAX_MESSAGE_CHARS", "PROTOCOL_VERSION", "RTVIEndpoint", "envelope"]
+__all__ = ["LABEL", "MAX_MESSAGE_CHARS", "PROTOCOL_VERSION", "FrameInbox", "RTVIEndpoint", "envelope"]

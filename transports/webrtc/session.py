@@ -27,10 +27,10 @@ import anyio
 from aiortc import RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from voxframe.pipeline import Frame, PipelineTask
+from voxframe.pipeline import PipelineTask
 from voxframe.pipeline.aio import first_error
 from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock, fail_at, move_on_at
-from voxframe.transports.rtvi import envelope
+from voxframe.transports.rtvi import FrameInbox, envelope
 
 from ..input import InputOptions
 from ._ice import IceOptions, ignore_checks_from_other_hosts
@@ -106,10 +106,10 @@ class Session:
         self._pipeline_over = False
         # The caller's RTVI endpoint exists from the start: its client-ready may come before the
         # factory has built the task (the endpoint answers once the pipeline runs).
-        self._inbox_send, self._inbox = anyio.create_memory_object_stream[Frame](_MAX_INBOX_FRAMES)
-        #: Frames from the caller's messages that found the inbox full (or the pipeline over).
-        self.dropped_client_frames = 0
-        self._events_observer: ClientEventsObserver | None = ClientEventsObserver(self.send_event, None, self._deliver)
+        self._inbox = FrameInbox(f"session {self.id}", _MAX_INBOX_FRAMES)
+        self._events_observer: ClientEventsObserver | None = ClientEventsObserver(
+            self.send_event, None, self._inbox.deliver
+        )
         self.pc.on("connectionstatechange", self._on_state_change)
         self.pc.on("datachannel", self._on_datachannel)
 
@@ -204,20 +204,10 @@ class Session:
         if self._events_observer is not None:
             self._events_observer.receive(message)
 
-    def _deliver(self, frame: Frame) -> None:
-        """A frame from the caller's messages, for the head of the pipeline (see `_forward`)."""
-        try:
-            self._inbox_send.send_nowait(frame)
-        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self.dropped_client_frames += 1
-            if self.dropped_client_frames == 1:  # once: a flooding caller must not flood the log too
-                logger.warning("session %s: dropping the caller's %s (the pipeline is behind)", self.id, frame.name)
-
-    async def _forward(self, task: PipelineTask) -> None:
-        """Queue the caller's frames into the pipeline; returns when the inbox is closed."""
-        async with self._inbox:
-            async for frame in self._inbox:
-                await task.queue_frame(frame)
+    @property
+    def dropped_client_frames(self) -> int:
+        """Frames from the caller's messages that found the inbox full (or the pipeline over)."""
+        return self._inbox.dropped
 
     def _flush_events(self) -> None:
         channel = self.channel
@@ -259,7 +249,7 @@ class Session:
             if await self._wait_connected():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._watch, task)
-                    tg.start_soon(self._forward, task)
+                    tg.start_soon(self._inbox.forward, task)
                     tg.start_soon(endpoint.run)
                     try:
                         await task.run()
@@ -269,7 +259,7 @@ class Session:
                         # cancelled task's exception would keep its frame, and so this session,
                         # in a cycle until a collection.
                         self._pipeline_over = True
-                        self._inbox_send.close()
+                        self._inbox.close()
                         endpoint.close()
                         self._changed.fire()
         except Exception as exc:
@@ -363,8 +353,7 @@ class Session:
         if self._events_observer is not None:
             self._events_observer.close()
             self._events_observer = None
-        self._inbox_send.close()
-        self._inbox.close()
+        self._inbox.discard()
         self._say_peer_left()
         self.output.track.stop()
         for stage in self._stages:

@@ -20,7 +20,6 @@ Bad messages are dropped, logged and, where the format has events, answered with
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,7 +32,7 @@ from aiohttp import WSMsgType, web
 from voxframe.pipeline import PipelineTask
 
 from ..input import InputOptions
-from ..rtvi import PROTOCOL_VERSION, envelope
+from ..rtvi import FrameInbox
 from ..webrtc.events import ClientEventsObserver, Message
 from .serializer import (
     AudioIn,
@@ -111,6 +110,13 @@ class WebSocketSession:
         self._handshake_scope: anyio.CancelScope | None = None
         self._last_sent_turn: int | None = None
         self._observer: ClientEventsObserver | None = None
+        #: The caller's RTVI messages as frames (send-text, client-message), for the pipeline's head.
+        self._inbox = FrameInbox(f"websocket session {self.id}")
+
+    @property
+    def dropped_client_frames(self) -> int:
+        """Frames from the caller's messages that found the inbox full (or the pipeline over)."""
+        return self._inbox.dropped
 
     # --- what the output and the events observer call ---------------------------------------------
 
@@ -155,19 +161,23 @@ class WebSocketSession:
                 return
             self.output.output_options.sample_rate = self.serializer.output_sample_rate
             self.task = task = await factory(self)
-            self._observer = ClientEventsObserver(self.send_event, task.tracer)
-            task.params.observers.append(self._observer)
+            # The format's start is the caller saying it is ready: RTVI's `bot-ready` follows once
+            # the pipeline runs (a socket caller that speaks before it would be unheard).
+            self._observer = observer = ClientEventsObserver(
+                self.send_event, task.tracer, self._inbox.deliver, ready_on_start=True
+            )
+            task.params.observers.append(observer)
             self.send_event(self._session_event())
-            # The raw format's start is the caller saying it is ready: RTVI's `bot-ready` follows
-            # once the pipeline runs (a socket caller that speaks before it would be unheard).
-            ready = envelope("client-ready", {"version": PROTOCOL_VERSION, "about": {"library": "voxframe.websocket"}})
-            self._observer.receive(json.dumps(ready))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._send_loop)
                 tg.start_soon(self._receive_loop, early)
                 tg.start_soon(self._watch, task)
+                tg.start_soon(self._inbox.forward, task)
+                tg.start_soon(observer.run)  # each reply word when it is heard
                 await task.run()
                 self.end_reason = self.end_reason or "pipeline ended"
+                self._inbox.close()  # the forwarder and the word pacer return by themselves
+                observer.close()
                 if not await self._wind_down():
                     tg.cancel_scope.cancel()  # a loop is stuck (bounded above): the last resort
         except Exception as exc:
@@ -198,6 +208,7 @@ class WebSocketSession:
         self.output.detach()
         if self._observer is not None:
             self._observer.close()
+        self._inbox.discard()
         self._outbox.clear()
         self.input.end_input()
         with anyio.move_on_after(2):
@@ -294,8 +305,9 @@ class WebSocketSession:
             elif isinstance(item, CallEnded):
                 self.end_reason = self.end_reason or item.reason
                 return False
-            elif isinstance(item, ClientMessage):
-                logger.debug("session %s: client message %s", self.id, item.message.get("type"))
+            elif isinstance(item, ClientMessage) and self._observer is not None:
+                # RTVI (send-text, client-message, ...) as on the data channel; other JSON is ignored.
+                self._observer.receive_message(item.message)
         return True
 
     async def _watch(self, task: PipelineTask) -> None:
