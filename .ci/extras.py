@@ -2,7 +2,9 @@
 
 For every extra in pyproject.toml this builds a fresh venv (uv, from the package registry),
 installs `voxframe[extra]` from this checkout (a real wheel, not editable), and imports the
-modules that extra promises, loading the models its files pin. Run by `.ci/run`:
+modules that extra promises, loading the models its files pin. An extra whose code hooks into a
+library's private internals (webrtc: aiortc, aioice) also runs its tests there, so both ends of
+its version range really work, not merely import. Run by `.ci/run`:
 
     .venv/bin/python .ci/extras.py [--only vad,deepgram] [--resolutions highest,lowest-direct]
 """
@@ -41,6 +43,12 @@ CHECKS = {
     "assert 0 <= SmartTurnModel().predict_sync(np.zeros(16000, np.int16)).probability <= 1",
 }
 
+#: Tests run in the fresh venv (from this checkout's tests/, against the installed wheel).
+TESTS = {
+    "webrtc": ["tests/test_webrtc_hooks.py", "tests/test_webrtc_echo.py", "tests/test_webrtc_receive.py"],
+}
+TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"]
+
 
 def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, **kwargs)  # type: ignore[call-overload]
@@ -55,8 +63,13 @@ def check(extra: str, resolution: str, work: Path) -> str | None:
         [str(UV), "pip", "install", "-q", "--python", str(python), "--resolution", resolution, f"{ROOT}[{extra}]"],
         [str(python), "-c", CHECKS[extra]],
     ]
+    if extra in TESTS:
+        steps += [
+            [str(UV), "pip", "install", "-q", "--python", str(python), *TEST_TOOLS],
+            [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS[extra]],
+        ]
     for step in steps:
-        done = run(step, cwd=work)
+        done = run(step, cwd=ROOT if "pytest" in step else work)
         if done.returncode != 0:
             return f"{' '.join(step[:3])} ...: exit {done.returncode}\n{(done.stdout + done.stderr)[-2000:]}"
     return None

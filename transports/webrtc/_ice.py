@@ -22,11 +22,26 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
+from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransport, RTCPeerConnection
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
+from ._hooks import require_attribute, require_parameters, require_source
 from ._ports import Binding, PortRange, bind_in
 
+ICE_HOOK = "ICE host"
+
+
+def check_ice_hooks(ice: Any = aioice.ice, transport: type = RTCIceTransport) -> None:
+    """Fail (HookError) unless aioice still gathers through `get_host_addresses(use_ipv4, use_ipv6)`
+    and answers checks in `Connection.request_received(message, addr, ...)`, and aiortc's ICE
+    transport keeps its aioice connection in `_connection` (the hooks below)."""
+    require_parameters(ICE_HOOK, require_attribute(ICE_HOOK, ice, "get_host_addresses"), ["use_ipv4", "use_ipv6"])
+    answer = require_attribute(ICE_HOOK, require_attribute(ICE_HOOK, ice, "Connection"), "request_received")
+    require_parameters(ICE_HOOK, answer, ["self", "message", "addr"])
+    require_source(ICE_HOOK, transport.__init__, "self._connection = ")
+
+
+check_ice_hooks()
 _original_get_host_addresses = aioice.ice.get_host_addresses
 _host_addresses: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.ContextVar(
     "voxframe_ice_host_addresses", default=None
@@ -140,9 +155,9 @@ def ignore_checks_from_other_hosts(pc: RTCPeerConnection, hosts: Sequence[str]) 
         seen.add(id(connection))
         original = connection.request_received
 
-        def request_received(message: Any, addr: tuple[str, int], protocol: Any, _original: Any = original) -> None:
-            if addr[0] in allowed:
-                _original(message, addr, protocol)
+        def request_received(message: Any, addr: tuple[str, int], *rest: Any, _original: Any = original) -> None:
+            if addr[0] in allowed:  # `rest`: the protocol, and the raw bytes before aioice 0.13
+                _original(message, addr, *rest)
 
         connection.request_received = request_received  # type: ignore[method-assign]  # the hook
 

@@ -24,10 +24,11 @@ import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from typing import Any
 
 import aioice.ice
+
+from ._hooks import HookError, hook_error
 
 #: What the hook relies on in aioice: the method that binds host candidates, and how it binds.
 _BINDER = aioice.ice.Connection.get_component_candidates
@@ -36,8 +37,12 @@ _BIND_CALL = "local_addr=(address, 0)"
 _WRAPPED = "_voxframe_port_range"
 
 
-class PortHookError(RuntimeError):
+class PortHookError(HookError):
     """The installed aioice (or event loop) no longer binds host candidates the way the hook expects."""
+
+
+def _port_hook_error(problem: str) -> PortHookError:
+    return PortHookError(str(hook_error("UDP port range", problem)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +88,6 @@ class Binding:
 _binding: contextvars.ContextVar[Binding | None] = contextvars.ContextVar("voxframe_udp_ports", default=None)
 
 
-def _versions() -> str:
-    return f"aioice {version('aioice')}, aiortc {version('aiortc')}"
-
-
 @functools.cache
 def check_port_hook() -> None:
     """Fail (PortHookError) unless aioice still binds host candidates as ``local_addr=(address, 0)``."""
@@ -94,12 +95,10 @@ def check_port_hook() -> None:
         parameters = list(inspect.signature(_BINDER).parameters)
         source = inspect.getsource(_BINDER)
     except (OSError, TypeError, ValueError) as exc:
-        unreadable = f"a UDP port range cannot be applied: aioice's source is unreadable ({_versions()})"
-        raise PortHookError(unreadable) from exc
+        raise _port_hook_error("aioice's source is unreadable") from exc
     if parameters != _BINDER_PARAMETERS or "create_datagram_endpoint(" not in source or _BIND_CALL not in source:
-        raise PortHookError(
-            "a UDP port range cannot be applied: aioice.ice.Connection.get_component_candidates no longer binds "
-            f"host candidates with {_BIND_CALL} ({_versions()}; the hook was written for aioice 0.13 / aiortc 1.16)"
+        raise _port_hook_error(
+            f"aioice.ice.Connection.get_component_candidates no longer binds host candidates with {_BIND_CALL}"
         )
 
 
@@ -122,9 +121,7 @@ def _install(loop: asyncio.AbstractEventLoop) -> None:
     try:
         loop.create_datagram_endpoint = create_datagram_endpoint  # type: ignore[method-assign]
     except AttributeError as exc:
-        raise PortHookError(
-            f"a UDP port range cannot be applied on a {type(loop).__name__} event loop ({_versions()})"
-        ) from exc
+        raise _port_hook_error(f"a {type(loop).__name__} event loop does not take the wrapper") from exc
 
 
 def _is_any_port(local_addr: Any) -> bool:

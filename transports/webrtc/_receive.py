@@ -41,6 +41,7 @@ from aiortc.rtp import RtpPacket
 from voxframe.pipeline.clock import NS_PER_S, Clock, current_clock
 
 from ._decode import DecodedAudioTrack
+from ._hooks import hook_error, require_attribute, require_parameters, require_source
 from ._lateness import ReadLateness
 
 _HALF_SEQ = 1 << 15
@@ -217,13 +218,36 @@ class _PassThroughJitterBuffer(JitterBuffer):
         return False, JitterFrame(data=data, timestamp=packet.timestamp)
 
 
+RECEIVER_HOOK = "receiver jitter buffer"
+#: `RTCRtpReceiver.__jitter_buffer`, as Python mangles it.
+_JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+
+
+def check_receiver_hook(
+    receiver: type = RTCRtpReceiver, buffer: type = JitterBuffer, frame: type = JitterFrame
+) -> None:
+    """Fail (HookError) unless aiortc's receiver still keeps its audio jitter buffer in
+    `__jitter_buffer`, feeds it from `_handle_rtp_packet(packet, arrival_time_ms)` after
+    depayloading into `packet._data`, and builds buffers and frames as the stand-ins here do."""
+    require_source(RECEIVER_HOOK, receiver.__init__, "self.__jitter_buffer = JitterBuffer(")
+    handle = require_attribute(RECEIVER_HOOK, receiver, "_handle_rtp_packet")
+    require_parameters(RECEIVER_HOOK, handle, ["self", "packet", "arrival_time_ms"])
+    require_source(RECEIVER_HOOK, handle, "packet._data = ", "self.__jitter_buffer.add(packet)")
+    require_parameters(RECEIVER_HOOK, buffer.__init__, ["self", "capacity", "prefetch"])
+    require_parameters(RECEIVER_HOOK, buffer.add, ["self", "packet"])
+    require_parameters(RECEIVER_HOOK, frame.__init__, ["self", "data", "timestamp"])
+
+
+check_receiver_hook()
+
+
 def install_receive_path(receiver: RTCRtpReceiver, options: ReceiveOptions, clock: Clock | None = None) -> ReorderStage:
     """Set up an audio receiver's jitter handling per `options`; call before media flows.
 
     Arrival times are read from `clock` (default: the current one)."""
-    attr = "_RTCRtpReceiver__jitter_buffer"
+    attr = _JITTER_ATTR
     if not hasattr(receiver, attr):
-        raise RuntimeError("this aiortc version has no audio jitter buffer where expected")
+        raise hook_error(RECEIVER_HOOK, f"an {type(receiver).__name__} has no `{attr}`")
     aiortc_buffer = options.aiortc_prefetch is not None
     inline = options.decode_inline and not aiortc_buffer
     if aiortc_buffer:

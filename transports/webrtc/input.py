@@ -18,8 +18,21 @@ import asyncio
 import anyio
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
 from ..input import InputOptions, InputTransport
+from ._hooks import require_source
+
+INPUT_HOOK = "input backlog"
+
+
+def check_input_hook(track: type = RemoteStreamTrack) -> None:
+    """Fail (HookError) unless aiortc's remote track still queues decoded frames in `_queue`
+    (read by `_drop_backlog` when aiortc's own decoder is used)."""
+    require_source(INPUT_HOOK, track.__init__, "self._queue")
+
+
+check_input_hook()
 
 
 class WebRTCInputTransport(InputTransport):

@@ -37,6 +37,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtcpRrPacket, RtcpSrPacket
 
 from .._audio import layout_name
+from ._hooks import require_attribute, require_parameters, require_source
 from ._opus import OpusEncoder
 
 
@@ -206,6 +207,18 @@ class PacedAudioTrack(MediaStreamTrack):
         self._encoder = None
 
 
+SENDER_HOOK = "sender loss report"
+
+
+def check_sender_hook(sender: type = RTCRtpSender) -> None:
+    """Fail (HookError) unless aiortc's sender still takes RTCP in `_handle_rtcp_packet(packet)`
+    and keeps its SSRC in `_ssrc` (what the loss hook below wraps and reads)."""
+    handle = require_attribute(SENDER_HOOK, sender, "_handle_rtcp_packet")
+    require_parameters(SENDER_HOOK, handle, ["self", "packet"])
+    require_source(SENDER_HOOK, sender.__init__, "self._ssrc = ")
+
+
+check_sender_hook()
 _original_handle_rtcp = RTCRtpSender._handle_rtcp_packet
 
 
