@@ -52,10 +52,13 @@ class Side:
 
 def rows(stop_s: float, pause_s: float | None) -> dict[str, tuple[Side, ...]]:
     """The rows: voxframe's example (its options) against Pipecat configured alike."""
-    off = {"VOXFRAME_VAD_PAUSE_S": "off", "VOXFRAME_PREEMPTIVE": "0"}
-    early = {"VOXFRAME_VAD_PAUSE_S": "0.2", "VOXFRAME_PREEMPTIVE": "0"}
-    preempt = {"VOXFRAME_VAD_PAUSE_S": "0.2", "VOXFRAME_PREEMPTIVE": "1"}
-    shipped_timing = Timing(stop_s, stop_s) if pause_s is None else Timing(pause_s, stop_s, preemptive=True)
+    # The fixed-silence rows end the turn at the VAD's stop (VOXFRAME_TURN=silence), as Pipecat's
+    # peers for them do; the shipped example asks its end-of-turn model, so no time is configured.
+    silence = {"VOXFRAME_TURN": "silence"}
+    off = {"VOXFRAME_VAD_PAUSE_S": "off", "VOXFRAME_PREEMPTIVE": "0", **silence}
+    early = {"VOXFRAME_VAD_PAUSE_S": "0.2", "VOXFRAME_PREEMPTIVE": "0", **silence}
+    preempt = {"VOXFRAME_VAD_PAUSE_S": "0.2", "VOXFRAME_PREEMPTIVE": "1", **silence}
+    shipped_timing = None
     pipecat_early = Side("Pipecat stop 0.2 + timeout 0.3", "pipecat", Timing(0.2, 0.5), pipecat_config="early")
     return {
         "plain": (

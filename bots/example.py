@@ -8,17 +8,22 @@ With no keys it runs on embedded models (Whisper, an offline responder, Piper); 
 DEEPGRAM_API_KEY, OPENAI_API_KEY (or OPENAI_BASE_URL) and CARTESIA_API_KEY to use those
 services instead (`python -m voxframe.fakes` prints variables for local fakes of them).
 
-Two environment variables change how early it answers (benchmarks/mouth_to_ear.py uses them
-for its like-for-like rows; the defaults are the bot as shipped):
+The user's turn ends when the end-of-turn model (Smart Turn v3.2) says it is complete at the
+0.2 s pause, or when its tail rule says so (a finished final the model does not rule out, a
+second look at 0.6 s), else after 3 s of silence. Environment variables change how early it
+answers (benchmarks/mouth_to_ear.py uses them for its like-for-like rows; the defaults are the
+bot as shipped):
 
     VOXFRAME_VAD_PAUSE_S=off     no pause: the STT finalizes and the LLM starts at the stop only
     VOXFRAME_VAD_PAUSE_S=0.25    another pause time (seconds, below VAD_STOP_S)
     VOXFRAME_PREEMPTIVE=0        finalize at the pause but start the reply only at the stop
+    VOXFRAME_TURN=silence        end the turn at the VAD's stop (VAD_STOP_S), without the model
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 from dataclasses import replace
 from typing import Any
@@ -26,7 +31,15 @@ from typing import Any
 from voxframe.pipeline import LLMContext, Pipeline, Tool
 from voxframe.processors.aggregators import context_aggregators
 from voxframe.processors.llm.offline import offline_tools
-from voxframe.processors.turns import SilenceTimeout, TurnController, TurnOptions
+from voxframe.processors.turns import (
+    EndOfTurnModel,
+    SilenceTimeout,
+    TailRule,
+    TurnController,
+    TurnOptions,
+    TurnStrategy,
+)
+from voxframe.processors.turns.smart_turn import SmartTurnModel
 from voxframe.processors.vad import VADOptions, VADParams, VADProcessor
 from voxframe.runner import BotSession, run_bot
 
@@ -37,9 +50,12 @@ SYSTEM_PROMPT = (
 
 #: How long the user must be quiet before the bot answers (the VAD's stop time).
 VAD_STOP_S = 0.5
-#: A shorter quiet at which the reply is already prepared (the STT finalizes, the LLM starts):
-#: the bot still speaks only after the stop, and drops the reply unheard if the user goes on.
+#: A shorter quiet at which the reply is already prepared (the STT finalizes, the LLM starts)
+#: and the end-of-turn model is asked: the bot speaks once the turn ends, and drops the reply
+#: unheard if the user goes on.
 VAD_PAUSE_S = 0.2
+#: The longest the bot waits for more words after a turn the model calls incomplete.
+END_OF_TURN_TIMEOUT_S = 3.0
 
 
 def vad_pause_s() -> float | None:
@@ -53,6 +69,26 @@ def vad_pause_s() -> float | None:
         return float(raw)
     except ValueError:
         raise SystemExit(f"VOXFRAME_VAD_PAUSE_S must be seconds or 'off', got {raw!r}") from None
+
+
+def turn_policy() -> str:
+    """How the turn ends: "model" (the end-of-turn model, the default) or "silence" (VOXFRAME_TURN)."""
+    raw = os.environ.get("VOXFRAME_TURN", "model").strip().lower()
+    if raw not in ("model", "silence"):
+        raise SystemExit(f"VOXFRAME_TURN must be model or silence, got {raw!r}")
+    return raw
+
+
+def turn_strategy() -> TurnStrategy:
+    """Smart Turn with its tail rule (one model per process, shared by every call), or the VAD's stop."""
+    if turn_policy() == "silence":
+        return SilenceTimeout()
+    return EndOfTurnModel(_smart_turn(), TailRule(), timeout_s=END_OF_TURN_TIMEOUT_S)
+
+
+@functools.cache
+def _smart_turn() -> SmartTurnModel:
+    return SmartTurnModel()
 
 
 def preemptive() -> bool:
@@ -94,8 +130,8 @@ def create_pipeline(bot: BotSession) -> Pipeline:
     context = LLMContext(messages=[{"role": "system", "content": SYSTEM_PROMPT}], tools=TOOLS)
     pause_s = vad_pause_s()
     user, assistant = context_aggregators(context)
-    # The turn ends at the VAD's stop; with a pause, the reply is prepared there (preemptively).
-    turns = TurnOptions(strategies=[SilenceTimeout()], preemptive=preemptive() and pause_s is not None)
+    # The model (or the VAD's stop) ends the turn; with a pause, the reply is prepared there.
+    turns = TurnOptions(strategies=[turn_strategy()], preemptive=preemptive() and pause_s is not None)
     return Pipeline(
         [
             bot.input,  # the caller's microphone, over WebRTC
@@ -113,5 +149,5 @@ def create_pipeline(bot: BotSession) -> Pipeline:
 
 
 if __name__ == "__main__":
-    vad_pause_s(), preemptive()  # a bad option stops the bot here, not in its first call
+    vad_pause_s(), preemptive(), turn_policy()  # a bad option stops the bot here, not in its first call
     run_bot(create_pipeline)

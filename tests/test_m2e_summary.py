@@ -110,13 +110,17 @@ def test_the_configured_time_is_what_each_side_must_wait_by_its_settings() -> No
 
 def test_the_rows_pair_voxframe_options_with_pipecat_configured_alike() -> None:
     table = rows(0.5, 0.2)
-    assert table["plain"][0].env == {"VOXFRAME_VAD_PAUSE_S": "off", "VOXFRAME_PREEMPTIVE": "0"}
+    assert table["plain"][0].env == {
+        "VOXFRAME_VAD_PAUSE_S": "off",
+        "VOXFRAME_PREEMPTIVE": "0",
+        "VOXFRAME_TURN": "silence",
+    }
     assert table["plain"][1].pipecat_config == "plain"
     assert table["early"][1] == table["preemptive"][1]
     assert table["early"][0].env["VOXFRAME_PREEMPTIVE"] == "0"
     assert table["preemptive"][0].env["VOXFRAME_PREEMPTIVE"] == "1"
     assert table["shipped"][0].env == {} and table["shipped"][1].pipecat_config == "shipped"
-    assert table["shipped"][1].timing is None
+    assert table["shipped"][0].timing is None and table["shipped"][1].timing is None  # the models decide
     assert len(table["embedded"]) == 1
 
 

@@ -40,13 +40,16 @@ from voxframe.pipeline import (
 )
 from voxframe.processors.aggregators import UserContextAggregator
 from voxframe.processors.turns import (
+    NO_TAIL_RULE,
     EndOfTurnModel,
     IdlePolicy,
     InterruptionPolicy,
     SilenceTimeout,
     SttEndpointing,
+    TailRule,
     TurnController,
     TurnOptions,
+    sounds_finished,
 )
 
 pytestmark = pytest.mark.anyio
@@ -62,16 +65,18 @@ class Verdict:
 
 
 class ScriptedModel:
-    """An end-of-turn model that says what it is told, and remembers how much audio it heard."""
+    """An end-of-turn model that says what it is told (complete or not, or a probability, complete
+    above 0.5), and remembers how much audio it heard."""
 
-    def __init__(self, *complete: bool) -> None:
-        self.verdicts = list(complete)
+    def __init__(self, *verdicts: bool | float) -> None:
+        self.verdicts = list(verdicts)
         self.heard: list[int] = []
 
     async def predict(self, audio: np.ndarray) -> Verdict:
         self.heard.append(len(audio))
-        complete = self.verdicts.pop(0)
-        return Verdict(complete, 0.9 if complete else 0.1)
+        verdict = self.verdicts.pop(0)
+        probability = (0.9 if verdict else 0.0) if isinstance(verdict, bool) else verdict
+        return Verdict(probability > 0.5, probability)
 
 
 class Call:
@@ -150,13 +155,15 @@ async def test_the_default_ends_the_turn_at_the_vads_stop_not_at_its_pause() -> 
 
 
 async def test_a_mid_sentence_pause_the_model_calls_incomplete_does_not_end_the_turn() -> None:
-    model = ScriptedModel(False, True)
+    model = ScriptedModel(0.3, 0.2, True)  # incomplete at the pause and at the second look
     call = Call(TurnOptions(strategies=[EndOfTurnModel(model, timeout_s=3.0)]))
     async with running(call.processors, call.clock) as task:
         await call.at(task, 200, started(0))
         await call.audio(task, 200, 1200)
         await call.at(task, 1200, paused(1000), TranscriptionFrame(text="What is the capital of"))
+        await call.audio(task, 1200, 1500)
         await call.at(task, 1500, stopped(1000))  # the VAD's stop: a fact, not the turn's end
+        await call.audio(task, 1500, 1900)  # the second look at 1.6 s: still incomplete
         await call.at(task, 1900, started(1900))  # "... Japan?" after 0.9 s
         await call.audio(task, 1900, 2800)
         await call.at(task, 2799)
@@ -165,8 +172,10 @@ async def test_a_mid_sentence_pause_the_model_calls_incomplete_does_not_end_the_
         await call.llm.wait_for(call.replies)
     assert call.ended_at() == [2800]  # at the second pause, the model said complete
     assert call.said() == ["What is the capital of Japan?"] and call.replies() == [1]
-    # One score per pause (the stop reused the first), each on all of the turn's audio so far.
-    assert model.heard == [RATE * 1000 // 1000, RATE * 1900 // 1000]
+    # A score per pause (the stop reused the first) and the second look, each on all of the
+    # turn's audio so far: the look hears the silence after the words.
+    assert len(model.heard) == 3 and model.heard[0] == RATE and model.heard[1] > RATE * 1300 // 1000
+    assert model.heard[2] == RATE * 2600 // 1000
     assert len(call.llm.of(UserTurnStartedFrame)) == 1
 
 
@@ -182,7 +191,7 @@ async def test_a_complete_question_ends_at_the_pause() -> None:
 
 
 async def test_an_incomplete_turn_ends_after_the_models_timeout_if_the_user_says_no_more() -> None:
-    call = Call(TurnOptions(strategies=[EndOfTurnModel(ScriptedModel(False), timeout_s=3.0)]))
+    call = Call(TurnOptions(strategies=[EndOfTurnModel(ScriptedModel(False, False), timeout_s=3.0)]))
     async with running(call.processors, call.clock) as task:
         await call.at(task, 200, started(0), TranscriptionFrame(text="I think that"))
         await call.at(task, 1200, paused(1000))
@@ -193,8 +202,97 @@ async def test_an_incomplete_turn_ends_after_the_models_timeout_if_the_user_says
     assert call.ended_at() == [4000] and call.said() == ["I think that"]
 
 
+# The tail rule: a complete turn the model calls incomplete still ends soon after its pause.
+
+
+async def test_a_complete_question_the_model_doubts_ends_on_its_finished_final() -> None:
+    model = ScriptedModel(0.3)  # incomplete, but not sure of it
+    call = Call(TurnOptions(strategies=[EndOfTurnModel(model)]))
+    async with running(call.processors, call.clock) as task:
+        await call.at(task, 200, started(0))
+        await call.audio(task, 200, 1200)
+        await call.at(task, 1200, paused(1000))
+        await call.at(task, 1349)
+        assert call.ended_at() == []
+        await call.at(task, 1350, TranscriptionFrame(text="What time is it?"))  # the pause's final
+        await call.llm.wait_for(call.replies)
+    assert call.ended_at() == [1350] and call.said() == ["What time is it?"]
+    assert model.heard == [RATE]  # ended before the second look
+
+
+async def test_a_finished_final_before_the_pause_and_a_doubtful_verdict_end_the_turn_at_the_pause() -> None:
+    call = Call(TurnOptions(strategies=[EndOfTurnModel(ScriptedModel(0.3))]))
+    async with running(call.processors, call.clock) as task:
+        await call.at(task, 200, started(0))
+        await call.audio(task, 200, 1100)
+        await call.at(task, 1100, TranscriptionFrame(text="Could you tell me the capital of Japan?"))
+        await call.at(task, 1200, paused(1000))
+        await call.llm.wait_for(call.replies)
+    assert call.ended_at() == [1200]
+
+
+async def test_a_model_sure_the_turn_goes_on_vetoes_the_final_and_the_second_look_ends_it() -> None:
+    model = ScriptedModel(0.02, 0.8)  # sure it is incomplete at the pause; complete after 0.6 s
+    call = Call(TurnOptions(strategies=[EndOfTurnModel(model)]))
+    async with running(call.processors, call.clock) as task:
+        await call.at(task, 200, started(0))
+        await call.audio(task, 200, 1200)
+        await call.at(task, 1200, paused(1000))
+        await call.at(task, 1300, TranscriptionFrame(text="I went to the store."))
+        await call.audio(task, 1300, 1580)
+        await call.at(task, 1599)
+        assert call.ended_at() == []
+        await call.at(task, 1600)  # 0.6 s of silence: the second look
+        await call.llm.wait_for(call.replies)
+    assert call.ended_at() == [1600] and len(model.heard) == 2
+
+
+async def test_a_doubtful_verdict_at_the_second_look_with_a_finished_final_ends_the_turn() -> None:
+    model = ScriptedModel(0.02, 0.2)
+    call = Call(TurnOptions(strategies=[EndOfTurnModel(model, TailRule(near_probability=0.1))]))
+    async with running(call.processors, call.clock) as task:
+        await call.at(task, 200, started(0))
+        await call.at(task, 1200, paused(1000), TranscriptionFrame(text="Is it raining?"))
+        await call.at(task, 1599)
+        assert call.ended_at() == []
+        await call.at(task, 1600)
+        await call.llm.wait_for(call.replies)
+    assert call.ended_at() == [1600]
+
+
+async def test_without_the_tail_rule_a_doubted_complete_question_waits_out_the_timeout() -> None:
+    model = ScriptedModel(0.3)  # Pipecat as shipped: one score, then the 3 s timeout
+    call = Call(TurnOptions(strategies=[EndOfTurnModel(model, NO_TAIL_RULE, timeout_s=3.0)]))
+    async with running(call.processors, call.clock) as task:
+        await call.at(task, 200, started(0))
+        await call.at(task, 1200, paused(1000), TranscriptionFrame(text="What time is it?"))
+        await call.at(task, 3999)
+        assert call.ended_at() == []
+        await call.at(task, 4000)
+        await call.llm.wait_for(call.replies)
+    assert call.ended_at() == [4000] and len(model.heard) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "finished"),
+    [
+        ("What time is it?", True),
+        ("Tell me the time.", True),
+        ("Thanks!", True),
+        ("What is the capital of", False),
+        ("What is the capital of?", False),  # punctuated by the STT, still open
+        ("Could you please tell me the...", False),
+        ("I would like to know,", False),
+        ("And the", False),
+        ("", False),
+    ],
+)
+def test_a_transcript_sounds_finished_only_when_it_ends_a_sentence(text: str, finished: bool) -> None:
+    assert sounds_finished(text) is finished
+
+
 async def test_with_preemption_the_reply_prepared_at_an_incomplete_pause_stays_unheard_and_is_withdrawn() -> None:
-    call = Call(TurnOptions(strategies=[EndOfTurnModel(ScriptedModel(False, True))], preemptive=True))
+    call = Call(TurnOptions(strategies=[EndOfTurnModel(ScriptedModel(False, False, True))], preemptive=True))
     async with running(call.processors, call.clock) as task:
         await call.at(task, 200, started(0), TranscriptionFrame(text="What is the capital of"))
         await call.at(task, 1200, paused(1000))

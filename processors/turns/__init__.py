@@ -5,16 +5,20 @@ preemption, barge-in, false interruptions, a silent user); strategies say when a
 from .controller import TurnController
 from .policy import IdlePolicy, InterruptionPolicy, TurnOptions
 from .strategies import (
+    NO_TAIL_RULE,
     EndOfTurnModel,
     EndOfTurnPredictor,
     Pause,
     SilenceTimeout,
     SttEndpointing,
+    TailRule,
     TurnDecision,
     TurnStrategy,
+    sounds_finished,
 )
 
 __all__ = [
+    "NO_TAIL_RULE",
     "EndOfTurnModel",
     "EndOfTurnPredictor",
     "IdlePolicy",
@@ -22,8 +26,10 @@ __all__ = [
     "Pause",
     "SilenceTimeout",
     "SttEndpointing",
+    "TailRule",
     "TurnController",
     "TurnDecision",
     "TurnOptions",
     "TurnStrategy",
+    "sounds_finished",
 ]

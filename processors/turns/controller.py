@@ -99,6 +99,9 @@ class TurnController(FrameProcessor):
         super().__init__(name=name)
         self.options = options or TurnOptions()
         self.needs_audio = any(s.needs_audio for s in self.options.strategies)
+        # Strategies that weigh the words are asked again at each final after a pause.
+        self.needs_transcript = any(getattr(s, "needs_transcript", False) for s in self.options.strategies)
+        self._last_end: tuple[int | None, bool] = (None, False)  # the last end of speech, and stopped
         self.recoveries = 0  # false interruptions sent
         # The bot.
         self.bot_speaking = False
@@ -129,7 +132,7 @@ class TurnController(FrameProcessor):
         self._audio_samples = 0
         # Deadlines.
         self._end_timer, self._final_timer, self._barge_timer = _Timer(), _Timer(), _Timer()
-        self._recheck_timer, self._idle_timer = _Timer(), _Timer()
+        self._recheck_timer, self._idle_timer, self._look_timer = _Timer(), _Timer(), _Timer()
         self._prompted = False
 
     # --- frames -----------------------------------------------------------------------------
@@ -208,6 +211,7 @@ class TurnController(FrameProcessor):
         self._segment_start_ns = min(start_ns or now, now)
         self._speech_gen += 1
         self._end_timer.cancel()
+        self._look_timer.cancel()
         self._recheck_timer.cancel()
         self._idle_timer.cancel()
         self._prompted = False
@@ -244,9 +248,16 @@ class TurnController(FrameProcessor):
 
     async def _decide(self, speech_end_ns: int | None, *, stopped: bool) -> None:
         """Ask the strategies about this end of speech (in a task if a model scores audio)."""
+        self._last_end = (speech_end_ns, stopped)
         now = self.clock.now_ns()
         audio = self._turn_audio() if self.needs_audio else np.zeros(0, np.int16)
-        pause = Pause(speech_end_ns=min(speech_end_ns or now, now), now_ns=now, stopped=stopped, audio=audio)
+        pause = Pause(
+            speech_end_ns=min(speech_end_ns or now, now),
+            now_ns=now,
+            stopped=stopped,
+            audio=audio,
+            transcript=self._final_text(),
+        )
         if self.needs_audio:
             self.task_group.start_soon(self._apply, pause, self._speech_gen)
         else:
@@ -259,9 +270,18 @@ class TurnController(FrameProcessor):
         decision = combine(decisions)
         if decision.end:
             await self._end_turn()
-        elif decision.wait_s is not None:
+            return
+        if decision.wait_s is not None:
             deadline = pause.speech_end_ns + round(decision.wait_s * NS_PER_S)
             self._end_timer.start(self, deadline, self._end_turn)
+        if decision.recheck_s is not None:
+            at_ns = pause.speech_end_ns + round(decision.recheck_s * NS_PER_S)
+            self._look_timer.start(self, at_ns, lambda: self._look_again(pause.speech_end_ns, gen))
+
+    async def _look_again(self, speech_end_ns: int, gen: int) -> None:
+        """A strategy asked to decide again after more silence (a second look at the turn)."""
+        if gen == self._speech_gen and self.turn_open:
+            await self._decide(speech_end_ns, stopped=False)
 
     async def _ask(self, strategy: TurnStrategy, pause: Pause) -> TurnDecision:
         """A strategy that fails (a model that raises) is reported and falls back to the VAD's stop."""
@@ -274,6 +294,7 @@ class TurnController(FrameProcessor):
 
     async def _end_turn(self) -> None:
         self._end_timer.cancel()
+        self._look_timer.cancel()
         if not self.turn_open:
             return
         self.turn_open = False
@@ -310,8 +331,18 @@ class TurnController(FrameProcessor):
         elif self._paused:
             if any(s.ends_on(frame) for s in self.options.strategies):
                 await self._end_turn()
-            else:
-                await self._preempt()
+                return
+            await self._preempt()
+            if self.needs_transcript and self.turn_open and self._paused:
+                speech_end_ns, stopped = self._last_end
+                await self._decide(speech_end_ns, stopped=stopped)  # with the words now final
+
+    def _final_text(self) -> str:
+        """The turn's words so far, if every one is final (a reply prepared on some included)."""
+        if self._interim or self._words_pending:
+            return ""
+        prepared = [self._preempted[1]] if self._preempted else []
+        return " ".join(t for t in (*prepared, *self._finals) if t)
 
     async def _commit_interim(self) -> None:
         if self._interim:
