@@ -31,7 +31,7 @@ from ._ports import Binding, PortRange, bind_in
 ICE_HOOK = "ICE host"
 
 
-def check_ice_hooks(ice: Any = aioice.ice, transport: type = RTCIceTransport) -> None:
+def check_ice_hooks(ice: Any = aioice.ice, transport: Any = RTCIceTransport) -> None:
     """Fail (HookError) unless aioice still gathers through `get_host_addresses(use_ipv4, use_ipv6)`
     and answers checks in `Connection.request_received(message, addr, ...)`, and aiortc's ICE
     transport keeps its aioice connection in `_connection` (the hooks below)."""
@@ -159,7 +159,7 @@ def ignore_checks_from_other_hosts(pc: RTCPeerConnection, hosts: Sequence[str]) 
             if addr[0] in allowed:  # `rest`: the protocol, and the raw bytes before aioice 0.13
                 _original(message, addr, *rest)
 
-        connection.request_received = request_received  # type: ignore[method-assign]  # the hook
+        connection.request_received = request_received  # type: ignore[method-assign,assignment]  # the hook
 
 
 def announce_address(sdp: str, public_ip: str) -> str:

@@ -223,9 +223,7 @@ RECEIVER_HOOK = "receiver jitter buffer"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 
 
-def check_receiver_hook(
-    receiver: type = RTCRtpReceiver, buffer: type = JitterBuffer, frame: type = JitterFrame
-) -> None:
+def check_receiver_hook(receiver: Any = RTCRtpReceiver, buffer: Any = JitterBuffer, frame: Any = JitterFrame) -> None:
     """Fail (HookError) unless aiortc's receiver still keeps its audio jitter buffer in
     `__jitter_buffer`, feeds it from `_handle_rtp_packet(packet, arrival_time_ms)` after
     depayloading into `packet._data`, and builds buffers and frames as the stand-ins here do."""

@@ -14,6 +14,7 @@ dropped (and counted in `dropped_frames`) instead of letting latency grow withou
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import anyio
 import av
@@ -26,7 +27,7 @@ from ._hooks import require_source
 INPUT_HOOK = "input backlog"
 
 
-def check_input_hook(track: type = RemoteStreamTrack) -> None:
+def check_input_hook(track: Any = RemoteStreamTrack) -> None:
     """Fail (HookError) unless aiortc's remote track still queues decoded frames in `_queue`
     (read by `_drop_backlog` when aiortc's own decoder is used)."""
     require_source(INPUT_HOOK, track.__init__, "self._queue")

@@ -210,7 +210,7 @@ class PacedAudioTrack(MediaStreamTrack):
 SENDER_HOOK = "sender loss report"
 
 
-def check_sender_hook(sender: type = RTCRtpSender) -> None:
+def check_sender_hook(sender: Any = RTCRtpSender) -> None:
     """Fail (HookError) unless aiortc's sender still takes RTCP in `_handle_rtcp_packet(packet)`
     and keeps its SSRC in `_ssrc` (what the loss hook below wraps and reads)."""
     handle = require_attribute(SENDER_HOOK, sender, "_handle_rtcp_packet")
