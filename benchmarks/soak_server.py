@@ -75,7 +75,7 @@ def footprint(server: WebRTCServer, collect: bool) -> dict[str, float]:
         "threads": len(os.listdir("/proc/self/task")),
         "fds": fds,
         "udp_sockets": udp,
-        "peer_connections": sum(1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection)),
+        "peer_connections": sum(1 for o in gc.get_objects() if issubclass(type(o), RTCPeerConnection)),
         "sessions": len(server.sessions),
         "rss_mb": round(rss_mb(), 2),
         "started": server.sessions_started,

@@ -65,8 +65,10 @@ def no_more_than(baseline: dict[str, int]) -> bool:
 
 
 def peer_connections() -> int:
-    """Peer connections in memory, freed or not (the collector is off, so garbage counts too)."""
-    return sum(1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection))
+    """Peer connections in memory, freed or not (the collector is off, so garbage counts too).
+
+    `type(o)`, not `isinstance`: a dead `weakref.proxy` among the objects raises on `isinstance`."""
+    return sum(1 for o in gc.get_objects() if issubclass(type(o), RTCPeerConnection))
 
 
 async def settle(done: Callable[[], bool]) -> None:

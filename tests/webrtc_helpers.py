@@ -114,8 +114,8 @@ def aiortc_state() -> dict[str, int]:
     return {
         "tasks": len(tasks),
         "decoder_threads": sum(1 for t in threading.enumerate() if t.name.endswith("-decoder")),
-        "peer_connections": sum(1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection)),
-        "tracks": sum(1 for o in gc.get_objects() if isinstance(o, MediaStreamTrack)),
+        "peer_connections": sum(1 for o in gc.get_objects() if issubclass(type(o), RTCPeerConnection)),
+        "tracks": sum(1 for o in gc.get_objects() if issubclass(type(o), MediaStreamTrack)),
     }
 
 
