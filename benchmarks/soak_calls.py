@@ -28,7 +28,7 @@ import aiohttp
 import anyio
 import anyio.abc
 import numpy as np
-from anyio.streams.text import TextReceiveStream
+from capacity import first_line
 
 from voxframe.pipeline.clock import NS_PER_S
 from voxframe.transports.webrtc import ClientOptions, HeadlessClient, IceOptions
@@ -80,15 +80,9 @@ class SoakServer:
         return await self.footprint()
 
 
-async def _first_line(process: anyio.abc.Process, timeout_s: float) -> str:
-    assert process.stdout is not None
-    text = ""
+async def _first_line_within(process: anyio.abc.Process, timeout_s: float) -> str:
     with anyio.fail_after(timeout_s):
-        async for piece in TextReceiveStream(process.stdout):
-            text += piece
-            if "\n" in text:
-                return text.split("\n", 1)[0]
-    raise AssertionError(f"the process ended before its first line: {text!r}")
+        return await first_line(process)
 
 
 async def _stop(process: anyio.abc.Process) -> None:
@@ -109,7 +103,7 @@ async def soak_server(media_timeout_s: float = 2.0, nice: int = 0) -> AsyncItera
         command = ["nice", "-n", str(nice), *command]
     process = await anyio.open_process(command, stderr=subprocess.DEVNULL)
     try:
-        line = await _first_line(process, 60)
+        line = await _first_line_within(process, 60)
         _, port, control = line.split()
         # One connection per endpoint: a second idle keep-alive connection to the control port
         # (a sample overlapping a request) would count as a task and a descriptor of the server's.
@@ -148,7 +142,7 @@ async def killed_callers(server: SoakServer, calls: int, nice: int = 0) -> None:
         command = ["nice", "-n", str(nice), *command]
     process = await anyio.open_process(command, stderr=subprocess.DEVNULL)
     try:
-        line = await _first_line(process, STEP_TIMEOUT_S + 20 + calls)
+        line = await _first_line_within(process, STEP_TIMEOUT_S + 20 + calls)
         if line != f"ready {calls}":
             raise AssertionError(f"the holding process said {line!r}")
     finally:
