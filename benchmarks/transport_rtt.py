@@ -9,11 +9,12 @@ rate of the Opus track, so no resampler sits on either path. Pipecat runs as its
 (defaults: RTVI and turn tracking on, 40 ms output chunks) and lean (those off, 20 ms output
 chunks like voxframe's); the headline ratio is against the defaults.
 
-A second part measures what low receive latency costs under jitter: the client delays each of
-its outgoing packets by a random amount (so some arrive out of order), and servers receive
-with different settings (voxframe in process with its adaptive reorder window, the window pinned
-at 0/2/4, or aiortc's own buffer
-with prefetch 4; Pipecat's SmallWebRTC with its defaults), under the same seeded delays.
+A second part measures what low receive latency costs under jitter: each call crosses
+`fakes.netrelay.ImpairedNetwork` (the UDP relay of the network benchmark), which delays each of
+the caller's media packets by a seeded uniform random amount (so some arrive out of order), and
+servers receive with different settings (voxframe in process with its adaptive reorder window,
+the window pinned at 0/2/4, or aiortc's own buffer with prefetch 4; Pipecat's SmallWebRTC with
+its defaults), under the same seeded delays.
 Reported for every row, from the client: round trip, and the share of each burst's tone that
 came back audible (what lateness and loss cost, whatever the receiver did about them); for
 voxframe also the packets its receive path counted lost or late.
@@ -27,25 +28,22 @@ its echo in the audio leaving the client's jitter buffer (both time.monotonic_ns
 from __future__ import annotations
 
 import argparse
-import heapq
-import random
 import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
-import anyio.abc
 import numpy as np
 from anyio.streams.text import TextReceiveStream
 from peer import pipecat_python  # benchmarks/ is the script's own directory, first on sys.path
 from peer_scripts.voxframe_echo_bot import echo_task
 from stats import p50, percentile
 
+from voxframe.fakes.netimpair import Impairment
+from voxframe.fakes.netrelay import ImpairedNetwork
 from voxframe.pipeline.audio import loud_windows
 from voxframe.transports.webrtc import (
     ClientOptions,
@@ -209,48 +207,6 @@ async def _nested(servers: list[tuple[str, list[str]]], urls: dict[str, str]) ->
 # --- jitter ----------------------------------------------------------------------------------------------
 
 
-class JitterInjector:
-    """Delays each packet the client sends by a random amount (independently: reordering)."""
-
-    def __init__(self, delay_ms: Callable[[], float]) -> None:
-        self._delay_ms = delay_ms
-        self._heap: list[tuple[float, int, bytes]] = []
-        self._seq = 0
-        self._wake = anyio.Event()
-        self._send: Callable[[bytes], Any] | None = None
-
-    def install(self, client: HeadlessClient) -> None:
-        dtls = client.pc.getTransceivers()[0].sender.transport
-        self._send = dtls._send_rtp
-        dtls._send_rtp = self._delayed
-
-    async def _delayed(self, data: bytes) -> None:
-        due = time.monotonic() + self._delay_ms() / 1000
-        heapq.heappush(self._heap, (due, self._seq, data))
-        self._seq += 1
-        self._wake.set()
-
-    async def run(self) -> None:
-        assert self._send is not None
-        while True:
-            if not self._heap:
-                self._wake = anyio.Event()
-                await self._wake.wait()
-                continue
-            due, _, data = self._heap[0]
-            wait = due - time.monotonic()
-            if wait > 0:
-                self._wake = anyio.Event()
-                with anyio.move_on_after(wait):
-                    await self._wake.wait()
-                continue
-            heapq.heappop(self._heap)
-            try:
-                await self._send(data)
-            except ConnectionError:
-                return
-
-
 @dataclass(slots=True)
 class JitterResult:
     name: str
@@ -269,12 +225,16 @@ class JitterResult:
         )
 
 
-def jittered(client: HeadlessClient, jitter_ms: float, tg: anyio.abc.TaskGroup) -> None:
-    """Delay the client's packets by a seeded uniform 0..jitter_ms (the same sequence every run)."""
-    rng = random.Random(7)
-    injector = JitterInjector(lambda: rng.uniform(0, jitter_ms))
-    injector.install(client)
-    tg.start_soon(injector.run)
+def jitter(jitter_ms: float) -> Impairment:
+    """The client's media packets delayed by a seeded uniform 0..jitter_ms (the same every run)."""
+    return Impairment(jitter_ms=jitter_ms, seed=7, media_only=True)
+
+
+async def jittered_echoes(url: str, bursts: int, jitter_ms: float) -> Echoes:
+    """Call `url` through the relay, jitter the caller's packets once connected, echo bursts."""
+    async with ImpairedNetwork(url) as net, HeadlessClient.connect(net.url, ClientOptions(ice=LOOPBACK)) as client:
+        net.impair(to_server=jitter(jitter_ms))
+        return await echo_bursts(client, bursts)
 
 
 async def jitter_run(name: str, receive: ReceiveOptions, bursts: int, jitter_ms: float) -> JitterResult:
@@ -282,9 +242,9 @@ async def jitter_run(name: str, receive: ReceiveOptions, bursts: int, jitter_ms:
     server = WebRTCServer(echo_task, ServerOptions(session=session))
     async with anyio.create_task_group() as tg:
         url = await tg.start(server.serve)
-        async with HeadlessClient.connect(url, ClientOptions(ice=LOOPBACK)) as client:
-            jittered(client, jitter_ms, tg)
-            stage = next(iter(server.sessions.values()))._stages[0]
+        async with ImpairedNetwork(url) as net, HeadlessClient.connect(net.url, ClientOptions(ice=LOOPBACK)) as client:
+            net.impair(to_server=jitter(jitter_ms))
+            stage = next(iter(server.sessions.values()))._stages[0]  # the session keeps no public handle
             echoes = await echo_bursts(client, bursts)
         tg.cancel_scope.cancel()
     stats = stage.stats
@@ -293,11 +253,8 @@ async def jitter_run(name: str, receive: ReceiveOptions, bursts: int, jitter_ms:
 
 
 async def pipecat_jitter_run(python: Path, bursts: int, jitter_ms: float) -> JitterResult:
-    async with server_process(pipecat_command(python, lean=False)) as url, anyio.create_task_group() as tg:
-        async with HeadlessClient.connect(url, ClientOptions(ice=LOOPBACK)) as client:
-            jittered(client, jitter_ms, tg)
-            echoes = await echo_bursts(client, bursts)
-        tg.cancel_scope.cancel()
+    async with server_process(pipecat_command(python, lean=False)) as url:
+        echoes = await jittered_echoes(url, bursts, jitter_ms)
     return JitterResult("pipecat (defaults)", echoes)
 
 

@@ -19,6 +19,7 @@ from voxframe.pipeline import (
     FrameProcessor,
     InterruptionFrame,
     LLMTextFrame,
+    OutputAudioFrame,
     Pipeline,
     PipelineParams,
     PipelineTask,
@@ -256,3 +257,70 @@ async def test_a_reply_begun_before_the_user_started_plays_on() -> None:
         await task.queue_frame(UserTurnStartedFrame(held_from=task.turns.current + 1))  # no barge-in: the bot talks on
         await advance(clock, 200 * MS)
     assert [c.t_ns for c in out.played] == [0, 20 * MS, 40 * MS, 60 * MS, 80 * MS]
+
+
+def live(index: int, rate: int = 24_000) -> OutputAudioFrame:
+    """20 ms of live audio (turn 0, as an echo sends) whose every sample is `index`."""
+    return OutputAudioFrame(audio=np.full(rate // 50, index, dtype=np.int16).tobytes(), sample_rate=rate)
+
+
+async def play_live(clock: VirtualClock, task: PipelineTask, frames: int, stall_at: int) -> dict[int, int]:
+    """Send one live frame per 20 ms (real time in), but hold 5 of them from `stall_at` and send
+    them at once 100 ms late, as a stalled network delivers; returns each frame's queued time."""
+    queued: dict[int, int] = {}
+    index = 0
+    while index < frames:
+        burst = 6 if index == stall_at + 5 else 1
+        if stall_at <= index < stall_at + 5:
+            await advance(clock, 20 * MS)
+            index += 1
+            continue
+        for late in range(index - burst + 1, index + 1):
+            queued[late] = clock.now_ns()
+            await task.queue_frame(live(late))
+        await advance(clock, 20 * MS)
+        index += 1
+    return queued
+
+
+def latencies(out: MemoryOutputTransport, queued: dict[int, int]) -> dict[int, int]:
+    """Frame index → ms from queued to played, for every live frame played."""
+    played = {int(np.frombuffer(c.audio, dtype=np.int16)[0]): c.t_ns for c in out.played if c.turn == 0}
+    return {i: (t - queued[i]) // MS for i, t in played.items() if i in queued}
+
+
+async def test_a_live_streams_backlog_left_by_a_stall_goes_once_the_stream_calms() -> None:
+    clock = VirtualClock()
+    out = make_output(emit_silence=True, live_backlog_s=0.0)
+    async with running([out], clock) as task:
+        queued = await play_live(clock, task, frames=200, stall_at=50)
+        await advance(clock, 200 * MS)
+
+    delays = latencies(out, queued)
+    assert max(delays[i] for i in range(40, 50)) <= 20  # before the stall: played at the next tick
+    assert max(delays[i] for i in range(50, 56)) >= 100  # the late audio waited behind the silence
+    # The second after the stall's own second passed with the backlog standing: it went, and
+    # the stream is back to the next tick (within 2 s of the stall, well inside a call's 5 s).
+    assert max(delay for i, delay in delays.items() if i >= 150) <= 20
+    assert out.trimmed_samples == 5 * 480  # what went is the standing backlog: 5 chunks, no more
+    assert len(delays) == 200 - 5
+
+
+async def test_without_the_bound_a_live_streams_backlog_stays() -> None:
+    clock = VirtualClock()
+    out = make_output(emit_silence=True)
+    async with running([out], clock) as task:
+        queued = await play_live(clock, task, frames=200, stall_at=50)
+        await advance(clock, 200 * MS)
+    assert min(latencies(out, queued)[i] for i in range(150, 200)) >= 100
+    assert out.trimmed_samples == 0
+
+
+async def test_a_reply_queued_ahead_of_real_time_is_never_trimmed() -> None:
+    clock = VirtualClock()
+    out = make_output(emit_silence=True, live_backlog_s=0.0)
+    async with running([out], clock) as task:
+        await task.queue_frames([speech(1, 3.0), TTSStoppedFrame(turn=1)])
+        await advance(clock, 3500 * MS)
+    assert out.played_s(1) == pytest.approx(3.0)
+    assert out.trimmed_samples == 0

@@ -130,6 +130,14 @@ class Playout:
             self._resampler_key = None
         return dropped
 
+    def drop_live(self, samples: int) -> int:
+        """Drop whole chunks of live audio (turn 0), oldest first, up to `samples`; return how many."""
+        dropped = 0
+        chunks = self._chunks
+        while chunks and chunks[0].turn == 0 and dropped + chunks[0].samples <= samples:
+            dropped += chunks.popleft().samples
+        return dropped
+
     @property
     def queued_samples(self) -> int:
         return sum(c.samples for c in self._chunks) + len(self._partial) // (2 * self.num_channels)

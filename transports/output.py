@@ -25,6 +25,16 @@ before the user's turn play on as before.
 
 Both are pushed upstream (the VAD needs them for barge-in) and downstream (the assistant
 aggregator needs `played_s`). Every frame other than bot audio is forwarded downstream as is.
+
+Live audio (turn 0: no bot reply, such as an echo of the caller) comes in real time and leaves in
+real time, so once late input has made the pacer play silence (an underrun) and the late audio
+then queued behind it, that backlog would stay for the rest of the stream: each lost or late
+packet can add a chunk of round trip that never goes. With `live_backlog_s` set, the pacer
+watches the least live audio queued after its ticks over each second (the standing backlog, not
+a passing burst: a second in which the buffer was needed drains it to nothing at some tick) and
+drops the oldest whole chunks beyond the bound. So the buffer that loss or jitter built lasts
+while it is used and goes within about a second once the network calms. A reply (turn ≥ 1) is
+made faster than real time and queued on purpose: it is never trimmed.
 """
 
 from __future__ import annotations
@@ -58,6 +68,8 @@ from ._playout import AudioChunk, Playout
 #: If the pacer falls this many chunks behind (a stalled event loop), it re-anchors instead
 #: of bursting the backlog onto the wire.
 _MAX_LAG_CHUNKS = 5
+#: The span over which the standing backlog of live audio is the least queued (see the docstring).
+_LIVE_WINDOW_NS = NS_PER_S
 
 
 @dataclass(slots=True)
@@ -70,6 +82,8 @@ class OutputOptions:
     emit_silence: bool = False
     #: Declare the bot stopped after this long without audio when the reply's end was not seen.
     stop_after_idle_s: float = 0.35
+    #: Live audio (turn 0) standing queued beyond this is dropped, oldest first; None: kept.
+    live_backlog_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +101,10 @@ class OutputTransport(FrameProcessor):
         self.output_options = options or OutputOptions()
         self.playout: Playout | None = None
         self.underruns = 0
+        #: Samples of live audio dropped as a standing backlog (`OutputOptions.live_backlog_s`).
+        self.trimmed_samples = 0
+        self._live_floor: int | None = None
+        self._live_window_end_ns = 0
         self._speaking: _Speaking | None = None
         self._user_turn = UserTurnGate()  # replies prepared at a pause wait for the user's turn to end
         self._ended_turn: int | None = None
@@ -235,6 +253,8 @@ class OutputTransport(FrameProcessor):
     async def _tick(self, now: int) -> None:
         assert self.playout is not None
         chunk = None if self._held() else self.playout.pop()
+        if self.output_options.live_backlog_s is not None:
+            self._bound_live_backlog(now)
         speaking = self._speaking
         if chunk is None:
             if self.output_options.emit_silence:
@@ -259,6 +279,25 @@ class OutputTransport(FrameProcessor):
         speaking.last_audio_ns = now
         if events:
             await self._announce(*events)
+
+    def _bound_live_backlog(self, now: int) -> None:
+        """Drop the standing backlog of live audio beyond `live_backlog_s` (see the docstring)."""
+        playout, bound_s = self.playout, self.output_options.live_backlog_s
+        assert playout is not None and bound_s is not None
+        if playout.next_turn() not in (None, 0):
+            self._live_floor = None  # a reply is queued: nothing is trimmed, the watch starts again
+            return
+        queued = playout.queued_samples
+        if self._live_floor is None:
+            self._live_floor, self._live_window_end_ns = queued, now + _LIVE_WINDOW_NS
+            return
+        self._live_floor = min(self._live_floor, queued)
+        if now < self._live_window_end_ns:
+            return
+        excess = self._live_floor - round(bound_s * self.sample_rate)
+        self._live_floor = None
+        if excess >= playout.chunk_samples:
+            self.trimmed_samples += playout.drop_live(excess)
 
     def _reply_over(self, speaking: _Speaking, now: int) -> bool:
         if self._ending or self._ended_turn == speaking.turn:

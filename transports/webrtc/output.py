@@ -16,7 +16,9 @@ WIRE_RATE = 48_000
 
 
 def wire_output_options() -> OutputOptions:
-    return OutputOptions(sample_rate=WIRE_RATE, num_channels=1, chunk_ms=20, emit_silence=True)
+    # Live audio (an echo) keeps no standing backlog once a second passes without need of one:
+    # the round trip comes back after loss or jitter ends (a bot's reply is never trimmed).
+    return OutputOptions(sample_rate=WIRE_RATE, num_channels=1, chunk_ms=20, emit_silence=True, live_backlog_s=0.0)
 
 
 class WebRTCOutputTransport(OutputTransport):
